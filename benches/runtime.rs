@@ -1,0 +1,3 @@
+//! Benchmarks of the runtime against raw ractor and tokio (filled in below).
+
+fn main() {}

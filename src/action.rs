@@ -1,0 +1,165 @@
+//! Actions: named, typed requests with typed replies.
+//!
+//! An action is a plain type that implements [`Action`]: its name is a compile-time constant,
+//! so callers never spell it, and its reply type is checked by the compiler. A service answers
+//! it by implementing [`Handler`] and, to make it callable by name (HTTP, the CLI, other nodes),
+//! declaring it with [`Definition::action`](crate::Definition::action).
+//!
+//! # Example
+//!
+//! ```
+//! use sora::{Action, BoxError, Context, Definition, Handler, Service};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Translate { text: String, to: String }
+//!
+//! impl Action for Translate {
+//!     const NAME: &'static str = "translate";
+//!     type Reply = String;
+//! }
+//!
+//! #[derive(Default)]
+//! struct Translator;
+//!
+//! impl Service for Translator {
+//!     fn define(def: &mut Definition<Self>) {
+//!         def.action::<Translate>();
+//!     }
+//! }
+//!
+//! impl Handler<Translate> for Translator {
+//!     async fn handle(&self, t: Translate, _ctx: &Context) -> Result<String, BoxError> {
+//!         Ok(format!("[{}] {}", t.to, t.text))
+//!     }
+//! }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sora::Error> {
+//! let runtime = sora::Runtime::builder().service(Translator::default).start().await?;
+//! let service = runtime.service_by_name("Translator")?;
+//! let reply = service
+//!     .act_json("translate", serde_json::json!({"text": "hi", "to": "pt"}), Default::default())
+//!     .await?;
+//! assert_eq!(reply, "[pt] hi");
+//! # runtime.shutdown().await }
+//! ```
+//!
+//! # Options
+//!
+//! Every call carries [`CallOptions`]: a priority (among queued calls the higher runs first), a
+//! timeout (the caller gets [`Error::Timeout`](crate::Error::Timeout) and the handler is
+//! cancelled) and a correlation id (recorded on the tracing span of everything the call does).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{Codec, Format};
+use crate::handle::ServiceCell;
+use crate::service::{Context, Service};
+use crate::{BoxError, Error};
+
+/// A named request with a typed reply.
+pub trait Action: Send + 'static {
+    /// The action's name, unique within a service: what HTTP, the CLI and remote nodes call it by.
+    const NAME: &'static str;
+
+    /// What the handler returns on success.
+    type Reply: Send + 'static;
+}
+
+/// A service's handler for one action type.
+pub trait Handler<A: Action>: Service {
+    /// Handles one call.
+    ///
+    /// Runs on a task of its own, so the service's host keeps answering status queries while
+    /// it runs. It is cancelled (dropped at an `.await`) when the call's timeout passes.
+    ///
+    /// # Errors
+    ///
+    /// An error reaches the caller as [`Error::ActionFailed`](crate::Error::ActionFailed) and is
+    /// counted as a failure; the service stays up. A panic fails the service.
+    fn handle(
+        &self,
+        action: A,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<A::Reply, BoxError>> + Send;
+}
+
+/// Per-call options: priority, timeout and correlation id.
+///
+/// They travel with a call wherever it goes, so they are serializable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CallOptions {
+    /// Among queued calls of one service, the higher priority runs first (default 0; ties run
+    /// in arrival order).
+    pub priority: i32,
+    /// How long the caller waits; past it the caller gets a timeout error and the handler is
+    /// cancelled. `None` waits as long as the work takes.
+    pub timeout: Option<Duration>,
+    /// An id that ties this call to the work that caused it; recorded in tracing spans. Calls
+    /// made from inside a handler inherit it unless they set their own.
+    pub correlation_id: Option<Arc<str>>,
+}
+
+pub(crate) type Invoke<S> =
+    fn(Arc<ServiceCell<S>>, Vec<u8>, CallOptions) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
+
+/// One declared action: its name and how to call it by name in each format.
+pub(crate) struct ActionEntry<S: Service> {
+    pub(crate) name: &'static str,
+    pub(crate) json: Invoke<S>,
+    pub(crate) bincode: Invoke<S>,
+}
+
+impl<S: Service> ActionEntry<S> {
+    pub(crate) fn of<A>() -> Self
+    where
+        S: Handler<A>,
+        A: Action + DeserializeOwned,
+        A::Reply: Serialize,
+    {
+        ActionEntry {
+            name: A::NAME,
+            json: invoke::<S, A, crate::codec::Json>,
+            bincode: invoke::<S, A, crate::codec::Bincode>,
+        }
+    }
+
+    pub(crate) fn invoker(&self, format: Format) -> Invoke<S> {
+        match format {
+            Format::Json => self.json,
+            Format::Bincode => self.bincode,
+        }
+    }
+}
+
+fn invoke<S, A, C>(
+    cell: Arc<ServiceCell<S>>,
+    params: Vec<u8>,
+    options: CallOptions,
+) -> BoxFuture<'static, Result<Vec<u8>, Error>>
+where
+    S: Handler<A>,
+    A: Action + DeserializeOwned,
+    A::Reply: Serialize,
+    C: Codec,
+{
+    Box::pin(async move {
+        let action: A = C::decode(&params).map_err(|e| Error::BadParameters {
+            service: cell.name().to_owned(),
+            action: A::NAME.to_owned(),
+            field: e.field,
+            message: e.message,
+        })?;
+        let reply = cell.call(action, options).await?;
+        C::encode(&reply).map_err(|message| Error::Encode {
+            service: cell.name().to_owned(),
+            action: A::NAME.to_owned(),
+            message,
+        })
+    })
+}

@@ -1,0 +1,179 @@
+//! The one error type that every Sora call returns.
+//!
+//! Each variant is a case a caller can act on: retry later, fix the request, give up. Display text
+//! is short and lowercase; [`Error::code`] gives a stable machine-readable code for the HTTP plane
+//! and the CLI.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed error from user code: what service hooks and action handlers return on failure.
+///
+/// Any error type converts into it with `?`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong with a call into the runtime.
+///
+/// The enum is `#[non_exhaustive]`: later versions may add cases.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No service of that name or type is registered in this runtime.
+    #[error("unknown service `{name}`")]
+    UnknownService {
+        /// The name (or type name) that was looked up.
+        name: String,
+    },
+    /// The service does not declare an action of that name.
+    #[error("service `{service}` has no action `{action}`")]
+    UnknownAction {
+        /// The service that was called.
+        service: String,
+        /// The action name that it does not know.
+        action: String,
+    },
+    /// The service does not emit an event of that name.
+    #[error("service `{service}` does not emit `{event}` (it emits: {})", emits.join(", "))]
+    UnknownEvent {
+        /// The service that was asked.
+        service: String,
+        /// The event name it does not emit.
+        event: String,
+        /// The events it does emit.
+        emits: Vec<String>,
+    },
+    /// The service does not accept that command.
+    #[error("service `{service}` does not accept the command `{command}`")]
+    UnknownCommand {
+        /// The service that was called.
+        service: String,
+        /// The command name that it does not accept.
+        command: String,
+    },
+    /// The parameters of a call by name could not be decoded into the action's type.
+    #[error("bad parameters for `{service}.{action}`: {message}")]
+    BadParameters {
+        /// The service that was called.
+        service: String,
+        /// The action whose parameters were bad.
+        action: String,
+        /// The path of the offending field (`options.to`), when it is known.
+        field: Option<String>,
+        /// What the decoder said.
+        message: String,
+    },
+    /// The call did not complete within its timeout; the handler was cancelled.
+    #[error("`{service}.{action}` timed out after {after:?}")]
+    Timeout {
+        /// The service that was called.
+        service: String,
+        /// The action or command that timed out.
+        action: String,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// The handler ran and returned an error.
+    #[error("`{service}.{action}` failed: {message}")]
+    ActionFailed {
+        /// The service that was called.
+        service: String,
+        /// The action or command that failed.
+        action: String,
+        /// The handler's error, rendered.
+        message: String,
+        /// The handler's error itself, when it was raised in this process.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+    /// The service crashed (a panic or a failed hook) while it held or queued the call.
+    #[error("service `{service}` failed: {reason}")]
+    ServiceFailed {
+        /// The service that failed.
+        service: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The service exists but cannot take calls now (it is restarting, or it has stopped).
+    #[error("service `{service}` is unavailable: {reason}")]
+    ServiceUnavailable {
+        /// The service that was called.
+        service: String,
+        /// Why it cannot take the call.
+        reason: String,
+    },
+    /// The service is disabled in this runtime.
+    #[error("service `{service}` is disabled")]
+    ServiceDisabled {
+        /// The disabled service.
+        service: String,
+    },
+    /// The runtime is shutting down and takes no new work.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+    /// A start-up service failed and the runtime did not start.
+    #[error("start-up of `{service}` failed: {reason}")]
+    StartupFailed {
+        /// The service whose start-up failed.
+        service: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A critical service exceeded its restart intensity and stopped the runtime.
+    #[error("critical service `{service}` could not be kept up: {reason}")]
+    CriticalFailure {
+        /// The critical service.
+        service: String,
+        /// Its last failure.
+        reason: String,
+    },
+    /// A value could not be encoded for the wire or for a by-name caller.
+    #[error("could not encode the reply of `{service}.{action}`: {message}")]
+    Encode {
+        /// The service that was called.
+        service: String,
+        /// The action whose reply could not be encoded.
+        action: String,
+        /// What the encoder said.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A stable, machine-readable code for this error (`unknown_service`, `timeout`, ...).
+    ///
+    /// The HTTP plane and the CLI report it; it never changes between versions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = sora::Error::ShuttingDown;
+    /// assert_eq!(err.code(), "shutting_down");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownService { .. } => "unknown_service",
+            Error::UnknownAction { .. } => "unknown_action",
+            Error::UnknownCommand { .. } => "unknown_command",
+            Error::UnknownEvent { .. } => "unknown_event",
+            Error::BadParameters { .. } => "bad_parameters",
+            Error::Timeout { .. } => "timeout",
+            Error::ActionFailed { .. } => "action_failed",
+            Error::ServiceFailed { .. } => "service_failed",
+            Error::ServiceUnavailable { .. } => "service_unavailable",
+            Error::ServiceDisabled { .. } => "service_disabled",
+            Error::ShuttingDown => "shutting_down",
+            Error::StartupFailed { .. } => "startup_failed",
+            Error::CriticalFailure { .. } => "critical_failure",
+            Error::Encode { .. } => "encode",
+        }
+    }
+
+    pub(crate) fn action_failed(service: &str, action: &str, err: BoxError) -> Self {
+        Error::ActionFailed {
+            service: service.to_owned(),
+            action: action.to_owned(),
+            message: err.to_string(),
+            source: Some(Arc::from(err)),
+        }
+    }
+}

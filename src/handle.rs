@@ -1,0 +1,295 @@
+//! Handles: what a caller holds to act on a service.
+//!
+//! [`ServiceHandle<S>`] is typed: its actions are checked by the compiler. [`ServiceRef`] is
+//! untyped, for callers that know a service only by name (the HTTP plane, the CLI, other nodes):
+//! it calls actions by name with encoded parameters.
+//!
+//! Both survive restarts of their service: they point at the service, not at one of its actors,
+//! and the supervisor moves the service to each new actor. Both are cheap to clone.
+//!
+//! # Examples
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use sora::{Action, BoxError, Context, Handler, Runtime, Service};
+//! # #[derive(Default)] struct Translator;
+//! # impl Service for Translator {}
+//! # struct Translate(String);
+//! # impl Action for Translate { const NAME: &'static str = "translate"; type Reply = String; }
+//! # impl Handler<Translate> for Translator {
+//! #     async fn handle(&self, t: Translate, _: &Context) -> Result<String, BoxError> { Ok(t.0) }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+//! let runtime = Runtime::builder().service(Translator::default).start().await?;
+//! let translator = runtime.service::<Translator>()?;
+//! let text = translator
+//!     .act(Translate("hola".into()))
+//!     .priority(10)
+//!     .timeout(Duration::from_secs(30))
+//!     .correlation_id("upload-42")
+//!     .await?;
+//! assert_eq!(text, "hola");
+//! # runtime.shutdown().await }
+//! ```
+
+mod cell;
+mod request;
+
+use std::sync::Arc;
+
+use ractor::ActorRef;
+
+pub(crate) use cell::{ErasedService, ServiceCell};
+pub use request::{ActRequest, CommandRequest, Then};
+
+use crate::Error;
+use crate::action::{Action, CallOptions, Handler};
+use crate::codec::Format;
+use crate::host::ServiceMessage;
+use crate::service::{Command, Health, Service};
+use crate::status::{ServiceInfo, ServiceStatus};
+
+/// A typed handle to a service of type `S`.
+pub struct ServiceHandle<S: Service> {
+    cell: Arc<ServiceCell<S>>,
+}
+
+impl<S: Service> Clone for ServiceHandle<S> {
+    fn clone(&self) -> Self {
+        ServiceHandle {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+impl<S: Service> std::fmt::Debug for ServiceHandle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHandle")
+            .field("service", &self.cell.name())
+            .finish()
+    }
+}
+
+impl<S: Service> ServiceHandle<S> {
+    pub(crate) fn new(cell: Arc<ServiceCell<S>>) -> Self {
+        ServiceHandle { cell }
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        self.cell.name()
+    }
+
+    /// Starts a typed action call; set options on the request, then `.await` it.
+    ///
+    /// # Errors
+    ///
+    /// The awaited request fails with [`Error::Timeout`], [`Error::ActionFailed`],
+    /// [`Error::ServiceFailed`], [`Error::ServiceUnavailable`] or [`Error::ShuttingDown`].
+    pub fn act<A>(&self, action: A) -> ActRequest<S, A>
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        ActRequest::new(self.cell.clone(), action)
+    }
+
+    /// Sends a command and waits until it has run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownCommand`] if the service does not accept it, and the errors of
+    /// [`act`](Self::act).
+    pub fn command(&self, command: Command) -> CommandRequest {
+        CommandRequest::new(self.cell.clone(), command)
+    }
+
+    /// Runs the service's periodic work now (or once more after the run in progress).
+    pub fn trigger(&self) -> CommandRequest {
+        self.command(Command::TriggerNow)
+    }
+
+    /// Asks the service to process a batch.
+    pub fn process_batch(&self, size: Option<usize>, filter: Option<String>) -> CommandRequest {
+        self.command(Command::ProcessBatch { size, filter })
+    }
+
+    /// Asks the service to check its queue.
+    pub fn check_queue(&self) -> CommandRequest {
+        self.command(Command::CheckQueue)
+    }
+
+    /// Sends a command without waiting for it to run (fire and forget).
+    ///
+    /// # Errors
+    ///
+    /// Fails only when the command cannot be delivered: [`Error::ShuttingDown`],
+    /// [`Error::ServiceUnavailable`] or [`Error::ServiceFailed`]. A command the service does not
+    /// accept is dropped with a warning in the log.
+    pub fn tell(&self, command: Command) -> Result<(), Error> {
+        self.cell.send(ServiceMessage::command(
+            command,
+            CallOptions::default(),
+            None,
+        ))
+    }
+
+    /// The service's status snapshot. Answers at once, even while the service is busy.
+    ///
+    /// # Errors
+    ///
+    /// Never fails for a local service; the `Result` leaves room for remote ones.
+    pub async fn status(&self) -> Result<ServiceStatus, Error> {
+        Ok(self.cell.shared.status())
+    }
+
+    /// The service's health: its own check, bounded by a timeout, and what supervision knows.
+    ///
+    /// # Errors
+    ///
+    /// Never fails for a local service; the `Result` leaves room for remote ones.
+    pub async fn health(&self) -> Result<Health, Error> {
+        Ok(ServiceCell::health(&self.cell).await)
+    }
+
+    /// What the service declared.
+    ///
+    /// # Errors
+    ///
+    /// Never fails for a local service; the `Result` leaves room for remote ones.
+    pub async fn info(&self) -> Result<ServiceInfo, Error> {
+        Ok(self.cell.info())
+    }
+
+    /// The actor reference of the service's current incarnation, to send it
+    /// [`ServiceMessage`]s with ractor's own `cast` and `call`. `None` while it restarts or after
+    /// it has stopped. Unlike the handle, a reference does not follow restarts.
+    pub fn actor_ref(&self) -> Option<ActorRef<ServiceMessage<S>>> {
+        self.cell.actor_ref()
+    }
+
+    /// An untyped reference to the same service.
+    pub fn as_ref(&self) -> ServiceRef {
+        ServiceRef {
+            inner: self.cell.clone(),
+        }
+    }
+}
+
+/// An untyped handle to a service, for callers that know it by name.
+#[derive(Clone)]
+pub struct ServiceRef {
+    inner: Arc<dyn ErasedService>,
+}
+
+impl std::fmt::Debug for ServiceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRef")
+            .field("service", &self.inner.name())
+            .finish()
+    }
+}
+
+impl ServiceRef {
+    pub(crate) fn new(inner: Arc<dyn ErasedService>) -> Self {
+        ServiceRef { inner }
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Calls an action by name with JSON parameters and returns its JSON reply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownAction`] if the service declares no such action,
+    /// [`Error::BadParameters`] (naming the field) if `params` does not fit the action's type,
+    /// and the errors of [`ServiceHandle::act`].
+    pub async fn act_json(
+        &self,
+        action: &str,
+        params: serde_json::Value,
+        options: CallOptions,
+    ) -> Result<serde_json::Value, Error> {
+        let bytes = serde_json::to_vec(&params).map_err(|e| Error::BadParameters {
+            service: self.name().to_owned(),
+            action: action.to_owned(),
+            field: None,
+            message: e.to_string(),
+        })?;
+        let reply = self
+            .act_encoded(action, Format::Json, bytes, options)
+            .await?;
+        serde_json::from_slice(&reply).map_err(|e| Error::Encode {
+            service: self.name().to_owned(),
+            action: action.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Calls an action by name with parameters encoded in `format`; the reply comes back in the
+    /// same format. This is the seam that remote nodes call through.
+    ///
+    /// # Errors
+    ///
+    /// As [`act_json`](Self::act_json).
+    pub async fn act_encoded(
+        &self,
+        action: &str,
+        format: Format,
+        params: Vec<u8>,
+        options: CallOptions,
+    ) -> Result<Vec<u8>, Error> {
+        self.inner
+            .clone()
+            .act_encoded(action, format, params, options)
+            .await
+    }
+
+    /// Sends a command and waits until it has run.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceHandle::command`].
+    pub async fn command(&self, command: Command, options: CallOptions) -> Result<(), Error> {
+        self.inner.clone().command(command, options).await
+    }
+
+    /// Sends a command without waiting (fire and forget).
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceHandle::tell`].
+    pub fn tell(&self, command: Command) -> Result<(), Error> {
+        self.inner.tell(command)
+    }
+
+    /// The service's status snapshot.
+    ///
+    /// # Errors
+    ///
+    /// Never fails for a local service.
+    pub async fn status(&self) -> Result<ServiceStatus, Error> {
+        Ok(self.inner.status())
+    }
+
+    /// The service's health.
+    ///
+    /// # Errors
+    ///
+    /// Never fails for a local service.
+    pub async fn health(&self) -> Result<Health, Error> {
+        Ok(self.inner.clone().health().await)
+    }
+
+    /// What the service declared.
+    ///
+    /// # Errors
+    ///
+    /// Never fails for a local service.
+    pub async fn info(&self) -> Result<ServiceInfo, Error> {
+        Ok(self.inner.info())
+    }
+}

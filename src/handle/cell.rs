@@ -1,0 +1,347 @@
+//! The service cell: one per registered service, shared by its handles, its registry entry and
+//! its supervisor slot. It points at the current incarnation's actor.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::request::ReplyFuture;
+use crate::Error;
+use crate::action::{Action, CallOptions, Handler};
+use crate::codec::Format;
+use crate::host::{HostActor, HostArgs, Internal, Query, ServiceMessage, ServiceShared};
+use crate::runtime::RuntimeShared;
+use crate::service::{Command, Definition, Health, Service, Startup};
+use crate::status::{ScheduleInfo, ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
+use crate::supervisor::Restart;
+
+pub(crate) struct ServiceCell<S: Service> {
+    pub(crate) def: Definition<S>,
+    pub(crate) shared: Arc<ServiceShared>,
+    pub(crate) factory: Box<dyn Fn() -> S + Send + Sync>,
+    actor: ArcSwapOption<ActorRef<ServiceMessage<S>>>,
+}
+
+impl<S: Service> ServiceCell<S> {
+    pub(crate) fn new(
+        def: Definition<S>,
+        factory: Box<dyn Fn() -> S + Send + Sync>,
+        runtime: Arc<RuntimeShared>,
+    ) -> Self {
+        ServiceCell {
+            shared: Arc::new(ServiceShared::new(&def.name, runtime)),
+            def,
+            factory,
+            actor: ArcSwapOption::empty(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    pub(crate) fn actor_ref(&self) -> Option<ActorRef<ServiceMessage<S>>> {
+        self.actor.load_full().map(|a| (*a).clone())
+    }
+
+    /// Delivers a message to the current incarnation.
+    pub(crate) fn send(&self, message: ServiceMessage<S>) -> Result<(), Error> {
+        if self.shared.runtime.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        match self.actor.load().as_ref() {
+            Some(actor) => actor
+                .send_message(message)
+                .map_err(|_| self.shared.unavailable()),
+            None => Err(self.shared.unavailable()),
+        }
+    }
+
+    /// A typed call: straight into the host's mailbox, the reply back on a oneshot.
+    pub(crate) fn call<A>(&self, action: A, options: CallOptions) -> ReplyFuture<A::Reply>
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        let timeout = options.timeout;
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(ServiceMessage::action(action, options, tx.into()));
+        ReplyFuture::new(
+            self.shared.clone(),
+            A::NAME.into(),
+            sent.map(|()| rx),
+            timeout,
+        )
+    }
+
+    pub(crate) fn command(&self, command: Command, options: CallOptions) -> ReplyFuture<()> {
+        let timeout = options.timeout;
+        let label = command.name().to_owned().into();
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(ServiceMessage::command(command, options, Some(tx.into())));
+        ReplyFuture::new(self.shared.clone(), label, sent.map(|()| rx), timeout)
+    }
+
+    pub(crate) fn info(&self) -> ServiceInfo {
+        let def = &self.def;
+        let mut kinds = Vec::new();
+        if self
+            .shared
+            .has_background
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            kinds.push(ServiceKind::LongRunning);
+        }
+        if def.schedule.is_some() {
+            kinds.push(ServiceKind::Periodic);
+        }
+        if !def.commands.is_empty() {
+            kinds.push(ServiceKind::Pokable);
+        }
+        if def.startup.is_some() {
+            kinds.push(ServiceKind::Startup);
+        }
+        let mut commands = def.commands.clone();
+        if def.schedule.is_some() && !commands.iter().any(|c| c == Command::TRIGGER) {
+            commands.insert(0, Command::TRIGGER.to_owned());
+        }
+        ServiceInfo {
+            name: def.name.clone(),
+            type_name: std::any::type_name::<S>().to_owned(),
+            kinds,
+            schedule: def.schedule.as_ref().map(ScheduleInfo::from),
+            startup: def.startup.clone(),
+            actions: def.actions.iter().map(|a| a.name.to_owned()).collect(),
+            commands,
+            events: def.events.clone(),
+            critical: def.critical,
+            concurrency: def.concurrency,
+            restart: def.restart,
+        }
+    }
+
+    pub(crate) async fn health(&self) -> Health {
+        match self.shared.stored_state() {
+            ServiceState::Failed | ServiceState::Restarting => {
+                let reason = self
+                    .shared
+                    .last_failure()
+                    .unwrap_or_else(|| "failed".into());
+                let what = if self.shared.stored_state() == ServiceState::Failed {
+                    "failed"
+                } else {
+                    "restarting"
+                };
+                return Health::unhealthy(format!("{what}: {reason}"));
+            }
+            ServiceState::Stopped | ServiceState::Stopping => {
+                return Health::unhealthy("stopped");
+            }
+            _ => {}
+        }
+        let Some(actor) = self.actor_ref() else {
+            return Health::unhealthy(self.shared.unavailable().to_string());
+        };
+        let limit = self.def.health_timeout + Duration::from_secs(1);
+        match actor
+            .call(
+                |reply| ServiceMessage::Query(Query::Health(reply)),
+                Some(limit),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(health)) => health,
+            Ok(ractor::rpc::CallResult::Timeout) => Health::unhealthy("health check timed out"),
+            _ => Health::unhealthy(self.shared.unavailable().to_string()),
+        }
+    }
+
+    pub(crate) async fn ready(&self) -> bool {
+        let Some(actor) = self.actor_ref() else {
+            return false;
+        };
+        let limit = self.def.health_timeout + Duration::from_secs(1);
+        matches!(
+            actor
+                .call(
+                    |reply| ServiceMessage::Query(Query::Ready(reply)),
+                    Some(limit)
+                )
+                .await,
+            Ok(ractor::rpc::CallResult::Success(true))
+        )
+    }
+}
+
+/// What the runtime needs of a service without knowing its type.
+pub(crate) trait ErasedService: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn service_type(&self) -> TypeId;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn shared(&self) -> &Arc<ServiceShared>;
+    fn startup(&self) -> Option<&Startup>;
+    fn restart(&self) -> Restart;
+    fn critical(&self) -> bool;
+    fn stop_timeout(&self) -> Duration;
+    fn info(&self) -> ServiceInfo;
+    fn status(&self) -> ServiceStatus;
+    fn detach(&self);
+    fn spawn(
+        self: Arc<Self>,
+        supervisor: ActorCell,
+    ) -> BoxFuture<'static, Result<ActorCell, String>>;
+    fn drain(&self, deadline: Instant, reason: Error) -> BoxFuture<'static, ()>;
+    fn act_encoded(
+        self: Arc<Self>,
+        action: &str,
+        format: Format,
+        params: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
+    fn command(
+        self: Arc<Self>,
+        command: Command,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<(), Error>>;
+    fn tell(&self, command: Command) -> Result<(), Error>;
+    fn health(self: Arc<Self>) -> BoxFuture<'static, Health>;
+    fn ready(self: Arc<Self>) -> BoxFuture<'static, bool>;
+}
+
+impl<S: Service> ErasedService for ServiceCell<S> {
+    fn name(&self) -> &str {
+        ServiceCell::name(self)
+    }
+
+    fn service_type(&self) -> TypeId {
+        TypeId::of::<S>()
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn shared(&self) -> &Arc<ServiceShared> {
+        &self.shared
+    }
+
+    fn startup(&self) -> Option<&Startup> {
+        self.def.startup.as_ref()
+    }
+
+    fn restart(&self) -> Restart {
+        self.def.restart
+    }
+
+    fn critical(&self) -> bool {
+        self.def.critical
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        self.def.stop_timeout
+    }
+
+    fn info(&self) -> ServiceInfo {
+        ServiceCell::info(self)
+    }
+
+    fn status(&self) -> ServiceStatus {
+        self.shared.status()
+    }
+
+    fn detach(&self) {
+        self.actor.store(None);
+    }
+
+    fn spawn(
+        self: Arc<Self>,
+        supervisor: ActorCell,
+    ) -> BoxFuture<'static, Result<ActorCell, String>> {
+        Box::pin(async move {
+            let args = HostArgs { cell: self.clone() };
+            match HostActor::<S>::spawn_linked(None, HostActor::new(), args, supervisor).await {
+                Ok((actor, _)) => {
+                    let cell = actor.get_cell();
+                    self.actor.store(Some(Arc::new(actor)));
+                    Ok(cell)
+                }
+                Err(SpawnErr::StartupFailed(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn drain(&self, deadline: Instant, reason: Error) -> BoxFuture<'static, ()> {
+        let actor = self.actor.swap(None);
+        let grace = self.def.stop_timeout * 2 + Duration::from_secs(1);
+        Box::pin(async move {
+            let Some(actor) = actor else { return };
+            let limit = deadline.saturating_duration_since(Instant::now()) + grace;
+            let drained = actor
+                .call(
+                    |reply| {
+                        ServiceMessage::Internal(Internal(crate::host::InternalKind::Drain {
+                            deadline,
+                            reason,
+                            reply,
+                        }))
+                    },
+                    Some(limit),
+                )
+                .await;
+            if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+                actor.kill();
+            }
+            let _ = actor.wait(Some(grace)).await;
+        })
+    }
+
+    fn act_encoded(
+        self: Arc<Self>,
+        action: &str,
+        format: Format,
+        params: Vec<u8>,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
+        match self.def.actions.iter().find(|a| a.name == action) {
+            Some(entry) => (entry.invoker(format))(self, params, options),
+            None => {
+                let err = Error::UnknownAction {
+                    service: self.name().to_owned(),
+                    action: action.to_owned(),
+                };
+                Box::pin(async move { Err(err) })
+            }
+        }
+    }
+
+    fn command(
+        self: Arc<Self>,
+        command: Command,
+        options: CallOptions,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(async move { ServiceCell::command(&self, command, options).await })
+    }
+
+    fn tell(&self, command: Command) -> Result<(), Error> {
+        self.send(ServiceMessage::command(
+            command,
+            CallOptions::default(),
+            None,
+        ))
+    }
+
+    fn health(self: Arc<Self>) -> BoxFuture<'static, Health> {
+        Box::pin(async move { ServiceCell::health(&self).await })
+    }
+
+    fn ready(self: Arc<Self>) -> BoxFuture<'static, bool> {
+        Box::pin(async move { ServiceCell::ready(&self).await })
+    }
+}

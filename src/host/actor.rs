@@ -1,0 +1,507 @@
+//! The `ractor::Actor` impl of a service host.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::job::{Incarnation, Outcome, guarded};
+use super::messages::{EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
+use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
+use crate::Error;
+use crate::handle::ServiceCell;
+use crate::service::{Command, Health, MissedTick, Service};
+use crate::status::{LastRun, ServiceState};
+
+pub(crate) struct HostActor<S>(PhantomData<fn() -> S>);
+
+impl<S> HostActor<S> {
+    pub(crate) fn new() -> Self {
+        HostActor(PhantomData)
+    }
+}
+
+pub(crate) struct HostArgs<S: Service> {
+    pub(crate) cell: Arc<ServiceCell<S>>,
+}
+
+type TickReply = RpcReplyPort<Result<(), Error>>;
+
+#[derive(Default)]
+struct Ticks {
+    running: bool,
+    follow_up: bool,
+    /// Waiting for the run in progress.
+    waiters: Vec<TickReply>,
+    /// Waiting for the follow-up run.
+    next_waiters: Vec<TickReply>,
+}
+
+/// Aborts its task when dropped, so a failed incarnation leaves no timers behind.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) struct HostState<S: Service> {
+    inc: Arc<Incarnation<S>>,
+    ticks: Ticks,
+    ticker: Option<AbortOnDrop>,
+    background: Option<AbortOnDrop>,
+    stopped_in_order: bool,
+}
+
+impl<S: Service> Actor for HostActor<S> {
+    type Msg = ServiceMessage<S>;
+    type State = HostState<S>;
+    type Arguments = HostArgs<S>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: HostArgs<S>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let cell = args.cell;
+        cell.shared.set_state(ServiceState::Starting);
+        let svc = (cell.factory)();
+        let inc = Arc::new(Incarnation::new(svc, cell.clone(), myself));
+        let ctx = inc.context(None);
+        let timeout = cell.def.start_timeout;
+        let span = tracing::info_span!("start", service = %cell.shared.name);
+        let outcome = guarded(
+            inc.svc.start(&ctx).instrument(span),
+            Some(Instant::now() + timeout),
+            &CancellationToken::new(),
+        )
+        .await;
+        match outcome {
+            Outcome::Done(Ok(())) => Ok(HostState {
+                inc,
+                ticks: Ticks::default(),
+                ticker: None,
+                background: None,
+                stopped_in_order: false,
+            }),
+            Outcome::Done(Err(e)) => Err(format!("start failed: {e}").into()),
+            Outcome::TimedOut => Err(format!("start timed out after {timeout:?}").into()),
+            Outcome::Cancelled => Err("start cancelled".into()),
+            Outcome::Panicked(m) => Err(format!("start panicked: {m}").into()),
+        }
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = &state.inc.cell;
+        cell.shared.set_state(ServiceState::Idle);
+        state.background = Some(spawn_background(state.inc.clone()));
+        if let Some(schedule) = &cell.def.schedule {
+            let first = schedule.first_tick();
+            cell.shared.set_next_run(Some(Instant::now() + first));
+            state.ticker = Some(match schedule.missed {
+                MissedTick::Delay => tick_after(myself, first),
+                MissedTick::Skip | MissedTick::RunOnce => {
+                    tick_every(myself, first, schedule.period)
+                }
+            });
+            if schedule.run_on_start {
+                start_tick(state);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ServiceMessage::Call(envelope) => {
+                on_call(state, envelope.0);
+                Ok(())
+            }
+            ServiceMessage::Query(query) => {
+                on_query(state, query);
+                Ok(())
+            }
+            ServiceMessage::Subscribe(sub) => {
+                on_subscribe(state, sub);
+                Ok(())
+            }
+            ServiceMessage::Internal(internal) => match internal.0 {
+                InternalKind::Tick => {
+                    on_tick(state);
+                    Ok(())
+                }
+                InternalKind::TickDone { error, panicked } => {
+                    on_tick_done(myself, state, error, panicked)
+                }
+                InternalKind::Failed(reason) => fail(state, reason),
+                InternalKind::Drain {
+                    deadline,
+                    reason,
+                    reply,
+                } => {
+                    stop_in_order(state, deadline, reason).await;
+                    let _ = reply.send(());
+                    myself.stop(Some("stopped in order".into()));
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.stopped_in_order {
+            let cell = &state.inc.cell;
+            let reason = Error::ServiceUnavailable {
+                service: cell.name().to_owned(),
+                reason: "stopped".into(),
+            };
+            let deadline = Instant::now() + cell.def.stop_timeout;
+            stop_in_order(state, deadline, reason).await;
+        }
+        Ok(())
+    }
+}
+
+fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
+    let inc = &state.inc;
+    let shutting_down = inc.cell.shared.runtime.is_shutting_down();
+    match envelope {
+        EnvelopeKind::Job(job) if shutting_down => job.reject(Error::ShuttingDown),
+        EnvelopeKind::Job(job) => inc.submit(job),
+        EnvelopeKind::Command(cmd) if shutting_down => cmd.respond(Err(Error::ShuttingDown)),
+        EnvelopeKind::Command(cmd) => {
+            let def = &inc.cell.def;
+            if !def.accepts(&cmd.command) {
+                let err = Error::UnknownCommand {
+                    service: inc.cell.name().to_owned(),
+                    command: cmd.command.name().to_owned(),
+                };
+                cmd.respond(Err(err));
+            } else if cmd.command == Command::TriggerNow && def.schedule.is_some() {
+                trigger(state, cmd.reply);
+            } else {
+                inc.submit(Box::new(cmd));
+            }
+        }
+    }
+}
+
+fn on_query<S: Service>(state: &HostState<S>, query: Query) {
+    let cell = &state.inc.cell;
+    match query {
+        Query::Status(reply) => {
+            let _ = reply.send(cell.shared.status());
+        }
+        Query::Info(reply) => {
+            let _ = reply.send(cell.info());
+        }
+        Query::Health(reply) => {
+            let inc = state.inc.clone();
+            tokio::spawn(async move {
+                let _ = reply.send(check_health(&inc).await);
+            });
+        }
+        Query::Ready(reply) => {
+            let inc = state.inc.clone();
+            tokio::spawn(async move {
+                let ctx = inc.context(None);
+                let deadline = Instant::now() + inc.cell.def.health_timeout;
+                let ready = matches!(
+                    guarded(inc.svc.ready(&ctx), Some(deadline), &inc.cancel).await,
+                    Outcome::Done(true)
+                );
+                let _ = reply.send(ready);
+            });
+        }
+    }
+}
+
+async fn check_health<S: Service>(inc: &Incarnation<S>) -> Health {
+    let ctx = inc.context(None);
+    let deadline = Instant::now() + inc.cell.def.health_timeout;
+    match guarded(inc.svc.health(&ctx), Some(deadline), &inc.cancel).await {
+        Outcome::Done(health) => health,
+        Outcome::TimedOut => Health::unhealthy("health check timed out"),
+        Outcome::Cancelled => Health::unhealthy("stopping"),
+        Outcome::Panicked(m) => Health::unhealthy(format!("health check panicked: {m}")),
+    }
+}
+
+fn on_subscribe<S: Service>(state: &HostState<S>, sub: Subscribe) {
+    let def = &state.inc.cell.def;
+    let result = if def.events.contains(&sub.event) {
+        Ok(())
+    } else {
+        Err(Error::UnknownEvent {
+            service: def.name.clone(),
+            event: sub.event,
+            emits: def.events.clone(),
+        })
+    };
+    let _ = sub.reply.send(result);
+}
+
+fn on_tick<S: Service>(state: &mut HostState<S>) {
+    let cell = &state.inc.cell;
+    let Some(schedule) = &cell.def.schedule else {
+        return;
+    };
+    if schedule.missed != MissedTick::Delay {
+        cell.shared
+            .set_next_run(Some(Instant::now() + schedule.period));
+    }
+    if state.ticks.running {
+        cell.shared.skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(service = %cell.shared.name, "tick skipped: the last run is still going");
+        if schedule.missed == MissedTick::RunOnce {
+            state.ticks.follow_up = true;
+        }
+    } else {
+        start_tick(state);
+    }
+}
+
+fn trigger<S: Service>(state: &mut HostState<S>, reply: Option<TickReply>) {
+    if state.ticks.running {
+        state.ticks.follow_up = true;
+        state.ticks.next_waiters.extend(reply);
+    } else {
+        state.ticks.waiters.extend(reply);
+        start_tick(state);
+    }
+}
+
+fn start_tick<S: Service>(state: &mut HostState<S>) {
+    state.ticks.running = true;
+    let inc = state.inc.clone();
+    inc.cell.shared.tick_running.store(true, Ordering::Release);
+    tokio::spawn(async move {
+        let shared = &inc.cell.shared;
+        let started_at = SystemTime::now();
+        let t0 = Instant::now();
+        let ctx = inc.context(None);
+        let span = tracing::info_span!("tick", service = %shared.name);
+        let outcome = guarded(inc.svc.tick(&ctx).instrument(span), None, &inc.cancel).await;
+        let (error, panicked) = match outcome {
+            Outcome::Done(Ok(())) => (None, None),
+            Outcome::Done(Err(e)) => (Some(e.to_string()), None),
+            Outcome::TimedOut | Outcome::Cancelled => (Some("cancelled".to_owned()), None),
+            Outcome::Panicked(m) => (Some(format!("panicked: {m}")), Some(m)),
+        };
+        shared.runs.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = &error {
+            shared.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(service = %shared.name, error = %e, "periodic run failed");
+        }
+        *shared.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastRun {
+            started_at,
+            duration: t0.elapsed(),
+            error: error.clone(),
+        });
+        shared.tick_running.store(false, Ordering::Release);
+        shared.idle.notify_waiters();
+        let _ = inc
+            .host
+            .cast(ServiceMessage::internal(InternalKind::TickDone {
+                error,
+                panicked,
+            }));
+    });
+}
+
+fn on_tick_done<S: Service>(
+    myself: ActorRef<ServiceMessage<S>>,
+    state: &mut HostState<S>,
+    error: Option<String>,
+    panicked: Option<String>,
+) -> Result<(), ActorProcessingErr> {
+    state.ticks.running = false;
+    let cell = state.inc.cell.clone();
+    let result = match (&panicked, &error) {
+        (Some(m), _) => Err(Error::ServiceFailed {
+            service: cell.name().to_owned(),
+            reason: format!("tick panicked: {m}"),
+        }),
+        (None, Some(e)) => Err(Error::ActionFailed {
+            service: cell.name().to_owned(),
+            action: Command::TRIGGER.to_owned(),
+            message: e.clone(),
+            source: None,
+        }),
+        (None, None) => Ok(()),
+    };
+    for waiter in std::mem::take(&mut state.ticks.waiters) {
+        let _ = waiter.send(result.clone());
+    }
+    if let Some(m) = panicked {
+        return fail(state, format!("tick panicked: {m}"));
+    }
+    if state.stopped_in_order {
+        return Ok(());
+    }
+    if state.ticks.follow_up {
+        state.ticks.follow_up = false;
+        state.ticks.waiters = std::mem::take(&mut state.ticks.next_waiters);
+        start_tick(state);
+    } else if let Some(schedule) = &cell.def.schedule {
+        if schedule.missed == MissedTick::Delay {
+            cell.shared
+                .set_next_run(Some(Instant::now() + schedule.period));
+            state.ticker = Some(tick_after(myself, schedule.period));
+        }
+    }
+    Ok(())
+}
+
+fn tick_every<S: Service>(
+    host: ActorRef<ServiceMessage<S>>,
+    first: std::time::Duration,
+    period: std::time::Duration,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut interval = tokio::time::interval_at(Instant::now() + first, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            interval.tick().await;
+            if host
+                .cast(ServiceMessage::internal(InternalKind::Tick))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }))
+}
+
+fn tick_after<S: Service>(
+    host: ActorRef<ServiceMessage<S>>,
+    delay: std::time::Duration,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = host.cast(ServiceMessage::internal(InternalKind::Tick));
+    }))
+}
+
+fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let shared = inc.cell.shared.clone();
+        let ctx = inc.context(None);
+        shared
+            .background
+            .store(BACKGROUND_RUNNING, Ordering::Release);
+        let fut = inc.svc.run(&ctx);
+        if shared.background.load(Ordering::Acquire) == BACKGROUND_NONE {
+            return;
+        }
+        shared.has_background.store(true, Ordering::Release);
+        let span = tracing::info_span!("run", service = %shared.name);
+        let outcome = guarded(fut.instrument(span), None, &inc.cancel).await;
+        shared.background.store(BACKGROUND_DONE, Ordering::Release);
+        shared.idle.notify_waiters();
+        let failure = match outcome {
+            Outcome::Done(Ok(())) | Outcome::Cancelled | Outcome::TimedOut => return,
+            Outcome::Done(Err(e)) => format!("run failed: {e}"),
+            Outcome::Panicked(m) => format!("run panicked: {m}"),
+        };
+        let _ = inc
+            .host
+            .cast(ServiceMessage::internal(InternalKind::Failed(failure)));
+    }))
+}
+
+/// Fails the incarnation: every call it holds is answered, and the actor fails so that the
+/// supervisor hears of it.
+fn fail<S: Service>(state: &mut HostState<S>, reason: String) -> Result<(), ActorProcessingErr> {
+    let inc = &state.inc;
+    let shared = &inc.cell.shared;
+    tracing::error!(service = %shared.name, %reason, "service failed");
+    shared.record_failure(&reason);
+    shared.set_state(ServiceState::Failed);
+    shared.set_next_run(None);
+    let err = Error::ServiceFailed {
+        service: inc.cell.name().to_owned(),
+        reason: reason.clone(),
+    };
+    refuse_queued(state, &err);
+    state.inc.cancel(err);
+    state.ticker = None;
+    Err(reason.into())
+}
+
+fn refuse_queued<S: Service>(state: &mut HostState<S>, err: &Error) {
+    let queued = state.inc.lock().close(err.clone());
+    state.inc.cell.shared.queued.store(0, Ordering::Relaxed);
+    for job in queued {
+        job.reject(err.clone());
+    }
+    for waiter in state.ticks.next_waiters.drain(..) {
+        let _ = waiter.send(Err(err.clone()));
+    }
+    state.ticks.follow_up = false;
+}
+
+/// Stops taking work, lets in-flight work finish until `deadline`, then calls the stop hook.
+async fn stop_in_order<S: Service>(state: &mut HostState<S>, deadline: Instant, reason: Error) {
+    state.stopped_in_order = true;
+    let inc = state.inc.clone();
+    let shared = &inc.cell.shared;
+    shared.set_state(ServiceState::Stopping);
+    shared.set_next_run(None);
+    state.ticker = None;
+    refuse_queued(state, &reason);
+    loop {
+        let idle = shared.idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        if shared.is_idle() {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, idle).await.is_err() {
+            tracing::warn!(service = %shared.name, "in-flight work cancelled: stop deadline passed");
+            break;
+        }
+    }
+    inc.cancel(reason);
+    if let Some(mut background) = state.background.take() {
+        let grace = Instant::now() + inc.cell.def.stop_timeout;
+        let _ = tokio::time::timeout_at(grace, &mut background.0).await;
+    }
+    let ctx = inc.context(None);
+    let stop_deadline = Instant::now() + inc.cell.def.stop_timeout;
+    let span = tracing::info_span!("stop", service = %shared.name);
+    match guarded(
+        inc.svc.stop(&ctx).instrument(span),
+        Some(stop_deadline),
+        &CancellationToken::new(),
+    )
+    .await
+    {
+        Outcome::Done(()) | Outcome::Cancelled => {}
+        Outcome::TimedOut => tracing::warn!(service = %shared.name, "stop hook timed out"),
+        Outcome::Panicked(m) => {
+            tracing::error!(service = %shared.name, panic = %m, "stop hook panicked")
+        }
+    }
+    shared.set_state(ServiceState::Stopped);
+}

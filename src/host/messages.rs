@@ -1,0 +1,173 @@
+//! The host actor's mailbox.
+
+use ractor::RpcReplyPort;
+use tokio::time::Instant;
+
+use super::job::{ActionJob, CommandJob, Deadline, Job};
+use crate::Error;
+use crate::action::{Action, CallOptions, Handler};
+use crate::service::{Command, Health, Service};
+use crate::status::{ServiceInfo, ServiceStatus};
+
+/// A message to a service's host actor.
+///
+/// This is the `Msg` type of the service's [`ActorRef`](ractor::ActorRef): an actor of the
+/// user's can talk to a service with ractor's own `cast` and `call`. Build calls with
+/// [`ServiceMessage::action`] and [`ServiceMessage::command`]; queries are plain variants.
+///
+/// # Examples
+///
+/// ```
+/// # use sora::{Action, BoxError, CallOptions, Context, Handler, Runtime, Service, ServiceMessage};
+/// # #[derive(Default)] struct Echo;
+/// # impl Service for Echo {}
+/// # struct Say(String);
+/// # impl Action for Say { const NAME: &'static str = "say"; type Reply = String; }
+/// # impl Handler<Say> for Echo {
+/// #     async fn handle(&self, s: Say, _: &Context) -> Result<String, BoxError> { Ok(s.0) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runtime = Runtime::builder().service(Echo::default).start().await?;
+/// let actor = runtime.service::<Echo>()?.actor_ref().expect("running");
+/// let reply = ractor::call!(actor, |port| {
+///     ServiceMessage::action(Say("hi".into()), CallOptions::default(), port)
+/// })?;
+/// assert_eq!(reply?, "hi");
+/// # runtime.shutdown().await?; Ok(()) }
+/// ```
+pub enum ServiceMessage<S: Service> {
+    /// An action or a command.
+    Call(Envelope<S>),
+    /// A question about the service, answered at once even while it is busy.
+    Query(Query),
+    /// A subscription to one of the service's events.
+    Subscribe(Subscribe),
+    /// Messages the runtime sends its own hosts; users cannot build them.
+    #[doc(hidden)]
+    Internal(Internal),
+}
+
+#[cfg(feature = "cluster")]
+impl<S: Service> ractor::Message for ServiceMessage<S> {}
+
+impl<S: Service> std::fmt::Debug for ServiceMessage<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceMessage::Call(_) => f.write_str("Call"),
+            ServiceMessage::Query(q) => f.debug_tuple("Query").field(q).finish(),
+            ServiceMessage::Subscribe(s) => f.debug_tuple("Subscribe").field(&s.event).finish(),
+            ServiceMessage::Internal(_) => f.write_str("Internal"),
+        }
+    }
+}
+
+impl<S: Service> ServiceMessage<S> {
+    /// A typed action with its options; the reply goes to `reply`.
+    pub fn action<A>(
+        action: A,
+        options: CallOptions,
+        reply: RpcReplyPort<Result<A::Reply, Error>>,
+    ) -> Self
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        let job = ActionJob {
+            action,
+            priority: options.priority,
+            deadline: options.timeout.map(Deadline::after),
+            correlation_id: options.correlation_id.or_else(super::current_correlation),
+            reply,
+        };
+        ServiceMessage::Call(Envelope(EnvelopeKind::Job(Box::new(job))))
+    }
+
+    /// A command with its options; with a `reply`, the result is sent there when the command
+    /// has run (for `trigger`, when the run it started or joined has finished).
+    pub fn command(
+        command: Command,
+        options: CallOptions,
+        reply: Option<RpcReplyPort<Result<(), Error>>>,
+    ) -> Self {
+        ServiceMessage::Call(Envelope(EnvelopeKind::Command(CommandJob {
+            command,
+            priority: options.priority,
+            deadline: options.timeout.map(Deadline::after),
+            correlation_id: options.correlation_id.or_else(super::current_correlation),
+            reply,
+        })))
+    }
+
+    pub(crate) fn internal(kind: InternalKind) -> Self {
+        ServiceMessage::Internal(Internal(kind))
+    }
+}
+
+/// An action or a command, ready for a host. Build one with [`ServiceMessage::action`] or
+/// [`ServiceMessage::command`].
+pub struct Envelope<S: Service>(pub(crate) EnvelopeKind<S>);
+
+impl<S: Service> std::fmt::Debug for Envelope<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Envelope")
+    }
+}
+
+pub(crate) enum EnvelopeKind<S: Service> {
+    Job(Box<dyn Job<S>>),
+    Command(CommandJob),
+}
+
+/// A question to a service's host.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Query {
+    /// Its status snapshot.
+    Status(RpcReplyPort<ServiceStatus>),
+    /// What it declared.
+    Info(RpcReplyPort<ServiceInfo>),
+    /// Its health, from its own check and from supervision.
+    Health(RpcReplyPort<Health>),
+    /// Whether it is ready for work.
+    Ready(RpcReplyPort<bool>),
+}
+
+/// A subscription request to a service's events.
+#[derive(Debug)]
+pub struct Subscribe {
+    pub(crate) event: String,
+    pub(crate) reply: RpcReplyPort<Result<(), Error>>,
+}
+
+impl Subscribe {
+    /// Asks to subscribe to the event `event`; the host answers whether it emits it.
+    pub fn new(event: impl Into<String>, reply: RpcReplyPort<Result<(), Error>>) -> Self {
+        Subscribe {
+            event: event.into(),
+            reply,
+        }
+    }
+}
+
+/// A message the runtime sends its own hosts.
+#[derive(Debug)]
+pub struct Internal(pub(crate) InternalKind);
+
+#[derive(Debug)]
+pub(crate) enum InternalKind {
+    /// A scheduled tick.
+    Tick,
+    /// A periodic run finished.
+    TickDone {
+        error: Option<String>,
+        panicked: Option<String>,
+    },
+    /// User code failed the incarnation.
+    Failed(String),
+    /// Stop in order: finish in-flight work by `deadline`, call the stop hook, then stop.
+    Drain {
+        deadline: Instant,
+        reason: Error,
+        reply: RpcReplyPort<()>,
+    },
+}

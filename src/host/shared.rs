@@ -1,0 +1,188 @@
+//! The part of a service that outlives its incarnations: counters and the status snapshot.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::runtime::RuntimeShared;
+use crate::status::{LastRun, ServiceState, ServiceStatus};
+
+/// Whether the service's `run` hook does background work.
+pub(crate) const BACKGROUND_UNKNOWN: u8 = 0;
+pub(crate) const BACKGROUND_RUNNING: u8 = 1;
+pub(crate) const BACKGROUND_NONE: u8 = 2;
+pub(crate) const BACKGROUND_DONE: u8 = 3;
+
+pub(crate) struct ServiceShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) runtime: Arc<RuntimeShared>,
+    state: AtomicU8,
+    pub(crate) runs: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) calls: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) queued: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) tick_running: AtomicBool,
+    pub(crate) background: AtomicU8,
+    pub(crate) has_background: AtomicBool,
+    pub(crate) last_run: Mutex<Option<LastRun>>,
+    pub(crate) next_run: Mutex<Option<Instant>>,
+    pub(crate) last_failure: Mutex<Option<String>>,
+    /// Woken whenever the service may have become idle (for orderly stops).
+    pub(crate) idle: Notify,
+}
+
+impl std::fmt::Debug for ServiceShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceShared")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceShared {
+    pub(crate) fn new(name: &str, runtime: Arc<RuntimeShared>) -> Self {
+        ServiceShared {
+            name: Arc::from(name),
+            runtime,
+            state: AtomicU8::new(ServiceState::Starting.as_u8()),
+            runs: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            tick_running: AtomicBool::new(false),
+            background: AtomicU8::new(BACKGROUND_UNKNOWN),
+            has_background: AtomicBool::new(false),
+            last_run: Mutex::new(None),
+            next_run: Mutex::new(None),
+            last_failure: Mutex::new(None),
+            idle: Notify::new(),
+        }
+    }
+
+    /// The state as stored: `Idle` stands for every "up" state, refined by [`Self::state`].
+    pub(crate) fn stored_state(&self) -> ServiceState {
+        ServiceState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: ServiceState) {
+        self.state.store(state.as_u8(), Ordering::Release);
+    }
+
+    /// The state as reported: an up service is busy, running or idle by what is in progress.
+    pub(crate) fn state(&self) -> ServiceState {
+        match self.stored_state() {
+            ServiceState::Idle | ServiceState::Running | ServiceState::Busy => {
+                if self.in_flight.load(Ordering::Acquire) > 0
+                    || self.tick_running.load(Ordering::Acquire)
+                {
+                    ServiceState::Busy
+                } else if self.background.load(Ordering::Acquire) == BACKGROUND_RUNNING {
+                    ServiceState::Running
+                } else {
+                    ServiceState::Idle
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && !self.tick_running.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn record_failure(&self, reason: &str) {
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+    }
+
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_next_run(&self, at: Option<Instant>) {
+        *self.next_run.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// Why the service cannot take a call now.
+    pub(crate) fn unavailable(&self) -> Error {
+        let service = self.name.to_string();
+        if self.runtime.is_shutting_down() {
+            return Error::ShuttingDown;
+        }
+        let last = self.last_failure();
+        match self.stored_state() {
+            ServiceState::Failed => Error::ServiceFailed {
+                service,
+                reason: last.unwrap_or_else(|| "failed".into()),
+            },
+            ServiceState::Restarting => Error::ServiceUnavailable {
+                service,
+                reason: match last {
+                    Some(l) => format!("restarting after: {l}"),
+                    None => "restarting".into(),
+                },
+            },
+            ServiceState::Starting => Error::ServiceUnavailable {
+                service,
+                reason: "starting".into(),
+            },
+            _ => Error::ServiceUnavailable {
+                service,
+                reason: "stopped".into(),
+            },
+        }
+    }
+
+    /// The error for a call whose reply was dropped unanswered: its incarnation died.
+    pub(crate) fn lost(&self) -> Error {
+        if self.runtime.is_shutting_down() {
+            return Error::ShuttingDown;
+        }
+        Error::ServiceFailed {
+            service: self.name.to_string(),
+            reason: self
+                .last_failure()
+                .unwrap_or_else(|| "stopped while holding the call".into()),
+        }
+    }
+
+    pub(crate) fn status(&self) -> ServiceStatus {
+        let now = Instant::now();
+        let next_run_in = self
+            .next_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| at.saturating_duration_since(now));
+        ServiceStatus {
+            name: self.name.to_string(),
+            state: self.state(),
+            last_run: self
+                .last_run
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            next_run_in,
+            runs: self.runs.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
+            queue_depth: self.queued.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            last_failure: self.last_failure(),
+        }
+    }
+}

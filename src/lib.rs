@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Feature flags
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `cluster` | builds ractor with its `cluster` feature, so service messages can cross nodes |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod action;
+pub mod codec;
+mod error;
+pub mod handle;
+mod host;
+mod registry;
+pub mod runtime;
+pub mod service;
+pub mod status;
+pub mod supervisor;
+
+pub use action::{Action, CallOptions, Handler};
+pub use error::{BoxError, Error};
+pub use handle::{ServiceHandle, ServiceRef};
+#[doc(hidden)]
+pub use host::Internal;
+pub use host::{Envelope, Query, ServiceMessage, Subscribe};
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle};
+pub use service::{Command, Context, Definition, Health, MissedTick, Schedule, Service, Startup};
+pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
+pub use supervisor::{Backoff, Restart, RestartPolicy, Strategy};
+
+pub use ractor;

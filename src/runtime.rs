@@ -1,0 +1,425 @@
+//! The runtime: builds the supervision tree, hands out handles, shuts down in order.
+//!
+//! ```text
+//! Runtime::builder()...start()
+//!   └── root supervisor (actor)
+//!         ├── registry (actor)       name / type -> service, mirrored into DashMaps
+//!         ├── start-up services      started first, in order, each within its timeout
+//!         └── service hosts          one supervised actor per service
+//! ```
+//!
+//! # Shutdown
+//!
+//! [`Runtime::shutdown`] (and Ctrl-C or SIGTERM under [`Runtime::run`]) stops taking work at
+//! once: new calls get [`Error::ShuttingDown`]. Then services stop in reverse start order: each
+//! refuses its queued calls, lets in-flight work finish until the shutdown timeout, and runs its
+//! stop hook within its stop timeout.
+
+mod builder;
+
+use std::any::TypeId;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use dashmap::DashMap;
+use ractor::ActorRef;
+use tokio::sync::watch;
+
+pub use builder::RuntimeBuilder;
+
+use crate::Error;
+use crate::handle::{ErasedService, ServiceCell, ServiceHandle, ServiceRef};
+use crate::registry::RegistryMessage;
+use crate::service::{Health, Service, short_type_name};
+use crate::supervisor::{Strategy, SupervisorMessage};
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const SHUTTING_DOWN: u8 = 2;
+const STOPPED: u8 = 3;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeConfig {
+    pub(crate) strategy: Strategy,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) fail_fast: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            strategy: Strategy::OneForOne,
+            shutdown_timeout: Duration::from_secs(30),
+            fail_fast: true,
+        }
+    }
+}
+
+/// What every part of one runtime shares.
+pub(crate) struct RuntimeShared {
+    pub(crate) id: u64,
+    phase: AtomicU8,
+    pub(crate) by_name: DashMap<String, Arc<dyn ErasedService>>,
+    pub(crate) by_type: DashMap<TypeId, Arc<dyn ErasedService>>,
+    pub(crate) registry: ArcSwapOption<ActorRef<RegistryMessage>>,
+    pub(crate) supervisor: OnceLock<ActorRef<SupervisorMessage>>,
+    exit: watch::Sender<Option<Result<(), Error>>>,
+    pub(crate) config: RuntimeConfig,
+}
+
+impl RuntimeShared {
+    pub(crate) fn new(config: RuntimeConfig) -> Arc<Self> {
+        Arc::new(RuntimeShared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            phase: AtomicU8::new(STARTING),
+            by_name: DashMap::new(),
+            by_type: DashMap::new(),
+            registry: ArcSwapOption::empty(),
+            supervisor: OnceLock::new(),
+            exit: watch::Sender::new(None),
+            config,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Arc<Self> {
+        Self::new(RuntimeConfig::default())
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.phase.load(Ordering::Acquire) >= SHUTTING_DOWN
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.phase.fetch_max(SHUTTING_DOWN, Ordering::AcqRel);
+    }
+
+    /// Records how the runtime ended; the first outcome wins.
+    pub(crate) fn finish(&self, outcome: Result<(), Error>) {
+        self.phase.fetch_max(SHUTTING_DOWN, Ordering::AcqRel);
+        self.exit.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(outcome);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    async fn wait(&self) -> Result<(), Error> {
+        let mut rx = self.exit.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn shutdown(&self) -> Result<(), Error> {
+        let was = self.phase.fetch_max(SHUTTING_DOWN, Ordering::AcqRel);
+        if was < SHUTTING_DOWN {
+            if let Some(supervisor) = self.supervisor.get() {
+                let stops: Duration = self.by_name.iter().map(|s| s.stop_timeout() * 2).sum();
+                let limit = self.config.shutdown_timeout + stops + Duration::from_secs(5);
+                let _ = supervisor
+                    .call(SupervisorMessage::Shutdown, Some(limit))
+                    .await;
+                supervisor.stop(None);
+                let _ = supervisor.wait(Some(Duration::from_secs(5))).await;
+            }
+            self.finish(Ok(()));
+        }
+        let outcome = self.wait().await;
+        self.phase.store(STOPPED, Ordering::Release);
+        outcome
+    }
+}
+
+/// A running Sora runtime: the owner of the supervision tree.
+///
+/// Dereferences to [`RuntimeHandle`], where the methods to reach services live. Dropping a
+/// runtime that has not been shut down kills its actors at once, without running stop hooks;
+/// call [`shutdown`](Runtime::shutdown) for an orderly stop.
+#[derive(Debug)]
+pub struct Runtime {
+    handle: RuntimeHandle,
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Default)] struct Monitor;
+    /// # impl sora::Service for Monitor {}
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+    /// let runtime = sora::Runtime::builder().service(Monitor::default).start().await?;
+    /// assert!(runtime.is_ready().await);
+    /// runtime.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    /// A cloneable handle to this runtime.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, or until the runtime stops by itself (a critical service
+    /// could not be kept up), then shuts down in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CriticalFailure`] if a critical service stopped the runtime.
+    pub async fn run(&self) -> Result<(), Error> {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("shutdown signal received"),
+            outcome = self.handle.shared.wait() => {
+                self.handle.shared.shutdown().await?;
+                return outcome;
+            }
+        }
+        self.shutdown().await
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = RuntimeHandle;
+
+    fn deref(&self) -> &RuntimeHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        if shared.phase.load(Ordering::Acquire) != STOPPED {
+            shared.begin_shutdown();
+            if let Some(supervisor) = shared.supervisor.get() {
+                supervisor.kill();
+            }
+        }
+        // Services point back at the runtime; clearing the tables breaks the cycle.
+        shared.by_name.clear();
+        shared.by_type.clear();
+    }
+}
+
+/// A cloneable handle to a runtime: resolves services, reports readiness, shuts down.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    shared: Arc<RuntimeShared>,
+}
+
+impl std::fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHandle")
+            .field("id", &self.shared.id)
+            .field("services", &self.shared.by_name.len())
+            .finish()
+    }
+}
+
+impl RuntimeHandle {
+    pub(crate) fn from_shared(shared: Arc<RuntimeShared>) -> Self {
+        RuntimeHandle { shared }
+    }
+
+    /// The typed handle of the service of type `S`.
+    ///
+    /// Reads the registry's lock-free mirror; no message is sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownService`] if no service of that type is registered.
+    pub fn service<S: Service>(&self) -> Result<ServiceHandle<S>, Error> {
+        let found = self
+            .shared
+            .by_type
+            .get(&TypeId::of::<S>())
+            .map(|e| e.clone());
+        found
+            .and_then(downcast::<S>)
+            .ok_or_else(|| Error::UnknownService {
+                name: short_type_name::<S>().to_owned(),
+            })
+    }
+
+    /// Resolves the service of type `S` through the registry actor, the authoritative table.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownService`] if no service of that type is registered, and
+    /// [`Error::ShuttingDown`] if the registry has stopped.
+    pub async fn resolve<S: Service>(&self) -> Result<ServiceHandle<S>, Error> {
+        if let Ok(handle) = self.service::<S>() {
+            return Ok(handle);
+        }
+        let registry = self
+            .shared
+            .registry
+            .load_full()
+            .ok_or(Error::ShuttingDown)?;
+        let found = ractor::call!(registry, RegistryMessage::ByType, TypeId::of::<S>())
+            .map_err(|_| Error::ShuttingDown)?;
+        found
+            .and_then(downcast::<S>)
+            .ok_or_else(|| Error::UnknownService {
+                name: short_type_name::<S>().to_owned(),
+            })
+    }
+
+    /// The untyped handle of the service called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownService`] if no service has that name.
+    pub fn service_by_name(&self, name: &str) -> Result<ServiceRef, Error> {
+        self.shared
+            .by_name
+            .get(name)
+            .map(|e| ServiceRef::new(e.clone()))
+            .ok_or_else(|| Error::UnknownService {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Resolves the service called `name` through the registry actor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownService`] if no service has that name, and [`Error::ShuttingDown`] if
+    /// the registry has stopped.
+    pub async fn resolve_by_name(&self, name: &str) -> Result<ServiceRef, Error> {
+        if let Ok(found) = self.service_by_name(name) {
+            return Ok(found);
+        }
+        let registry = self
+            .shared
+            .registry
+            .load_full()
+            .ok_or(Error::ShuttingDown)?;
+        let found = ractor::call!(registry, RegistryMessage::ByName, name.to_owned())
+            .map_err(|_| Error::ShuttingDown)?;
+        found
+            .map(ServiceRef::new)
+            .ok_or_else(|| Error::UnknownService {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Every service, by name.
+    pub fn services(&self) -> Vec<ServiceRef> {
+        let mut all: Vec<ServiceRef> = self
+            .shared
+            .by_name
+            .iter()
+            .map(|e| ServiceRef::new(e.clone()))
+            .collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// Whether the runtime is ready: start-up has finished and every service reports ready.
+    pub async fn is_ready(&self) -> bool {
+        if self.shared.phase.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        let services: Vec<_> = self.shared.by_name.iter().map(|e| e.clone()).collect();
+        for service in services {
+            if !service.ready().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The health of every service, by name.
+    pub async fn health(&self) -> Vec<(String, Health)> {
+        let mut out = Vec::new();
+        for service in self.services() {
+            let health = service
+                .health()
+                .await
+                .unwrap_or_else(|e| Health::unhealthy(e.to_string()));
+            out.push((service.name().to_owned(), health));
+        }
+        out
+    }
+
+    /// Whether the runtime has begun shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// Stops every service in reverse start order, within the shutdown timeout, and stops the
+    /// runtime. Calling it again waits for the first call to finish.
+    ///
+    /// Do not await it from inside a service's handler: the shutdown waits for that handler.
+    /// Use [`request_shutdown`](Self::request_shutdown) there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CriticalFailure`] if a critical service had already stopped the runtime.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.shared.shutdown().await
+    }
+
+    /// Starts an orderly shutdown without waiting for it.
+    pub fn request_shutdown(&self) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _ = shared.shutdown().await;
+        });
+    }
+
+    /// Waits until the runtime has stopped, and says how.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CriticalFailure`] if a critical service stopped it, [`Error::StartupFailed`] if it
+    /// never started.
+    pub async fn wait(&self) -> Result<(), Error> {
+        self.shared.wait().await
+    }
+}
+
+fn downcast<S: Service>(service: Arc<dyn ErasedService>) -> Option<ServiceHandle<S>> {
+    service
+        .into_any()
+        .downcast::<ServiceCell<S>>()
+        .ok()
+        .map(ServiceHandle::new)
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,86 @@
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ractor::ActorCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::ServiceShared;
+use crate::runtime::RuntimeHandle;
+
+/// What a service's hooks and handlers get from the runtime: who they are, the call they serve,
+/// a cancellation signal, and the runtime itself (to act on other services).
+#[derive(Clone)]
+pub struct Context {
+    shared: Arc<ServiceShared>,
+    correlation_id: Option<Arc<str>>,
+    cancel: CancellationToken,
+    host: ActorCell,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("service", &self.shared.name)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        shared: Arc<ServiceShared>,
+        correlation_id: Option<Arc<str>>,
+        cancel: CancellationToken,
+        host: ActorCell,
+    ) -> Self {
+        Context {
+            shared,
+            correlation_id,
+            cancel,
+            host,
+        }
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The correlation id of the call being handled, if it has one.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    /// The runtime, to act on other services. Calls made through it from a handler inherit the
+    /// handler's correlation id.
+    pub fn runtime(&self) -> RuntimeHandle {
+        RuntimeHandle::from_shared(self.shared.runtime.clone())
+    }
+
+    /// Resolves when the service is stopping or has failed: background work should return.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Whether the service is stopping or has failed.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Asks the runtime to stop this service in order: in-flight work finishes, the stop hook
+    /// runs, and the restart policy decides what comes next (a permanent service is restarted).
+    pub fn stop(&self) {
+        self.host.stop(Some("stopped by the service".into()));
+    }
+
+    /// Called by the default `run` hook: the service has no background work of its own.
+    pub(crate) fn no_background_work(&self) {
+        self.shared
+            .background
+            .store(crate::host::shared_background_none(), Ordering::Release);
+    }
+}

@@ -1,0 +1,170 @@
+//! What a service reports about itself: [`ServiceStatus`], [`ServiceInfo`] and their parts.
+//!
+//! Status is a snapshot kept by the service's host as it works, so it answers at once even while
+//! an action or a run is in progress. Info is what the service declared.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::{MissedTick, Schedule, Startup};
+use crate::supervisor::Restart;
+
+/// Where a service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ServiceState {
+    /// Its `start` hook is running.
+    Starting,
+    /// Up, with its own background work (`run`) in progress and nothing else.
+    Running,
+    /// Up, with nothing in progress.
+    Idle,
+    /// Up, with an action, a command or a periodic run in progress.
+    Busy,
+    /// Waiting to be restarted after a failure.
+    Restarting,
+    /// Finishing its in-flight work before it stops.
+    Stopping,
+    /// Stopped in order.
+    Stopped,
+    /// Failed, and not restarted (its policy, or its restart intensity, said so).
+    Failed,
+}
+
+impl ServiceState {
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Starting,
+            1 => Self::Running,
+            2 => Self::Idle,
+            3 => Self::Busy,
+            4 => Self::Restarting,
+            5 => Self::Stopping,
+            6 => Self::Stopped,
+            _ => Self::Failed,
+        }
+    }
+
+    pub(crate) fn as_u8(self) -> u8 {
+        match self {
+            Self::Starting => 0,
+            Self::Running => 1,
+            Self::Idle => 2,
+            Self::Busy => 3,
+            Self::Restarting => 4,
+            Self::Stopping => 5,
+            Self::Stopped => 6,
+            Self::Failed => 7,
+        }
+    }
+}
+
+/// The outcome of the last periodic run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// When it started (wall clock).
+    pub started_at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+}
+
+/// A snapshot of a service's state and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// Where it is in its life.
+    pub state: ServiceState,
+    /// The last periodic (or triggered) run.
+    pub last_run: Option<LastRun>,
+    /// How long until the next scheduled run.
+    pub next_run_in: Option<Duration>,
+    /// Periodic runs completed (successful or not).
+    pub runs: u64,
+    /// Ticks skipped because a run was still in progress.
+    pub skipped: u64,
+    /// Failed runs, actions and commands.
+    pub failures: u64,
+    /// Actions and commands completed (successful or not).
+    pub calls: u64,
+    /// Actions and commands waiting for a free slot.
+    pub queue_depth: usize,
+    /// Actions and commands in progress.
+    pub in_flight: usize,
+    /// How many times the service has been restarted.
+    pub restarts: u64,
+    /// The last failure of the service itself (a panic or a failed hook).
+    pub last_failure: Option<String>,
+}
+
+/// What kind of service this is; one service may be several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ServiceKind {
+    /// It has background work of its own (`run`).
+    LongRunning,
+    /// It runs on a schedule.
+    Periodic,
+    /// It accepts commands.
+    Pokable,
+    /// It runs at start-up, before the other services.
+    Startup,
+}
+
+/// A periodic service's schedule, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    /// Time between runs.
+    pub period: Duration,
+    /// Delay before the first scheduled run.
+    pub initial_delay: Duration,
+    /// Whether it runs once at start.
+    pub run_on_start: bool,
+    /// What happens to ticks that fall while a run is in progress.
+    pub missed_ticks: MissedTick,
+}
+
+impl From<&Schedule> for ScheduleInfo {
+    fn from(s: &Schedule) -> Self {
+        ScheduleInfo {
+            period: s.period,
+            initial_delay: s.initial_delay,
+            run_on_start: s.run_on_start,
+            missed_ticks: s.missed,
+        }
+    }
+}
+
+/// What a service declared about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ServiceInfo {
+    /// The service's name.
+    pub name: String,
+    /// Its Rust type.
+    pub type_name: String,
+    /// Its kinds.
+    pub kinds: Vec<ServiceKind>,
+    /// Its schedule, if it is periodic.
+    pub schedule: Option<ScheduleInfo>,
+    /// Its start-up settings, if it is a start-up service.
+    pub startup: Option<Startup>,
+    /// The actions it declared.
+    pub actions: Vec<String>,
+    /// The commands it accepts.
+    pub commands: Vec<String>,
+    /// The events it emits.
+    pub events: Vec<String>,
+    /// Whether its failure stops the runtime.
+    pub critical: bool,
+    /// How many actions and commands it runs at once.
+    pub concurrency: usize,
+    /// Its restart policy.
+    pub restart: Restart,
+}

@@ -1,0 +1,159 @@
+//! Supervision: how Sora keeps services up.
+//!
+//! A root supervisor actor owns every service host. When a service fails (a panic in a handler,
+//! an error from `run`, a failed `start`), the supervisor consults the service's [`Restart`]
+//! settings and the runtime's [`Strategy`]:
+//!
+//! | policy | restarted after a failure | restarted after a normal stop |
+//! |---|---|---|
+//! | [`RestartPolicy::Permanent`] (default) | yes | yes |
+//! | [`RestartPolicy::Transient`] | yes | no |
+//! | [`RestartPolicy::Temporary`] | no | no |
+//!
+//! Restarts wait an exponential [`Backoff`] with jitter. More than
+//! [`Restart::max_restarts`] restarts within [`Restart::within`] escalate: a critical service stops
+//! the runtime with [`Error::CriticalFailure`](crate::Error::CriticalFailure); any other is
+//! marked failed and unhealthy and left down.
+//!
+//! A service's handle survives its restarts: the supervisor points it at the new actor.
+
+mod actor;
+mod messages;
+mod policy;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use actor::{Supervisor, SupervisorArgs};
+pub(crate) use messages::SupervisorMessage;
+
+/// Whether a service is restarted when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartPolicy {
+    /// Always restarted, after a failure or a normal stop.
+    #[default]
+    Permanent,
+    /// Restarted only after a failure.
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+/// Which services restart together when one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Only the failed service restarts.
+    #[default]
+    OneForOne,
+    /// Every service stops and restarts, in start order.
+    OneForAll,
+    /// The failed service and every service started after it restart, in start order.
+    RestForOne,
+}
+
+/// Exponential backoff between restarts, with jitter.
+///
+/// The n-th consecutive restart waits `initial * factor^(n-1)`, capped at `max`, then moved by a
+/// random fraction of up to `jitter` either way.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// The growth factor between consecutive delays.
+    pub factor: f64,
+    /// The largest random change, as a fraction of the delay (0.0 to 1.0).
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            factor: 2.0,
+            jitter: 0.1,
+        }
+    }
+}
+
+impl Backoff {
+    /// No delay at all between restarts.
+    pub fn none() -> Self {
+        Backoff {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+            factor: 1.0,
+            jitter: 0.0,
+        }
+    }
+
+    /// The delay before the `attempt`-th consecutive restart (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        policy::backoff_delay(self, attempt, fastrand::f64())
+    }
+}
+
+/// A service's restart settings: policy, intensity and backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Restart {
+    /// When to restart.
+    pub policy: RestartPolicy,
+    /// At most this many restarts within [`within`](Self::within); one more escalates.
+    pub max_restarts: u32,
+    /// The window of the intensity limit.
+    pub within: Duration,
+    /// The delay between restarts.
+    pub backoff: Backoff,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart {
+            policy: RestartPolicy::Permanent,
+            max_restarts: 5,
+            within: Duration::from_secs(30),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl Restart {
+    /// Always restarted (the default).
+    pub fn permanent() -> Self {
+        Restart::default()
+    }
+
+    /// Restarted after failures only.
+    pub fn transient() -> Self {
+        Restart {
+            policy: RestartPolicy::Transient,
+            ..Restart::default()
+        }
+    }
+
+    /// Never restarted.
+    pub fn temporary() -> Self {
+        Restart {
+            policy: RestartPolicy::Temporary,
+            ..Restart::default()
+        }
+    }
+
+    /// Sets the intensity limit: at most `max_restarts` restarts within `within`.
+    pub fn intensity(mut self, max_restarts: u32, within: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.within = within;
+        self
+    }
+
+    /// Sets the backoff between restarts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}

@@ -1,0 +1,327 @@
+//! The root supervisor: owns every service host, restarts them, stops them in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::time::Instant;
+
+use super::messages::SupervisorMessage;
+use super::policy::admit_restart;
+use super::{RestartPolicy, Strategy};
+use crate::Error;
+use crate::handle::ErasedService;
+use crate::registry::{Registry, RegistryMessage};
+use crate::runtime::RuntimeShared;
+use crate::status::ServiceState;
+
+pub(crate) struct Supervisor;
+
+pub(crate) struct SupervisorArgs {
+    pub(crate) shared: Arc<RuntimeShared>,
+    /// Services in start order.
+    pub(crate) services: Vec<Arc<dyn ErasedService>>,
+}
+
+struct Slot {
+    service: Arc<dyn ErasedService>,
+    actor: Option<ActorId>,
+    history: VecDeque<Instant>,
+    generation: u64,
+}
+
+pub(crate) struct SupervisorState {
+    shared: Arc<RuntimeShared>,
+    slots: Vec<Slot>,
+    registry: ActorRef<RegistryMessage>,
+    shutting_down: bool,
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMessage;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let registry = spawn_registry(&myself, &args.shared, &args.services).await?;
+        let slots = args
+            .services
+            .into_iter()
+            .map(|service| Slot {
+                service,
+                actor: None,
+                history: VecDeque::new(),
+                generation: 0,
+            })
+            .collect();
+        Ok(SupervisorState {
+            shared: args.shared,
+            slots,
+            registry,
+            shutting_down: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMessage::Start(reply) => {
+                let result = start_all(&myself, state).await;
+                let failed = result.is_err();
+                let _ = reply.send(result);
+                if failed {
+                    myself.stop(Some("start-up failed".into()));
+                }
+            }
+            SupervisorMessage::Restart(targets) => {
+                for (idx, generation) in targets {
+                    let slot = &state.slots[idx];
+                    if state.shutting_down || slot.generation != generation || slot.actor.is_some()
+                    {
+                        continue;
+                    }
+                    let service = slot.service.clone();
+                    service.shared().restarts.fetch_add(1, Ordering::Relaxed);
+                    match service.clone().spawn(myself.get_cell()).await {
+                        Ok(cell) => {
+                            tracing::info!(service = service.name(), "service restarted");
+                            state.slots[idx].actor = Some(cell.get_id());
+                        }
+                        Err(reason) => on_exit(&myself, state, idx, Some(reason)).await,
+                    }
+                }
+            }
+            SupervisorMessage::Shutdown(reply) => {
+                state.shutting_down = true;
+                let deadline = Instant::now() + state.shared.config.shutdown_timeout;
+                stop_all(state, deadline, Error::ShuttingDown).await;
+                let _ = reply.send(());
+                myself.stop(Some("shut down".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (id, failure) = match &event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell.get_id(), Some(err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell.get_id(), None),
+            _ => return Ok(()),
+        };
+        if id == state.registry.get_id() {
+            if !state.shutting_down {
+                tracing::error!(?failure, "registry stopped; starting a new one");
+                let services: Vec<_> = state.slots.iter().map(|s| s.service.clone()).collect();
+                state.registry = spawn_registry(&myself, &state.shared, &services).await?;
+            }
+            return Ok(());
+        }
+        if let Some(idx) = state.slots.iter().position(|s| s.actor == Some(id)) {
+            on_exit(&myself, state, idx, failure).await;
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shared.finish(Ok(()));
+        Ok(())
+    }
+}
+
+async fn spawn_registry(
+    myself: &ActorRef<SupervisorMessage>,
+    shared: &Arc<RuntimeShared>,
+    services: &[Arc<dyn ErasedService>],
+) -> Result<ActorRef<RegistryMessage>, ActorProcessingErr> {
+    let (registry, _) =
+        Registry::spawn_linked(None, Registry, shared.clone(), myself.get_cell()).await?;
+    for service in services {
+        registry.cast(RegistryMessage::Register(service.clone()))?;
+    }
+    // A round trip makes every registration visible before start-up goes on.
+    ractor::call!(registry, RegistryMessage::List)?;
+    shared.registry.store(Some(Arc::new(registry.clone())));
+    Ok(registry)
+}
+
+async fn start_all(
+    myself: &ActorRef<SupervisorMessage>,
+    state: &mut SupervisorState,
+) -> Result<(), Error> {
+    for idx in 0..state.slots.len() {
+        if state.shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        let service = state.slots[idx].service.clone();
+        match service.clone().spawn(myself.get_cell()).await {
+            Ok(cell) => state.slots[idx].actor = Some(cell.get_id()),
+            Err(reason) => {
+                let shared = service.shared();
+                shared.record_failure(&reason);
+                let Some(startup) = service.startup() else {
+                    on_exit(myself, state, idx, Some(reason)).await;
+                    continue;
+                };
+                shared.set_state(ServiceState::Failed);
+                if startup.continue_on_failure || !state.shared.config.fail_fast {
+                    tracing::warn!(service = service.name(), %reason, "start-up service failed; continuing");
+                    continue;
+                }
+                tracing::error!(service = service.name(), %reason, "start-up service failed; stopping");
+                state.shutting_down = true;
+                let deadline = Instant::now() + state.shared.config.shutdown_timeout;
+                stop_all(state, deadline, Error::ShuttingDown).await;
+                let err = Error::StartupFailed {
+                    service: service.name().to_owned(),
+                    reason,
+                };
+                state.shared.finish(Err(err.clone()));
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stops every running service in reverse start order.
+async fn stop_all(state: &mut SupervisorState, deadline: Instant, reason: Error) {
+    state.shared.begin_shutdown();
+    for slot in state.slots.iter_mut().rev() {
+        if slot.actor.take().is_some() {
+            slot.service.drain(deadline, reason.clone()).await;
+        }
+        slot.generation += 1;
+    }
+}
+
+/// A service's actor has stopped (`failure` is `None` for a normal stop): apply its policy.
+async fn on_exit(
+    myself: &ActorRef<SupervisorMessage>,
+    state: &mut SupervisorState,
+    idx: usize,
+    failure: Option<String>,
+) {
+    let slot = &mut state.slots[idx];
+    slot.actor = None;
+    slot.service.detach();
+    if state.shutting_down {
+        return;
+    }
+    let service = slot.service.clone();
+    let shared = service.shared();
+    let restart = service.restart();
+    if let Some(reason) = &failure {
+        shared.record_failure(reason);
+    }
+    let again = match restart.policy {
+        RestartPolicy::Permanent => true,
+        RestartPolicy::Transient => failure.is_some(),
+        RestartPolicy::Temporary => false,
+    };
+    if !again {
+        shared.set_state(if failure.is_some() {
+            ServiceState::Failed
+        } else {
+            ServiceState::Stopped
+        });
+        tracing::info!(service = service.name(), ?failure, policy = ?restart.policy, "service not restarted");
+        return;
+    }
+    if !admit_restart(
+        &mut slot.history,
+        Instant::now(),
+        restart.max_restarts,
+        restart.within,
+    ) {
+        let last = failure
+            .or_else(|| shared.last_failure())
+            .unwrap_or_else(|| "stopped".into());
+        let reason = format!(
+            "more than {} restarts within {:?}; last failure: {last}",
+            restart.max_restarts, restart.within
+        );
+        shared.record_failure(&reason);
+        shared.set_state(ServiceState::Failed);
+        if service.critical() {
+            tracing::error!(service = service.name(), %reason, "critical service failed; stopping the runtime");
+            let err = Error::CriticalFailure {
+                service: service.name().to_owned(),
+                reason,
+            };
+            state.shared.finish(Err(err));
+            state.shutting_down = true;
+            let deadline = Instant::now() + state.shared.config.shutdown_timeout;
+            stop_all(state, deadline, Error::ShuttingDown).await;
+            myself.stop(Some("critical service failed".into()));
+        } else {
+            tracing::error!(service = service.name(), %reason, "service failed; left down");
+        }
+        return;
+    }
+    let attempt = slot.history.len() as u32;
+    let delay = restart.backoff.delay(attempt);
+
+    let group: Vec<usize> = match state.shared.config.strategy {
+        Strategy::OneForOne => vec![idx],
+        Strategy::OneForAll => (0..state.slots.len()).collect(),
+        Strategy::RestForOne => (idx..state.slots.len()).collect(),
+    };
+    let mut members = vec![idx];
+    let deadline = Instant::now() + state.shared.config.shutdown_timeout;
+    for &j in group.iter().rev() {
+        if j == idx {
+            continue;
+        }
+        let sibling = &mut state.slots[j];
+        if sibling.actor.take().is_none() {
+            continue;
+        }
+        let reason = Error::ServiceFailed {
+            service: sibling.service.name().to_owned(),
+            reason: format!("restarted with `{}`", service.name()),
+        };
+        sibling.service.drain(deadline, reason).await;
+        if sibling.service.restart().policy != RestartPolicy::Temporary {
+            members.push(j);
+        } else {
+            sibling.service.shared().set_state(ServiceState::Stopped);
+        }
+    }
+    members.sort_unstable();
+    let targets: Vec<(usize, u64)> = members
+        .into_iter()
+        .map(|j| {
+            let slot = &mut state.slots[j];
+            slot.generation += 1;
+            slot.service.shared().set_state(ServiceState::Restarting);
+            (j, slot.generation)
+        })
+        .collect();
+    tracing::warn!(
+        service = service.name(),
+        ?failure,
+        ?delay,
+        attempt,
+        "restarting"
+    );
+    // The timer task runs on its own; its handle is not needed.
+    drop(myself.send_after(delay, move || SupervisorMessage::Restart(targets)));
+}
