@@ -149,6 +149,9 @@ impl Handler<Work> for Translator {
         if let Some(gate) = &self.gate {
             gate.pass().await;
         }
+        if w.0.starts_with("panic") {
+            panic!("boom in {}", w.0);
+        }
         self.journal.push(format!("end:{}", w.0));
         Ok(())
     }
@@ -187,4 +190,18 @@ impl Handler<WhoAmI> for Translator {
     async fn handle(&self, _: WhoAmI, ctx: &Context) -> Result<Option<String>, BoxError> {
         Ok(ctx.correlation_id().map(str::to_owned))
     }
+}
+
+/// Polls `check` on virtual time until it holds, failing the test after [`PATIENCE`].
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
