@@ -416,7 +416,9 @@ fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
         }
         shared.has_background.store(true, Ordering::Release);
         let span = tracing::info_span!("run", service = %shared.name);
-        let outcome = guarded(fut.instrument(span), None, &inc.cancel).await;
+        // Not raced against the stop signal: `run` sees it through its context and returns by
+        // itself; a stop aborts it only after a grace period.
+        let outcome = guarded(fut.instrument(span), None, &CancellationToken::new()).await;
         shared.background.store(BACKGROUND_DONE, Ordering::Release);
         shared.idle.notify_waiters();
         let failure = match outcome {
