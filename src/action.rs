@@ -46,7 +46,7 @@
 //! # Options
 //!
 //! Every call carries [`CallOptions`]: a priority (among queued calls the higher runs first), a
-//! timeout (the caller gets [`Error::Timeout`](crate::Error::Timeout) and the handler is
+//! timeout (the caller gets [`Error::Timeout`] and the handler is
 //! cancelled) and a correlation id (recorded on the tracing span of everything the call does).
 
 use std::future::Future;
@@ -80,7 +80,7 @@ pub trait Handler<A: Action>: Service {
     ///
     /// # Errors
     ///
-    /// An error reaches the caller as [`Error::ActionFailed`](crate::Error::ActionFailed) and is
+    /// An error reaches the caller as [`Error::ActionFailed`] and is
     /// counted as a failure; the service stays up. A panic fails the service.
     fn handle(
         &self,

@@ -19,6 +19,7 @@
 //! apply the restart policy.
 
 mod actor;
+mod guard;
 mod job;
 mod messages;
 mod scheduler;

@@ -10,7 +10,7 @@
 //!
 //! # Shutdown
 //!
-//! [`Runtime::shutdown`] (and Ctrl-C or SIGTERM under [`Runtime::run`]) stops taking work at
+//! [`RuntimeHandle::shutdown`] (and Ctrl-C or SIGTERM under [`Runtime::run`]) stops taking work at
 //! once: new calls get [`Error::ShuttingDown`]. Then services stop in reverse start order: each
 //! refuses its queued calls, lets in-flight work finish until the shutdown timeout, and runs its
 //! stop hook within its stop timeout.
@@ -143,7 +143,7 @@ impl RuntimeShared {
 ///
 /// Dereferences to [`RuntimeHandle`], where the methods to reach services live. Dropping a
 /// runtime that has not been shut down kills its actors at once, without running stop hooks;
-/// call [`shutdown`](Runtime::shutdown) for an orderly stop.
+/// call [`shutdown`](RuntimeHandle::shutdown) for an orderly stop.
 #[derive(Debug)]
 pub struct Runtime {
     handle: RuntimeHandle,
@@ -179,8 +179,32 @@ impl Runtime {
     ///
     /// [`Error::CriticalFailure`] if a critical service stopped the runtime.
     pub async fn run(&self) -> Result<(), Error> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Runs until `shutdown` resolves, or until the runtime stops by itself, then shuts down in
+    /// order. [`run`](Self::run) is this with Ctrl-C and SIGTERM as the signal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Default)] struct Monitor;
+    /// # impl sora::Service for Monitor {}
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+    /// let runtime = sora::Runtime::builder().service(Monitor::default).start().await?;
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// stop.send(()).unwrap(); // an admin endpoint, a test, a deadline...
+    /// runtime.run_until(async { let _ = stopped.await; }).await?;
+    /// assert!(runtime.is_shutting_down());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CriticalFailure`] if a critical service stopped the runtime.
+    pub async fn run_until(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         tokio::select! {
-            () = shutdown_signal() => tracing::info!("shutdown signal received"),
+            () = shutdown => tracing::info!("shutdown requested"),
             outcome = self.handle.shared.wait() => {
                 self.handle.shared.shutdown().await?;
                 return outcome;
@@ -233,7 +257,7 @@ impl RuntimeHandle {
         RuntimeHandle { shared }
     }
 
-    /// The typed handle of the service of type `S`.
+    /// The typed handle of the service of type `S` (the first registered, if there are several).
     ///
     /// Reads the registry's lock-free mirror; no message is sent.
     ///
@@ -250,6 +274,21 @@ impl RuntimeHandle {
             .and_then(downcast::<S>)
             .ok_or_else(|| Error::UnknownService {
                 name: short_type_name::<S>().to_owned(),
+            })
+    }
+
+    /// The typed handle of the service of type `S` called `name`, for types registered several
+    /// times.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownService`] if no service of type `S` has that name.
+    pub fn service_named<S: Service>(&self, name: &str) -> Result<ServiceHandle<S>, Error> {
+        let found = self.shared.by_name.get(name).map(|e| e.clone());
+        found
+            .and_then(downcast::<S>)
+            .ok_or_else(|| Error::UnknownService {
+                name: name.to_owned(),
             })
     }
 

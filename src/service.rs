@@ -53,6 +53,7 @@ use std::future::Future;
 
 pub use command::Command;
 pub use context::Context;
+pub(crate) use context::Life;
 pub use definition::{Definition, MissedTick, Schedule, Startup};
 pub use health::Health;
 

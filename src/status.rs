@@ -111,7 +111,7 @@ pub enum ServiceKind {
     LongRunning,
     /// It runs on a schedule.
     Periodic,
-    /// It accepts commands.
+    /// It accepts commands or declared actions: it can be poked from outside.
     Pokable,
     /// It runs at start-up, before the other services.
     Startup,

@@ -3,6 +3,7 @@
 #[path = "support/common.rs"]
 mod support;
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use serde_json::json;
@@ -349,4 +350,37 @@ async fn chained_actions_run_in_sequence_and_stop_at_the_first_error() {
     assert!(matches!(err, Error::ActionFailed { .. }));
     assert_eq!(journal.count("begin:never"), 0);
     runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_host_answers_queries_through_its_mailbox_while_an_action_runs() {
+    let runtime = Runtime::builder()
+        .service(Translator::default)
+        .start()
+        .await
+        .unwrap();
+    let t = runtime.service::<Translator>().unwrap();
+    let long = tokio::spawn(t.act(Sleep(3_600_000)).into_future());
+    eventually(|| async { t.status().await.unwrap().in_flight == 1 }).await;
+    let actor = t.actor_ref().unwrap();
+    let started = tokio::time::Instant::now();
+    let status = ractor::call!(actor, |port| ServiceMessage::Query(sora::Query::Status(
+        port
+    )))
+    .unwrap();
+    assert_eq!(status.state, sora::ServiceState::Busy);
+    assert_eq!(status.in_flight, 1);
+    let info = ractor::call!(actor, |port| ServiceMessage::Query(sora::Query::Info(port))).unwrap();
+    assert_eq!(info.name, "Translator");
+    assert_eq!(t.health().await.unwrap(), sora::Health::Healthy);
+    // A second action queues behind the first (concurrency 1) without blocking queries.
+    let queued = tokio::spawn(t.act(WhoAmI).into_future());
+    eventually(|| async { t.status().await.unwrap().queue_depth == 1 }).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no query waited for the action"
+    );
+    long.abort();
+    runtime.shutdown().await.unwrap();
+    assert!(matches!(queued.await.unwrap(), Err(Error::ShuttingDown)));
 }

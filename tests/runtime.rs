@@ -200,3 +200,56 @@ async fn health_and_info_report_what_services_declare() {
     assert!(!info.critical);
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_type_may_serve_several_named_services() {
+    let (ja, jb) = (Journal::default(), Journal::default());
+    let (a, b) = (ja.clone(), jb.clone());
+    let runtime = Runtime::builder()
+        .service_with(
+            move || Translator {
+                journal: a.clone(),
+                gate: None,
+            },
+            |def| {
+                def.name("translator-eu");
+            },
+        )
+        .service_with(
+            move || Translator {
+                journal: b.clone(),
+                gate: None,
+            },
+            |def| {
+                def.name("translator-us");
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let us = runtime
+        .service_named::<Translator>("translator-us")
+        .unwrap();
+    us.act(Translate {
+        text: "hi".into(),
+        to: "en".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(jb.entries(), ["translate:hi"]);
+    assert!(ja.entries().is_empty());
+    assert_eq!(
+        runtime.service::<Translator>().unwrap().name(),
+        "translator-eu"
+    );
+    assert!(runtime.service_named::<Relay>("translator-us").is_err());
+    runtime.shutdown().await.unwrap();
+}
+
+#[test]
+#[should_panic(expected = "service name `Translator` is registered twice")]
+fn a_name_registered_twice_panics() {
+    let _ = Runtime::builder()
+        .service(Translator::default)
+        .service(Translator::default);
+}

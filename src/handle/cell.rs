@@ -101,7 +101,7 @@ impl<S: Service> ServiceCell<S> {
         if def.schedule.is_some() {
             kinds.push(ServiceKind::Periodic);
         }
-        if !def.commands.is_empty() {
+        if !def.commands.is_empty() || !def.actions.is_empty() {
             kinds.push(ServiceKind::Pokable);
         }
         if def.startup.is_some() {

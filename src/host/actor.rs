@@ -8,10 +8,9 @@ use std::time::SystemTime;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::job::{Incarnation, Outcome, guarded};
+use super::guard::{Outcome, guarded};
+use super::job::Incarnation;
 use super::messages::{EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
 use crate::Error;
@@ -78,9 +77,10 @@ impl<S: Service> Actor for HostActor<S> {
         let timeout = cell.def.start_timeout;
         let span = tracing::info_span!("start", service = %cell.shared.name);
         let outcome = guarded(
-            inc.svc.start(&ctx).instrument(span),
+            inc.svc.start(&ctx),
             Some(Instant::now() + timeout),
-            &CancellationToken::new(),
+            None,
+            span,
         )
         .await;
         match outcome {
@@ -155,7 +155,8 @@ impl<S: Service> Actor for HostActor<S> {
                     reason,
                     reply,
                 } => {
-                    stop_in_order(state, deadline, reason).await;
+                    // Boxed: an inlined stop would grow every host's task by its size.
+                    Box::pin(stop_in_order(state, deadline, reason)).await;
                     let _ = reply.send(());
                     myself.stop(Some("stopped in order".into()));
                     Ok(())
@@ -176,7 +177,7 @@ impl<S: Service> Actor for HostActor<S> {
                 reason: "stopped".into(),
             };
             let deadline = Instant::now() + cell.def.stop_timeout;
-            stop_in_order(state, deadline, reason).await;
+            Box::pin(stop_in_order(state, deadline, reason)).await;
         }
         Ok(())
     }
@@ -200,7 +201,7 @@ fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
             } else if cmd.command == Command::TriggerNow && def.schedule.is_some() {
                 trigger(state, cmd.reply);
             } else {
-                inc.submit(Box::new(cmd));
+                inc.submit(cmd);
             }
         }
     }
@@ -227,7 +228,13 @@ fn on_query<S: Service>(state: &HostState<S>, query: Query) {
                 let ctx = inc.context(None);
                 let deadline = Instant::now() + inc.cell.def.health_timeout;
                 let ready = matches!(
-                    guarded(inc.svc.ready(&ctx), Some(deadline), &inc.cancel).await,
+                    guarded(
+                        inc.svc.ready(&ctx),
+                        Some(deadline),
+                        Some(&inc.cancel),
+                        tracing::Span::none()
+                    )
+                    .await,
                     Outcome::Done(true)
                 );
                 let _ = reply.send(ready);
@@ -239,7 +246,15 @@ fn on_query<S: Service>(state: &HostState<S>, query: Query) {
 async fn check_health<S: Service>(inc: &Incarnation<S>) -> Health {
     let ctx = inc.context(None);
     let deadline = Instant::now() + inc.cell.def.health_timeout;
-    match guarded(inc.svc.health(&ctx), Some(deadline), &inc.cancel).await {
+    let span = tracing::Span::none();
+    match guarded(
+        inc.svc.health(&ctx),
+        Some(deadline),
+        Some(&inc.cancel),
+        span,
+    )
+    .await
+    {
         Outcome::Done(health) => health,
         Outcome::TimedOut => Health::unhealthy("health check timed out"),
         Outcome::Cancelled => Health::unhealthy("stopping"),
@@ -301,7 +316,7 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
         let t0 = Instant::now();
         let ctx = inc.context(None);
         let span = tracing::info_span!("tick", service = %shared.name);
-        let outcome = guarded(inc.svc.tick(&ctx).instrument(span), None, &inc.cancel).await;
+        let outcome = guarded(inc.svc.tick(&ctx), None, Some(&inc.cancel), span).await;
         let (error, panicked) = match outcome {
             Outcome::Done(Ok(())) => (None, None),
             Outcome::Done(Err(e)) => (Some(e.to_string()), None),
@@ -318,8 +333,8 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
             duration: t0.elapsed(),
             error: error.clone(),
         });
-        shared.tick_running.store(false, Ordering::Release);
-        shared.idle.notify_waiters();
+        shared.tick_running.store(false, Ordering::SeqCst);
+        shared.wake_if_draining();
         let _ = inc
             .host
             .cast(ServiceMessage::internal(InternalKind::TickDone {
@@ -404,7 +419,9 @@ fn tick_after<S: Service>(
 }
 
 fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
+    // Boxed so that the task's cell, which the handle keeps alive, stays small once the work is
+    // done: most services have no background work and finish at once.
+    AbortOnDrop(tokio::spawn(Box::pin(async move {
         let shared = inc.cell.shared.clone();
         let ctx = inc.context(None);
         shared
@@ -418,9 +435,8 @@ fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
         let span = tracing::info_span!("run", service = %shared.name);
         // Not raced against the stop signal: `run` sees it through its context and returns by
         // itself; a stop aborts it only after a grace period.
-        let outcome = guarded(fut.instrument(span), None, &CancellationToken::new()).await;
+        let outcome = guarded(fut, None, None, span).await;
         shared.background.store(BACKGROUND_DONE, Ordering::Release);
-        shared.idle.notify_waiters();
         let failure = match outcome {
             Outcome::Done(Ok(())) | Outcome::Cancelled | Outcome::TimedOut => return,
             Outcome::Done(Err(e)) => format!("run failed: {e}"),
@@ -429,7 +445,7 @@ fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
         let _ = inc
             .host
             .cast(ServiceMessage::internal(InternalKind::Failed(failure)));
-    }))
+    })))
 }
 
 /// Fails the incarnation: every call it holds is answered, and the actor fails so that the
@@ -472,6 +488,7 @@ async fn stop_in_order<S: Service>(state: &mut HostState<S>, deadline: Instant, 
     shared.set_next_run(None);
     state.ticker = None;
     refuse_queued(state, &reason);
+    shared.set_draining(true);
     loop {
         let idle = shared.idle.notified();
         tokio::pin!(idle);
@@ -484,6 +501,7 @@ async fn stop_in_order<S: Service>(state: &mut HostState<S>, deadline: Instant, 
             break;
         }
     }
+    shared.set_draining(false);
     inc.cancel(reason);
     if let Some(mut background) = state.background.take() {
         let grace = Instant::now() + inc.cell.def.stop_timeout;
@@ -492,13 +510,7 @@ async fn stop_in_order<S: Service>(state: &mut HostState<S>, deadline: Instant, 
     let ctx = inc.context(None);
     let stop_deadline = Instant::now() + inc.cell.def.stop_timeout;
     let span = tracing::info_span!("stop", service = %shared.name);
-    match guarded(
-        inc.svc.stop(&ctx).instrument(span),
-        Some(stop_deadline),
-        &CancellationToken::new(),
-    )
-    .await
-    {
+    match guarded(inc.svc.stop(&ctx), Some(stop_deadline), None, span).await {
         Outcome::Done(()) | Outcome::Cancelled => {}
         Outcome::TimedOut => tracing::warn!(service = %shared.name, "stop hook timed out"),
         Outcome::Panicked(m) => {

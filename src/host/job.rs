@@ -1,30 +1,26 @@
 //! Units of work a host runs on its tasks: typed actions and commands.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use ractor::{ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::CORRELATION;
+use super::guard::{Outcome, guarded_call};
 use super::messages::{Internal, InternalKind, ServiceMessage};
 use super::scheduler::{Admit, Scheduler};
 use crate::action::{Action, Handler};
 use crate::handle::ServiceCell;
-use crate::service::{Command, Context, Service};
+use crate::service::{Command, Context, Life, Service};
 use crate::{BoxError, Error};
 
 /// How a job's run ended, as far as the host is concerned.
 pub(crate) enum JobEnd {
-    /// It ran (or was refused) and replied; `failed` counts it as a failure.
-    Done { failed: bool },
+    /// It ran (or was refused) and replied.
+    Done,
     /// User code panicked: the incarnation must fail.
     Panicked(String),
 }
@@ -45,6 +41,7 @@ pub(crate) struct Incarnation<S: Service> {
     pub(crate) cancel: CancellationToken,
     cancel_reason: OnceLock<Error>,
     pub(crate) host: ActorRef<ServiceMessage<S>>,
+    life: Arc<Life>,
 }
 
 impl<S: Service> Incarnation<S> {
@@ -54,23 +51,25 @@ impl<S: Service> Incarnation<S> {
         host: ActorRef<ServiceMessage<S>>,
     ) -> Self {
         let limit = cell.def.concurrency;
+        let cancel = CancellationToken::new();
+        let life = Arc::new(Life {
+            shared: cell.shared.clone(),
+            cancel: cancel.clone(),
+            host: host.get_cell(),
+        });
         Incarnation {
             svc: Arc::new(svc),
             cell,
             sched: Mutex::new(Scheduler::new(limit)),
-            cancel: CancellationToken::new(),
+            cancel,
             cancel_reason: OnceLock::new(),
             host,
+            life,
         }
     }
 
     pub(crate) fn context(&self, correlation_id: Option<Arc<str>>) -> Context {
-        Context::new(
-            self.cell.shared.clone(),
-            correlation_id,
-            self.cancel.clone(),
-            self.host.get_cell(),
-        )
+        Context::new(self.life.clone(), correlation_id)
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler<S>> {
@@ -104,92 +103,67 @@ impl<S: Service> Incarnation<S> {
         };
         match admitted {
             Admit::Run(job) => {
-                shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                tokio::spawn(drive(self.clone(), job));
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                self.start(job);
             }
             Admit::Queued => {}
             Admit::Closed(job, err) => job.reject(err),
         }
     }
-}
 
-/// Runs jobs on one task until the queue is empty: a finished job hands its slot to the next.
-async fn drive<S: Service>(inc: Arc<Incarnation<S>>, mut job: Box<dyn Job<S>>) {
-    let shared = inc.cell.shared.clone();
-    loop {
-        let end = job.run(inc.clone()).await;
-        shared.calls.fetch_add(1, Ordering::Relaxed);
-        let next = match end {
-            JobEnd::Done { failed } => {
-                if failed {
-                    shared.failures.fetch_add(1, Ordering::Relaxed);
+    /// Polls a job once, inline; only if it has to wait does it move to a task of its own.
+    ///
+    /// Most handlers either finish at once or reach an `.await` quickly, so the common call
+    /// costs no task spawn and no extra wake-up. The price: code that runs before a handler's
+    /// first `.await` runs on the host's task (see `docs/design/host.md`).
+    fn start(self: &Arc<Self>, job: Box<dyn Job<S>>) {
+        let mut running = job.run(self.clone());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match running.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(end) => {
+                if let Some(next) = self.finish(end) {
+                    tokio::spawn(drive(self.clone(), next.run(self.clone())));
                 }
-                let mut sched = inc.lock();
+            }
+            std::task::Poll::Pending => {
+                tokio::spawn(drive(self.clone(), running));
+            }
+        }
+    }
+
+    /// Books a finished job and hands its slot to the next queued one, if any.
+    fn finish(&self, end: JobEnd) -> Option<Box<dyn Job<S>>> {
+        let shared = &self.cell.shared;
+        let next = match end {
+            JobEnd::Done => {
+                let mut sched = self.lock();
                 let next = sched.next();
                 shared.queued.store(sched.len(), Ordering::Relaxed);
                 next
             }
             JobEnd::Panicked(reason) => {
-                shared.failures.fetch_add(1, Ordering::Relaxed);
-                inc.lock().release();
-                let _ = inc
-                    .host
-                    .cast(ServiceMessage::Internal(Internal(InternalKind::Failed(
-                        reason,
-                    ))));
+                self.lock().release();
+                let failed = InternalKind::Failed(reason);
+                let _ = self.host.cast(ServiceMessage::Internal(Internal(failed)));
                 None
             }
         };
-        match next {
-            Some(j) => job = j,
-            None => {
-                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                shared.idle.notify_waiters();
-                return;
-            }
+        if next.is_none() {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            shared.wake_if_draining();
         }
+        next
     }
 }
 
-/// How guarded user code ended.
-pub(crate) enum Outcome<T> {
-    Done(T),
-    TimedOut,
-    Cancelled,
-    Panicked(String),
-}
-
-/// Runs user code with a deadline, a cancellation token and a panic guard.
-pub(crate) async fn guarded<F: Future>(
-    fut: F,
-    deadline: Option<Instant>,
-    cancel: &CancellationToken,
-) -> Outcome<F::Output> {
-    let caught = AssertUnwindSafe(fut).catch_unwind();
-    let timed = async move {
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at, caught).await.ok(),
-            None => Some(caught.await),
+/// Runs a job that had to wait, then every job queued behind it, on one task.
+async fn drive<S: Service>(inc: Arc<Incarnation<S>>, mut running: BoxFuture<'static, JobEnd>) {
+    loop {
+        let end = running.await;
+        match inc.finish(end) {
+            Some(next) => running = next.run(inc.clone()),
+            None => return,
         }
-    };
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Outcome::Cancelled,
-        r = timed => match r {
-            None => Outcome::TimedOut,
-            Some(Ok(v)) => Outcome::Done(v),
-            Some(Err(payload)) => Outcome::Panicked(panic_message(payload.as_ref())),
-        },
-    }
-}
-
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
 
@@ -209,38 +183,19 @@ impl Deadline {
     }
 }
 
-/// Runs one call's user future with everything a call carries: span, correlation, deadline,
-/// cancellation and panic guard. Returns the caller's result and the host's view.
-async fn execute<S, T, F>(
+/// The caller's result of a call whose guarded run ended with `outcome`, and the host's view.
+///
+/// Books the call before the caller hears back, so the status it reads next includes it.
+fn settle<S: Service, T>(
     inc: &Incarnation<S>,
     label: &str,
     deadline: Option<Deadline>,
-    span: tracing::Span,
-    correlation_id: Option<Arc<str>>,
-    fut: F,
-) -> (Result<T, Error>, JobEnd)
-where
-    S: Service,
-    F: Future<Output = Result<T, BoxError>>,
-{
+    outcome: Outcome<Result<T, BoxError>>,
+) -> (Result<T, Error>, JobEnd) {
     let service = inc.cell.name();
-    if let Some(d) = deadline {
-        if Instant::now() >= d.at {
-            let err = Error::Timeout {
-                service: service.to_owned(),
-                action: label.to_owned(),
-                after: d.after,
-            };
-            return (Err(err), JobEnd::Done { failed: true });
-        }
-    }
-    let fut = CORRELATION.scope(correlation_id, fut).instrument(span);
-    match guarded(fut, deadline.map(|d| d.at), &inc.cancel).await {
-        Outcome::Done(Ok(v)) => (Ok(v), JobEnd::Done { failed: false }),
-        Outcome::Done(Err(e)) => (
-            Err(Error::action_failed(service, label, e)),
-            JobEnd::Done { failed: true },
-        ),
+    let (result, end) = match outcome {
+        Outcome::Done(Ok(v)) => (Ok(v), JobEnd::Done),
+        Outcome::Done(Err(e)) => (Err(Error::action_failed(service, label, e)), JobEnd::Done),
         Outcome::TimedOut => {
             let after = deadline.map(|d| d.after).unwrap_or_default();
             tracing::warn!(
@@ -249,14 +204,9 @@ where
                 ?after,
                 "call timed out; handler cancelled"
             );
-            let err = Error::Timeout {
-                service: service.to_owned(),
-                action: label.to_owned(),
-                after,
-            };
-            (Err(err), JobEnd::Done { failed: true })
+            (Err(timeout(service, label, after)), JobEnd::Done)
         }
-        Outcome::Cancelled => (Err(inc.cancelled_error()), JobEnd::Done { failed: true }),
+        Outcome::Cancelled => (Err(inc.cancelled_error()), JobEnd::Done),
         Outcome::Panicked(msg) => {
             let reason = format!("`{label}` panicked: {msg}");
             tracing::error!(service, action = label, %reason, "handler panicked");
@@ -266,7 +216,39 @@ where
             };
             (Err(err), JobEnd::Panicked(reason))
         }
+    };
+    book(inc, result.is_err());
+    (result, end)
+}
+
+fn book<S: Service>(inc: &Incarnation<S>, failed: bool) {
+    let shared = &inc.cell.shared;
+    shared.calls.fetch_add(1, Ordering::Relaxed);
+    if failed {
+        shared.failures.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+fn timeout(service: &str, label: &str, after: Duration) -> Error {
+    Error::Timeout {
+        service: service.to_owned(),
+        action: label.to_owned(),
+        after,
+    }
+}
+
+/// The timeout error of a call whose deadline passed while it waited in the queue.
+fn expired<S: Service>(
+    inc: &Incarnation<S>,
+    label: &str,
+    deadline: Option<Deadline>,
+) -> Option<Error> {
+    let d = deadline?;
+    if Instant::now() < d.at {
+        return None;
+    }
+    book(inc, true);
+    Some(timeout(inc.cell.name(), label, d.after))
 }
 
 /// A typed action on its way to its handler.
@@ -296,6 +278,10 @@ where
                 reply,
                 ..
             } = *self;
+            if let Some(err) = expired(&inc, A::NAME, deadline) {
+                let _ = reply.send(Err(err));
+                return JobEnd::Done;
+            }
             let ctx = inc.context(correlation_id.clone());
             let span = tracing::info_span!(
                 "action",
@@ -303,8 +289,15 @@ where
                 action = A::NAME,
                 correlation_id = correlation_id.as_deref(),
             );
-            let fut = inc.svc.handle(action, &ctx);
-            let (result, end) = execute(&inc, A::NAME, deadline, span, correlation_id, fut).await;
+            let outcome = guarded_call(
+                inc.svc.handle(action, &ctx),
+                deadline.map(|d| d.at),
+                Some(&inc.cancel),
+                span,
+                correlation_id,
+            )
+            .await;
+            let (result, end) = settle(&inc, A::NAME, deadline, outcome);
             let _ = reply.send(result);
             end
         })
@@ -346,7 +339,18 @@ impl<S: Service> Job<S> for CommandJob {
                 reply,
                 ..
             } = *self;
-            let label = command.name().to_owned();
+            let label: std::borrow::Cow<'static, str> = match &command {
+                Command::TriggerNow => Command::TRIGGER.into(),
+                Command::ProcessBatch { .. } => Command::PROCESS_BATCH.into(),
+                Command::CheckQueue => Command::CHECK_QUEUE.into(),
+                other => other.name().to_owned().into(),
+            };
+            if let Some(err) = expired(&inc, &label, deadline) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(err));
+                }
+                return JobEnd::Done;
+            }
             let ctx = inc.context(correlation_id.clone());
             let span = tracing::info_span!(
                 "command",
@@ -354,8 +358,15 @@ impl<S: Service> Job<S> for CommandJob {
                 command = %label,
                 correlation_id = correlation_id.as_deref(),
             );
-            let fut = inc.svc.command(command, &ctx);
-            let (result, end) = execute(&inc, &label, deadline, span, correlation_id, fut).await;
+            let outcome = guarded_call(
+                inc.svc.command(command, &ctx),
+                deadline.map(|d| d.at),
+                Some(&inc.cancel),
+                span,
+                correlation_id,
+            )
+            .await;
+            let (result, end) = settle(&inc, &label, deadline, outcome);
             if let Some(reply) = reply {
                 let _ = reply.send(result);
             }

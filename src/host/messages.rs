@@ -89,13 +89,13 @@ impl<S: Service> ServiceMessage<S> {
         options: CallOptions,
         reply: Option<RpcReplyPort<Result<(), Error>>>,
     ) -> Self {
-        ServiceMessage::Call(Envelope(EnvelopeKind::Command(CommandJob {
+        ServiceMessage::Call(Envelope(EnvelopeKind::Command(Box::new(CommandJob {
             command,
             priority: options.priority,
             deadline: options.timeout.map(Deadline::after),
             correlation_id: options.correlation_id.or_else(super::current_correlation),
             reply,
-        })))
+        }))))
     }
 
     pub(crate) fn internal(kind: InternalKind) -> Self {
@@ -115,7 +115,7 @@ impl<S: Service> std::fmt::Debug for Envelope<S> {
 
 pub(crate) enum EnvelopeKind<S: Service> {
     Job(Box<dyn Job<S>>),
-    Command(CommandJob),
+    Command(Box<CommandJob>),
 }
 
 /// A question to a service's host.

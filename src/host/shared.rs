@@ -34,8 +34,9 @@ pub(crate) struct ServiceShared {
     pub(crate) last_run: Mutex<Option<LastRun>>,
     pub(crate) next_run: Mutex<Option<Instant>>,
     pub(crate) last_failure: Mutex<Option<String>>,
-    /// Woken whenever the service may have become idle (for orderly stops).
+    /// Woken when the service may have become idle, while an orderly stop waits for that.
     pub(crate) idle: Notify,
+    draining: AtomicBool,
 }
 
 impl std::fmt::Debug for ServiceShared {
@@ -67,6 +68,7 @@ impl ServiceShared {
             next_run: Mutex::new(None),
             last_failure: Mutex::new(None),
             idle: Notify::new(),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -98,7 +100,22 @@ impl ServiceShared {
     }
 
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0 && !self.tick_running.load(Ordering::Acquire)
+        self.in_flight.load(Ordering::SeqCst) == 0 && !self.tick_running.load(Ordering::SeqCst)
+    }
+
+    /// Marks that an orderly stop waits for the service to become idle.
+    ///
+    /// Sequentially consistent with [`Self::wake_if_draining`]: either the stop sees the work
+    /// gone, or the work sees the stop waiting and wakes it.
+    pub(crate) fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::SeqCst);
+    }
+
+    /// Wakes an orderly stop waiting for the service to become idle, if there is one.
+    pub(crate) fn wake_if_draining(&self) {
+        if self.draining.load(Ordering::SeqCst) {
+            self.idle.notify_waiters();
+        }
     }
 
     pub(crate) fn record_failure(&self, reason: &str) {

@@ -44,12 +44,13 @@ impl Actor for Registry {
             RegistryMessage::Register(service) => {
                 let name = service.name().to_owned();
                 let ty = service.service_type();
+                // By type, the first registration of a type wins.
                 if let Some(shared) = &state.shared {
                     shared.by_name.insert(name.clone(), service.clone());
-                    shared.by_type.insert(ty, service.clone());
+                    shared.by_type.entry(ty).or_insert_with(|| service.clone());
                 }
                 state.by_name.insert(name, service.clone());
-                state.by_type.insert(ty, service.clone());
+                state.by_type.entry(ty).or_insert_with(|| service.clone());
                 state.order.push(service);
             }
             RegistryMessage::ByName(name, reply) => {

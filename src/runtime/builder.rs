@@ -1,4 +1,3 @@
-use std::any::TypeId;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +18,6 @@ type Registration = Box<dyn FnOnce(Arc<RuntimeShared>) -> Arc<dyn ErasedService>
 pub struct RuntimeBuilder {
     registrations: Vec<(Option<i32>, Registration)>,
     names: HashSet<String>,
-    types: HashSet<TypeId>,
     config: RuntimeConfig,
 }
 
@@ -37,16 +35,20 @@ impl RuntimeBuilder {
         RuntimeBuilder {
             registrations: Vec::new(),
             names: HashSet::new(),
-            types: HashSet::new(),
             config: RuntimeConfig::default(),
         }
     }
 
     /// Registers a service. `factory` builds its value at start and at every restart.
     ///
+    /// A type may be registered several times under different names (see
+    /// [`Definition::name`]); [`RuntimeHandle::service`](crate::RuntimeHandle::service) then
+    /// finds the first, and [`RuntimeHandle::service_named`](crate::RuntimeHandle::service_named)
+    /// any of them.
+    ///
     /// # Panics
     ///
-    /// Panics if a service of the same type or name is already registered.
+    /// Panics if a service of the same name is already registered.
     #[track_caller]
     pub fn service<S, F>(self, factory: F) -> Self
     where
@@ -72,7 +74,7 @@ impl RuntimeBuilder {
     ///
     /// # Panics
     ///
-    /// Panics if a service of the same type or name is already registered.
+    /// Panics if a service of the same name is already registered.
     #[track_caller]
     pub fn service_with<S, F, D>(mut self, factory: F, define: D) -> Self
     where
@@ -82,11 +84,6 @@ impl RuntimeBuilder {
     {
         let mut def = Definition::<S>::of();
         define(&mut def);
-        assert!(
-            self.types.insert(TypeId::of::<S>()),
-            "service type `{}` is registered twice",
-            std::any::type_name::<S>()
-        );
         assert!(
             self.names.insert(def.name.clone()),
             "service name `{}` is registered twice",

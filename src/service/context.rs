@@ -11,39 +11,38 @@ use crate::runtime::RuntimeHandle;
 /// a cancellation signal, and the runtime itself (to act on other services).
 #[derive(Clone)]
 pub struct Context {
-    shared: Arc<ServiceShared>,
+    life: Arc<Life>,
     correlation_id: Option<Arc<str>>,
-    cancel: CancellationToken,
-    host: ActorCell,
+}
+
+/// What every context of one incarnation shares; built once per incarnation, so that a call's
+/// context costs one reference count.
+pub(crate) struct Life {
+    pub(crate) shared: Arc<ServiceShared>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) host: ActorCell,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("service", &self.shared.name)
+            .field("service", &self.life.shared.name)
             .field("correlation_id", &self.correlation_id)
             .finish_non_exhaustive()
     }
 }
 
 impl Context {
-    pub(crate) fn new(
-        shared: Arc<ServiceShared>,
-        correlation_id: Option<Arc<str>>,
-        cancel: CancellationToken,
-        host: ActorCell,
-    ) -> Self {
+    pub(crate) fn new(life: Arc<Life>, correlation_id: Option<Arc<str>>) -> Self {
         Context {
-            shared,
+            life,
             correlation_id,
-            cancel,
-            host,
         }
     }
 
     /// The service's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.life.shared.name
     }
 
     /// The correlation id of the call being handled, if it has one.
@@ -54,7 +53,7 @@ impl Context {
     /// The runtime, to act on other services. Calls made through it from a handler inherit the
     /// handler's correlation id.
     pub fn runtime(&self) -> RuntimeHandle {
-        RuntimeHandle::from_shared(self.shared.runtime.clone())
+        RuntimeHandle::from_shared(self.life.shared.runtime.clone())
     }
 
     /// Resolves when the service is stopping or has failed: background work should return.
@@ -63,23 +62,24 @@ impl Context {
     ///
     /// Cancel safe: it only waits.
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
+        self.life.cancel.cancelled().await;
     }
 
     /// Whether the service is stopping or has failed.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.life.cancel.is_cancelled()
     }
 
     /// Asks the runtime to stop this service in order: in-flight work finishes, the stop hook
     /// runs, and the restart policy decides what comes next (a permanent service is restarted).
     pub fn stop(&self) {
-        self.host.stop(Some("stopped by the service".into()));
+        self.life.host.stop(Some("stopped by the service".into()));
     }
 
     /// Called by the default `run` hook: the service has no background work of its own.
     pub(crate) fn no_background_work(&self) {
-        self.shared
+        self.life
+            .shared
             .background
             .store(crate::host::shared_background_none(), Ordering::Release);
     }
