@@ -168,8 +168,8 @@ impl<S: Service> ServiceHandle<S> {
         self.cell.actor_ref()
     }
 
-    /// An untyped reference to the same service.
-    pub fn as_ref(&self) -> ServiceRef {
+    /// An untyped reference to the same service, for code that works by name.
+    pub fn untyped(&self) -> ServiceRef {
         ServiceRef {
             inner: self.cell.clone(),
         }

@@ -26,13 +26,9 @@ mod scheduler;
 mod shared;
 
 pub(crate) use actor::{HostActor, HostArgs};
-pub(crate) use messages::InternalKind;
+pub(crate) use messages::{Drain, InternalKind};
 pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};
-pub(crate) use shared::ServiceShared;
-
-pub(crate) fn shared_background_none() -> u8 {
-    shared::BACKGROUND_NONE
-}
+pub(crate) use shared::{BACKGROUND_NONE, ServiceShared};
 
 tokio::task_local! {
     /// The correlation id of the call whose handler is running on this task.

@@ -147,12 +147,8 @@ async fn actions_are_callable_by_name_with_bincode() {
 async fn higher_priority_runs_first_among_queued_actions() {
     let gate = Gate::default();
     let journal = Journal::default();
-    let (g, j) = (gate.clone(), journal.clone());
     let runtime = Runtime::builder()
-        .service(move || Translator {
-            journal: j.clone(),
-            gate: Some(g.clone()),
-        })
+        .service(translator(&journal, Some(&gate)))
         .start()
         .await
         .unwrap();
@@ -203,12 +199,8 @@ async fn higher_priority_runs_first_among_queued_actions() {
 #[tokio::test(start_paused = true)]
 async fn a_timeout_fails_the_caller_and_cancels_the_handler() {
     let journal = Journal::default();
-    let j = journal.clone();
     let runtime = Runtime::builder()
-        .service(move || Translator {
-            journal: j.clone(),
-            gate: None,
-        })
+        .service(translator(&journal, None))
         .start()
         .await
         .unwrap();
@@ -266,17 +258,10 @@ async fn a_handler_error_reaches_the_caller_and_is_counted() {
 async fn the_concurrency_limit_bounds_in_flight_actions() {
     let gate = Gate::default();
     let journal = Journal::default();
-    let (g, j) = (gate.clone(), journal.clone());
     let runtime = Runtime::builder()
-        .service_with(
-            move || Translator {
-                journal: j.clone(),
-                gate: Some(g.clone()),
-            },
-            |def| {
-                def.concurrency(2);
-            },
-        )
+        .service_with(translator(&journal, Some(&gate)), |def| {
+            def.concurrency(2);
+        })
         .start()
         .await
         .unwrap();
@@ -316,12 +301,8 @@ async fn the_concurrency_limit_bounds_in_flight_actions() {
 #[tokio::test(start_paused = true)]
 async fn chained_actions_run_in_sequence_and_stop_at_the_first_error() {
     let journal = Journal::default();
-    let j = journal.clone();
     let runtime = Runtime::builder()
-        .service(move || Translator {
-            journal: j.clone(),
-            gate: None,
-        })
+        .service(translator(&journal, None))
         .start()
         .await
         .unwrap();

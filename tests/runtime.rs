@@ -28,20 +28,13 @@ fn handles_are_send_and_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runtimes_in_one_process_are_isolated() {
     let (ja, jb) = (Journal::default(), Journal::default());
-    let (a, b) = (ja.clone(), jb.clone());
     let first = Runtime::builder()
-        .service(move || Translator {
-            journal: a.clone(),
-            gate: None,
-        })
+        .service(translator(&ja, None))
         .start()
         .await
         .unwrap();
     let second = Runtime::builder()
-        .service(move || Translator {
-            journal: b.clone(),
-            gate: None,
-        })
+        .service(translator(&jb, None))
         .start()
         .await
         .unwrap();
@@ -204,26 +197,13 @@ async fn health_and_info_report_what_services_declare() {
 #[tokio::test(start_paused = true)]
 async fn one_type_may_serve_several_named_services() {
     let (ja, jb) = (Journal::default(), Journal::default());
-    let (a, b) = (ja.clone(), jb.clone());
     let runtime = Runtime::builder()
-        .service_with(
-            move || Translator {
-                journal: a.clone(),
-                gate: None,
-            },
-            |def| {
-                def.name("translator-eu");
-            },
-        )
-        .service_with(
-            move || Translator {
-                journal: b.clone(),
-                gate: None,
-            },
-            |def| {
-                def.name("translator-us");
-            },
-        )
+        .service_with(translator(&ja, None), |def| {
+            def.name("translator-eu");
+        })
+        .service_with(translator(&jb, None), |def| {
+            def.name("translator-us");
+        })
         .start()
         .await
         .unwrap();

@@ -46,20 +46,12 @@ async fn services_stop_in_reverse_start_order() {
     runtime.shutdown().await.unwrap();
 }
 
-fn translator(journal: &Journal) -> impl Fn() -> Translator + Send + Sync + 'static {
-    let journal = journal.clone();
-    move || Translator {
-        journal: journal.clone(),
-        gate: None,
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn in_flight_work_finishes_and_queued_work_is_refused() {
     let journal = Journal::default();
     let runtime = Runtime::builder()
         .shutdown_timeout(Duration::from_secs(30))
-        .service(translator(&journal))
+        .service(translator(&journal, None))
         .start()
         .await
         .unwrap();
@@ -91,7 +83,7 @@ async fn work_past_the_shutdown_timeout_is_cancelled() {
     let journal = Journal::default();
     let runtime = Runtime::builder()
         .shutdown_timeout(Duration::from_secs(2))
-        .service(translator(&journal))
+        .service(translator(&journal, None))
         .start()
         .await
         .unwrap();

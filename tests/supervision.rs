@@ -103,18 +103,11 @@ async fn state<S: Service>(runtime: &Runtime) -> ServiceState {
 async fn a_panic_fails_in_flight_and_queued_calls_then_the_handle_works_after_restart() {
     let gate = Gate::default();
     let journal = Journal::default();
-    let (g, j) = (gate.clone(), journal.clone());
     let runtime = Runtime::builder()
-        .service_with(
-            move || Translator {
-                journal: j.clone(),
-                gate: Some(g.clone()),
-            },
-            |def| {
-                def.concurrency(2)
-                    .restart(Restart::permanent().backoff(Backoff::none()));
-            },
-        )
+        .service_with(translator(&journal, Some(&gate)), |def| {
+            def.concurrency(2)
+                .restart(Restart::permanent().backoff(Backoff::none()));
+        })
         .start()
         .await
         .unwrap();

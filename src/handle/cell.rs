@@ -286,11 +286,14 @@ impl<S: Service> ErasedService for ServiceCell<S> {
             let drained = actor
                 .call(
                     |reply| {
-                        ServiceMessage::Internal(Internal(crate::host::InternalKind::Drain {
+                        let drain = crate::host::Drain {
                             deadline,
                             reason,
                             reply,
-                        }))
+                        };
+                        ServiceMessage::Internal(Internal(crate::host::InternalKind::Drain(
+                            Box::new(drain),
+                        )))
                     },
                     Some(limit),
                 )

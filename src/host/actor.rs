@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::guard::{Outcome, guarded};
 use super::job::Incarnation;
-use super::messages::{EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
+use super::messages::{Drain, EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
 use crate::Error;
 use crate::handle::ServiceCell;
@@ -138,7 +138,7 @@ impl<S: Service> Actor for HostActor<S> {
                 Ok(())
             }
             ServiceMessage::Subscribe(sub) => {
-                on_subscribe(state, sub);
+                on_subscribe(state, *sub);
                 Ok(())
             }
             ServiceMessage::Internal(internal) => match internal.0 {
@@ -150,11 +150,12 @@ impl<S: Service> Actor for HostActor<S> {
                     on_tick_done(myself, state, error, panicked)
                 }
                 InternalKind::Failed(reason) => fail(state, reason),
-                InternalKind::Drain {
-                    deadline,
-                    reason,
-                    reply,
-                } => {
+                InternalKind::Drain(drain) => {
+                    let Drain {
+                        deadline,
+                        reason,
+                        reply,
+                    } = *drain;
                     // Boxed: an inlined stop would grow every host's task by its size.
                     Box::pin(stop_in_order(state, deadline, reason)).await;
                     let _ = reply.send(());

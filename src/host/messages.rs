@@ -41,7 +41,7 @@ pub enum ServiceMessage<S: Service> {
     /// A question about the service, answered at once even while it is busy.
     Query(Query),
     /// A subscription to one of the service's events.
-    Subscribe(Subscribe),
+    Subscribe(Box<Subscribe>),
     /// Messages the runtime sends its own hosts; users cannot build them.
     #[doc(hidden)]
     Internal(Internal),
@@ -154,6 +154,13 @@ impl Subscribe {
 pub struct Internal(pub(crate) InternalKind);
 
 #[derive(Debug)]
+pub(crate) struct Drain {
+    pub(crate) deadline: Instant,
+    pub(crate) reason: Error,
+    pub(crate) reply: RpcReplyPort<()>,
+}
+
+#[derive(Debug)]
 pub(crate) enum InternalKind {
     /// A scheduled tick.
     Tick,
@@ -165,9 +172,22 @@ pub(crate) enum InternalKind {
     /// User code failed the incarnation.
     Failed(String),
     /// Stop in order: finish in-flight work by `deadline`, call the stop hook, then stop.
-    Drain {
-        deadline: Instant,
-        reason: Error,
-        reply: RpcReplyPort<()>,
-    },
+    /// Boxed, like every large and rare variant, so that every message stays small to move.
+    Drain(Box<Drain>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Probe;
+    impl Service for Probe {}
+
+    #[test]
+    fn messages_stay_small_to_move() {
+        // Every message is moved into ractor's box and again into the host's handler; large,
+        // rare variants are boxed to keep this small.
+        let size = std::mem::size_of::<ServiceMessage<Probe>>();
+        assert!(size <= 48, "{size} bytes");
+    }
 }

@@ -10,9 +10,8 @@ use crate::runtime::RuntimeShared;
 
 pub(crate) struct Registry;
 
-#[derive(Default)]
 pub(crate) struct RegistryState {
-    shared: Option<Arc<RuntimeShared>>,
+    shared: Arc<RuntimeShared>,
     by_name: HashMap<String, Arc<dyn ErasedService>>,
     by_type: HashMap<TypeId, Arc<dyn ErasedService>>,
     order: Vec<Arc<dyn ErasedService>>,
@@ -29,8 +28,10 @@ impl Actor for Registry {
         shared: Arc<RuntimeShared>,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RegistryState {
-            shared: Some(shared),
-            ..RegistryState::default()
+            shared,
+            by_name: HashMap::new(),
+            by_type: HashMap::new(),
+            order: Vec::new(),
         })
     }
 
@@ -45,10 +46,12 @@ impl Actor for Registry {
                 let name = service.name().to_owned();
                 let ty = service.service_type();
                 // By type, the first registration of a type wins.
-                if let Some(shared) = &state.shared {
-                    shared.by_name.insert(name.clone(), service.clone());
-                    shared.by_type.entry(ty).or_insert_with(|| service.clone());
-                }
+                state.shared.by_name.insert(name.clone(), service.clone());
+                state
+                    .shared
+                    .by_type
+                    .entry(ty)
+                    .or_insert_with(|| service.clone());
                 state.by_name.insert(name, service.clone());
                 state.by_type.entry(ty).or_insert_with(|| service.clone());
                 state.order.push(service);

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use ractor::ActorCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::host::ServiceShared;
+use crate::host::{BACKGROUND_NONE, ServiceShared};
 use crate::runtime::RuntimeHandle;
 
 /// What a service's hooks and handlers get from the runtime: who they are, the call they serve,
@@ -81,6 +81,6 @@ impl Context {
         self.life
             .shared
             .background
-            .store(crate::host::shared_background_none(), Ordering::Release);
+            .store(BACKGROUND_NONE, Ordering::Release);
     }
 }

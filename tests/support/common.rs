@@ -58,6 +58,18 @@ impl Gate {
     }
 }
 
+/// A factory for a [`Translator`] that records into `journal` and, with a gate, waits at it.
+pub fn translator(
+    journal: &Journal,
+    gate: Option<&Gate>,
+) -> impl Fn() -> Translator + Send + Sync + 'static {
+    let (journal, gate) = (journal.clone(), gate.cloned());
+    move || Translator {
+        journal: journal.clone(),
+        gate: gate.clone(),
+    }
+}
+
 /// Translates text; the seeds' translation service, small.
 #[derive(Clone, Default)]
 pub struct Translator {
