@@ -31,3 +31,8 @@ pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 pub use supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
 pub use ractor;
+
+/// The Rust snippets of the guides, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/getting-started.md")]
+struct GettingStartedGuide;
