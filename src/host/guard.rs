@@ -81,10 +81,17 @@ impl<F: Future> Future for Guarded<'_, F> {
         let fut = this.fut;
         let polled = {
             let _entered = this.span.enter();
-            let correlation = this.correlation.clone();
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                CORRELATION.sync_scope(correlation, || fut.poll(cx))
-            }))
+            // Hosts and their tasks never run inside a correlation scope, so without an id of
+            // its own the work needs none: nested calls then find no id, as they should.
+            match this.correlation {
+                Some(id) => {
+                    let correlation = Some(id.clone());
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        CORRELATION.sync_scope(correlation, || fut.poll(cx))
+                    }))
+                }
+                None => std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))),
+            }
         };
         match polled {
             Ok(Poll::Ready(v)) => return Poll::Ready(Outcome::Done(v)),
