@@ -104,6 +104,13 @@ async fn correlation_ids_follow_the_work_into_spans_and_nested_calls() {
         Some("upload-42"),
         "the nested call inherited it"
     );
+    let none = runtime
+        .service::<Relay>()
+        .unwrap()
+        .act(Forward)
+        .await
+        .unwrap();
+    assert_eq!(none, None, "a call without an id passes none on");
     runtime
         .service::<Translator>()
         .unwrap()
