@@ -127,23 +127,16 @@ impl<S: Service> ServiceCell<S> {
     }
 
     pub(crate) async fn health(&self) -> Health {
-        match self.shared.stored_state() {
-            ServiceState::Failed | ServiceState::Restarting => {
-                let reason = self
-                    .shared
-                    .last_failure()
-                    .unwrap_or_else(|| "failed".into());
-                let what = if self.shared.stored_state() == ServiceState::Failed {
-                    "failed"
-                } else {
-                    "restarting"
-                };
-                return Health::unhealthy(format!("{what}: {reason}"));
-            }
-            ServiceState::Stopped | ServiceState::Stopping => {
-                return Health::unhealthy("stopped");
-            }
-            _ => {}
+        // Supervision knows first: a service that is down is unhealthy whatever it would say.
+        let what = match self.shared.stored_state() {
+            ServiceState::Failed => "failed",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Stopped | ServiceState::Stopping => return Health::unhealthy("stopped"),
+            _ => "",
+        };
+        if !what.is_empty() {
+            let reason = self.shared.last_failure().unwrap_or_else(|| what.into());
+            return Health::unhealthy(format!("{what}: {reason}"));
         }
         let Some(actor) = self.actor_ref() else {
             return Health::unhealthy(self.shared.unavailable().to_string());
