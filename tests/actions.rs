@@ -365,3 +365,35 @@ async fn the_host_answers_queries_through_its_mailbox_while_an_action_runs() {
     runtime.shutdown().await.unwrap();
     assert!(matches!(queued.await.unwrap(), Err(Error::ShuttingDown)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_timeout_passes_in_the_queue_never_runs() {
+    let gate = Gate::default();
+    let journal = Journal::default();
+    let runtime = Runtime::builder()
+        .service(translator(&journal, Some(&gate)))
+        .start()
+        .await
+        .unwrap();
+    let t = runtime.service::<Translator>().unwrap();
+    let holder = tokio::spawn(t.act(Work("holder".into())).into_future());
+    eventually(|| async { journal.count("begin:holder") == 1 }).await;
+    let err = t
+        .act(Sleep(10))
+        .timeout(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    gate.open(1);
+    holder.await.unwrap().unwrap();
+    // Once the slot frees, the expired call is dropped from the queue without running.
+    eventually(|| async { t.status().await.unwrap().calls == 2 }).await;
+    assert_eq!(
+        journal.count("sleep-dropped"),
+        0,
+        "the handler never started"
+    );
+    assert_eq!(journal.count("sleep-done"), 0);
+    assert_eq!(t.status().await.unwrap().failures, 1);
+    runtime.shutdown().await.unwrap();
+}
