@@ -97,6 +97,20 @@ impl Handler<Ping> for NoopService {
     }
 }
 
+/// The two targets of a comparison, on `rt`: a raw no-op actor and a runtime with a no-op service.
+fn targets(
+    rt: &tokio::runtime::Runtime,
+) -> (ActorRef<NoopMsg>, Runtime, sora::ServiceHandle<NoopService>) {
+    let (actor, _) = rt
+        .block_on(Actor::spawn(None, NoopActor, ()))
+        .expect("spawn");
+    let sora = rt
+        .block_on(Runtime::builder().service(NoopService::default).start())
+        .expect("start");
+    let service = sora.service::<NoopService>().expect("service");
+    (actor, sora, service)
+}
+
 /// Times `iters` runs of `op`, in a loop on a task of the runtime (as callers in a service
 /// would be), not on the thread that blocks on it.
 fn timed<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
@@ -125,13 +139,7 @@ fn action_round_trip(c: &mut Criterion) {
 
 fn action_round_trip_on(c: &mut Criterion, flavor: &str) {
     let rt = tokio_runtime(flavor);
-    let (actor, _) = rt
-        .block_on(Actor::spawn(None, NoopActor, ()))
-        .expect("spawn");
-    let sora = rt
-        .block_on(Runtime::builder().service(NoopService::default).start())
-        .expect("start");
-    let service = sora.service::<NoopService>().expect("service");
+    let (actor, sora, service) = targets(&rt);
 
     let mut group = c.benchmark_group(format!("action_round_trip/{flavor}"));
     group.throughput(Throughput::Elements(1));
@@ -171,13 +179,7 @@ fn command(c: &mut Criterion) {
 
 fn command_on(c: &mut Criterion, flavor: &str) {
     let rt = tokio_runtime(flavor);
-    let (actor, _) = rt
-        .block_on(Actor::spawn(None, NoopActor, ()))
-        .expect("spawn");
-    let sora = rt
-        .block_on(Runtime::builder().service(NoopService::default).start())
-        .expect("start");
-    let service = sora.service::<NoopService>().expect("service");
+    let (actor, sora, service) = targets(&rt);
 
     let mut group = c.benchmark_group(format!("command/{flavor}"));
     group.throughput(Throughput::Elements(1));
