@@ -232,7 +232,7 @@ fn on_query<S: Service>(state: &HostState<S>, query: Query) {
                     guarded(
                         inc.svc.ready(&ctx),
                         Some(deadline),
-                        Some(&inc.cancel),
+                        Some(inc.token()),
                         tracing::Span::none()
                     )
                     .await,
@@ -251,7 +251,7 @@ async fn check_health<S: Service>(inc: &Incarnation<S>) -> Health {
     match guarded(
         inc.svc.health(&ctx),
         Some(deadline),
-        Some(&inc.cancel),
+        Some(inc.token()),
         span,
     )
     .await
@@ -317,7 +317,7 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
         let t0 = Instant::now();
         let ctx = inc.context(None);
         let span = tracing::info_span!("tick", service = %shared.name);
-        let outcome = guarded(inc.svc.tick(&ctx), None, Some(&inc.cancel), span).await;
+        let outcome = guarded(inc.svc.tick(&ctx), None, Some(inc.token()), span).await;
         let (error, panicked) = match outcome {
             Outcome::Done(Ok(())) => (None, None),
             Outcome::Done(Err(e)) => (Some(e.to_string()), None),

@@ -38,7 +38,6 @@ pub(crate) struct Incarnation<S: Service> {
     pub(crate) svc: Arc<S>,
     pub(crate) cell: Arc<ServiceCell<S>>,
     pub(crate) sched: Mutex<Scheduler<S>>,
-    pub(crate) cancel: CancellationToken,
     cancel_reason: OnceLock<Error>,
     pub(crate) host: ActorRef<ServiceMessage<S>>,
     life: Arc<Life>,
@@ -51,17 +50,15 @@ impl<S: Service> Incarnation<S> {
         host: ActorRef<ServiceMessage<S>>,
     ) -> Self {
         let limit = cell.def.concurrency;
-        let cancel = CancellationToken::new();
         let life = Arc::new(Life {
             shared: cell.shared.clone(),
-            cancel: cancel.clone(),
+            cancel: CancellationToken::new(),
             host: host.get_cell(),
         });
         Incarnation {
             svc: Arc::new(svc),
             cell,
             sched: Mutex::new(Scheduler::new(limit)),
-            cancel,
             cancel_reason: OnceLock::new(),
             host,
             life,
@@ -72,6 +69,11 @@ impl<S: Service> Incarnation<S> {
         Context::new(self.life.clone(), correlation_id)
     }
 
+    /// The token that stops everything this incarnation runs.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.life.cancel
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler<S>> {
         self.sched.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -79,7 +81,7 @@ impl<S: Service> Incarnation<S> {
     /// Cancels everything the incarnation runs; in-flight calls get `reason`.
     pub(crate) fn cancel(&self, reason: Error) {
         let _ = self.cancel_reason.set(reason);
-        self.cancel.cancel();
+        self.life.cancel.cancel();
     }
 
     fn cancelled_error(&self) -> Error {
@@ -292,7 +294,7 @@ where
             let outcome = guarded_call(
                 inc.svc.handle(action, &ctx),
                 deadline.map(|d| d.at),
-                Some(&inc.cancel),
+                Some(inc.token()),
                 span,
                 correlation_id,
             )
@@ -361,7 +363,7 @@ impl<S: Service> Job<S> for CommandJob {
             let outcome = guarded_call(
                 inc.svc.command(command, &ctx),
                 deadline.map(|d| d.at),
-                Some(&inc.cancel),
+                Some(inc.token()),
                 span,
                 correlation_id,
             )
