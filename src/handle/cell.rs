@@ -82,7 +82,7 @@ impl<S: Service> ServiceCell<S> {
 
     pub(crate) fn command(&self, command: Command, options: CallOptions) -> ReplyFuture<()> {
         let timeout = options.timeout;
-        let label = command.name().to_owned().into();
+        let label = command.label();
         let (tx, rx) = oneshot::channel();
         let sent = self.send(ServiceMessage::command(command, options, Some(tx.into())));
         ReplyFuture::new(self.shared.clone(), label, sent.map(|()| rx), timeout)

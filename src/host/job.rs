@@ -341,12 +341,7 @@ impl<S: Service> Job<S> for CommandJob {
                 reply,
                 ..
             } = *self;
-            let label: std::borrow::Cow<'static, str> = match &command {
-                Command::TriggerNow => Command::TRIGGER.into(),
-                Command::ProcessBatch { .. } => Command::PROCESS_BATCH.into(),
-                Command::CheckQueue => Command::CHECK_QUEUE.into(),
-                other => other.name().to_owned().into(),
-            };
+            let label = command.label();
             if let Some(err) = expired(&inc, &label, deadline) {
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(err));

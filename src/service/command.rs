@@ -60,6 +60,17 @@ impl Command {
         }
     }
 
+    /// The command's name, owned only for custom commands: built-in names are static, so a
+    /// command's span and errors cost no allocation.
+    pub(crate) fn label(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Command::TriggerNow => Self::TRIGGER.into(),
+            Command::ProcessBatch { .. } => Self::PROCESS_BATCH.into(),
+            Command::CheckQueue => Self::CHECK_QUEUE.into(),
+            Command::Custom { name, .. } => name.clone().into(),
+        }
+    }
+
     /// The command's name: `trigger`, `process-batch`, `check-queue`, or the custom name.
     pub fn name(&self) -> &str {
         match self {
