@@ -127,11 +127,7 @@ impl<S: Service> ServiceHandle<S> {
     /// [`Error::ServiceUnavailable`] or [`Error::ServiceFailed`]. A command the service does not
     /// accept is dropped with a warning in the log.
     pub fn tell(&self, command: Command) -> Result<(), Error> {
-        self.cell.send(ServiceMessage::command(
-            command,
-            CallOptions::default(),
-            None,
-        ))
+        ErasedService::tell(&*self.cell, command)
     }
 
     /// The service's status snapshot. Answers at once, even while the service is busy.
@@ -248,13 +244,14 @@ impl ServiceRef {
             .await
     }
 
-    /// Sends a command and waits until it has run.
+    /// Sends a command and waits until it has run; set options on the request, then `.await`
+    /// it.
     ///
     /// # Errors
     ///
     /// As [`ServiceHandle::command`].
-    pub async fn command(&self, command: Command, options: CallOptions) -> Result<(), Error> {
-        self.inner.clone().command(command, options).await
+    pub fn command(&self, command: Command) -> CommandRequest {
+        CommandRequest::new(self.inner.clone(), command)
     }
 
     /// Sends a command without waiting (fire and forget).

@@ -140,6 +140,10 @@ async fn services_resolve_by_type_and_name_through_the_registry() {
     assert_eq!(typed.name(), "Relay");
     let named = runtime.resolve_by_name("Translator").await.unwrap();
     assert_eq!(named.name(), "Translator");
+    assert!(matches!(
+        named.command(sora::Command::CheckQueue).priority(1).await,
+        Err(sora::Error::UnknownCommand { .. })
+    ));
     let names: Vec<_> = runtime
         .services()
         .iter()
