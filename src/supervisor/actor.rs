@@ -101,9 +101,7 @@ impl Actor for Supervisor {
                 }
             }
             SupervisorMessage::Shutdown(reply) => {
-                state.shutting_down = true;
-                let deadline = Instant::now() + state.shared.config.shutdown_timeout;
-                stop_all(state, deadline, Error::ShuttingDown).await;
+                stop_all(state).await;
                 let _ = reply.send(());
                 myself.stop(Some("shut down".into()));
             }
@@ -186,9 +184,7 @@ async fn start_all(
                     continue;
                 }
                 tracing::error!(service = service.name(), %reason, "start-up service failed; stopping");
-                state.shutting_down = true;
-                let deadline = Instant::now() + state.shared.config.shutdown_timeout;
-                stop_all(state, deadline, Error::ShuttingDown).await;
+                stop_all(state).await;
                 let err = Error::StartupFailed {
                     service: service.name().to_owned(),
                     reason,
@@ -201,12 +197,15 @@ async fn start_all(
     Ok(())
 }
 
-/// Stops every running service in reverse start order.
-async fn stop_all(state: &mut SupervisorState, deadline: Instant, reason: Error) {
+/// Shuts down: refuses new work, then stops every running service in reverse start order, all
+/// within one shutdown timeout.
+async fn stop_all(state: &mut SupervisorState) {
+    state.shutting_down = true;
     state.shared.begin_shutdown();
+    let deadline = Instant::now() + state.shared.config.shutdown_timeout;
     for slot in state.slots.iter_mut().rev() {
         if slot.actor.take().is_some() {
-            slot.service.drain(deadline, reason.clone()).await;
+            slot.service.drain(deadline, Error::ShuttingDown).await;
         }
         slot.generation += 1;
     }
@@ -267,9 +266,7 @@ async fn on_exit(
                 reason,
             };
             state.shared.finish(Err(err));
-            state.shutting_down = true;
-            let deadline = Instant::now() + state.shared.config.shutdown_timeout;
-            stop_all(state, deadline, Error::ShuttingDown).await;
+            stop_all(state).await;
             myself.stop(Some("critical service failed".into()));
         } else {
             tracing::error!(service = service.name(), %reason, "service failed; left down");
