@@ -91,11 +91,7 @@ impl<S: Service> ServiceCell<S> {
     pub(crate) fn info(&self) -> ServiceInfo {
         let def = &self.def;
         let mut kinds = Vec::new();
-        if self
-            .shared
-            .has_background
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if self.shared.has_background() {
             kinds.push(ServiceKind::LongRunning);
         }
         if def.schedule.is_some() {

@@ -425,14 +425,14 @@ fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(Box::pin(async move {
         let shared = inc.cell.shared.clone();
         let ctx = inc.context(None);
-        shared
-            .background
-            .store(BACKGROUND_RUNNING, Ordering::Release);
+        // The default `run` marks the service as having no background work when it is called.
         let fut = inc.svc.run(&ctx);
         if shared.background.load(Ordering::Acquire) == BACKGROUND_NONE {
             return;
         }
-        shared.has_background.store(true, Ordering::Release);
+        shared
+            .background
+            .store(BACKGROUND_RUNNING, Ordering::Release);
         let span = tracing::info_span!("run", service = %shared.name);
         // Not raced against the stop signal: `run` sees it through its context and returns by
         // itself; a stop aborts it only after a grace period.

@@ -30,7 +30,6 @@ pub(crate) struct ServiceShared {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) tick_running: AtomicBool,
     pub(crate) background: AtomicU8,
-    pub(crate) has_background: AtomicBool,
     pub(crate) last_run: Mutex<Option<LastRun>>,
     pub(crate) next_run: Mutex<Option<Instant>>,
     pub(crate) last_failure: Mutex<Option<String>>,
@@ -63,7 +62,6 @@ impl ServiceShared {
             in_flight: AtomicUsize::new(0),
             tick_running: AtomicBool::new(false),
             background: AtomicU8::new(BACKGROUND_UNKNOWN),
-            has_background: AtomicBool::new(false),
             last_run: Mutex::new(None),
             next_run: Mutex::new(None),
             last_failure: Mutex::new(None),
@@ -97,6 +95,14 @@ impl ServiceShared {
             }
             other => other,
         }
+    }
+
+    /// Whether the service's `run` hook does background work (known once it has started).
+    pub(crate) fn has_background(&self) -> bool {
+        matches!(
+            self.background.load(Ordering::Acquire),
+            BACKGROUND_RUNNING | BACKGROUND_DONE
+        )
     }
 
     pub(crate) fn is_idle(&self) -> bool {
