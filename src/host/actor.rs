@@ -226,24 +226,22 @@ fn on_query<S: Service>(state: &HostState<S>, query: Query) {
         Query::Ready(reply) => {
             let inc = state.inc.clone();
             tokio::spawn(async move {
-                let ctx = inc.context(None);
-                let deadline = Instant::now() + inc.cell.def.health_timeout;
-                let ready = matches!(
-                    guarded(
-                        inc.svc.ready(&ctx),
-                        Some(deadline),
-                        Some(inc.token()),
-                        tracing::Span::none()
-                    )
-                    .await,
-                    Outcome::Done(true)
-                );
-                let _ = reply.send(ready);
+                let _ = reply.send(check_ready(&inc).await);
             });
         }
     }
 }
 
+/// Runs the service's readiness check within the health timeout; no answer means not ready.
+async fn check_ready<S: Service>(inc: &Incarnation<S>) -> bool {
+    let ctx = inc.context(None);
+    let deadline = Instant::now() + inc.cell.def.health_timeout;
+    let span = tracing::Span::none();
+    let outcome = guarded(inc.svc.ready(&ctx), Some(deadline), Some(inc.token()), span).await;
+    matches!(outcome, Outcome::Done(true))
+}
+
+/// Runs the service's health check within the health timeout; no answer is unhealthy.
 async fn check_health<S: Service>(inc: &Incarnation<S>) -> Health {
     let ctx = inc.context(None);
     let deadline = Instant::now() + inc.cell.def.health_timeout;
