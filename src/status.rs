@@ -14,6 +14,7 @@ use crate::supervisor::Restart;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum ServiceState {
     /// Its `start` hook is running.
     Starting,
@@ -34,30 +35,26 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    const ALL: [ServiceState; 8] = [
+        Self::Starting,
+        Self::Running,
+        Self::Idle,
+        Self::Busy,
+        Self::Restarting,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Failed,
+    ];
+
     pub(crate) fn from_u8(v: u8) -> Self {
-        match v {
-            0 => Self::Starting,
-            1 => Self::Running,
-            2 => Self::Idle,
-            3 => Self::Busy,
-            4 => Self::Restarting,
-            5 => Self::Stopping,
-            6 => Self::Stopped,
-            _ => Self::Failed,
-        }
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Self::Failed)
     }
 
     pub(crate) fn as_u8(self) -> u8 {
-        match self {
-            Self::Starting => 0,
-            Self::Running => 1,
-            Self::Idle => 2,
-            Self::Busy => 3,
-            Self::Restarting => 4,
-            Self::Stopping => 5,
-            Self::Stopped => 6,
-            Self::Failed => 7,
-        }
+        self as u8
     }
 }
 
@@ -167,4 +164,16 @@ pub struct ServiceInfo {
     pub concurrency: usize,
     /// Its restart policy.
     pub restart: Restart,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServiceState;
+
+    #[test]
+    fn states_round_trip_through_their_stored_form() {
+        for state in ServiceState::ALL {
+            assert_eq!(ServiceState::from_u8(state.as_u8()), state);
+        }
+    }
 }
