@@ -25,6 +25,17 @@ impl Service for Recorder {
     }
 }
 
+async fn start_recorder(journal: &Journal) -> Runtime {
+    let journal = journal.clone();
+    Runtime::builder()
+        .service(move || Recorder {
+            journal: journal.clone(),
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sigterm_shuts_the_runtime_down_in_order() {
     // Listening here first makes SIGTERM a signal to handle, not one that ends the process,
@@ -32,12 +43,7 @@ async fn sigterm_shuts_the_runtime_down_in_order() {
     let mut ours = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("listen for SIGTERM");
     let journal = Journal::default();
-    let j = journal.clone();
-    let runtime = Runtime::builder()
-        .service(move || Recorder { journal: j.clone() })
-        .start()
-        .await
-        .unwrap();
+    let runtime = start_recorder(&journal).await;
     let run = tokio::spawn(async move { runtime.run().await });
     // The runtime may not listen yet when a signal arrives; send until it has stopped.
     let pid = std::process::id().to_string();
@@ -60,12 +66,7 @@ async fn sigterm_shuts_the_runtime_down_in_order() {
 #[tokio::test]
 async fn run_until_stops_when_its_future_resolves() {
     let journal = Journal::default();
-    let j = journal.clone();
-    let runtime = Runtime::builder()
-        .service(move || Recorder { journal: j.clone() })
-        .start()
-        .await
-        .unwrap();
+    let runtime = start_recorder(&journal).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(async move {
         runtime
