@@ -191,7 +191,7 @@ fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
         EnvelopeKind::Job(job) if shutting_down => job.reject(Error::ShuttingDown),
         EnvelopeKind::Job(job) => inc.submit(job),
         EnvelopeKind::Command(cmd) if shutting_down => cmd.respond(Err(Error::ShuttingDown)),
-        EnvelopeKind::Command(cmd) => {
+        EnvelopeKind::Command(mut cmd) => {
             let def = &inc.cell.def;
             if !def.accepts(&cmd.command) {
                 let err = Error::UnknownCommand {
@@ -200,7 +200,7 @@ fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
                 };
                 cmd.respond(Err(err));
             } else if cmd.command == Command::TriggerNow && def.schedule.is_some() {
-                trigger(state, cmd.reply);
+                trigger(state, cmd.take_reply());
             } else {
                 inc.submit(cmd);
             }
@@ -467,7 +467,7 @@ fn fail<S: Service>(state: &mut HostState<S>, reason: String) -> Result<(), Acto
 }
 
 fn refuse_queued<S: Service>(state: &mut HostState<S>, err: &Error) {
-    let queued = state.inc.lock().close(err.clone());
+    let queued = state.inc.sched.close(err.clone());
     state.inc.cell.shared.queued.store(0, Ordering::Relaxed);
     for job in queued {
         job.reject(err.clone());

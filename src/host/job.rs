@@ -1,7 +1,7 @@
 //! Units of work a host runs on its tasks: typed actions and commands.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{Outcome, guarded_call};
 use super::messages::{Internal, InternalKind, ServiceMessage};
-use super::scheduler::{Admit, Scheduler};
+use super::scheduler::{Admit, Gate, Scheduler};
 use crate::action::{Action, Handler};
 use crate::handle::ServiceCell;
 use crate::service::{Command, Context, Life, Service};
@@ -33,11 +33,28 @@ pub(crate) trait Job<S: Service>: Send + 'static {
     fn reject(self: Box<Self>, err: Error);
 }
 
+/// Work on its way in: a typed action, boxed by its caller, or a command, which travels unboxed
+/// so that a `tell` allocates nothing beyond ractor's own box for the message.
+pub(crate) trait Submit<S: Service> {
+    fn into_future(self, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd>;
+    fn into_job(self) -> Box<dyn Job<S>>;
+}
+
+impl<S: Service> Submit<S> for Box<dyn Job<S>> {
+    fn into_future(self, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
+        self.run(inc)
+    }
+
+    fn into_job(self) -> Box<dyn Job<S>> {
+        self
+    }
+}
+
 /// One life of a service between its start and its stop or failure.
 pub(crate) struct Incarnation<S: Service> {
     pub(crate) svc: Arc<S>,
     pub(crate) cell: Arc<ServiceCell<S>>,
-    pub(crate) sched: Mutex<Scheduler<S>>,
+    pub(crate) sched: Scheduler<S>,
     cancel_reason: OnceLock<Error>,
     pub(crate) host: ActorRef<ServiceMessage<S>>,
     life: Arc<Life>,
@@ -50,6 +67,8 @@ impl<S: Service> Incarnation<S> {
         host: ActorRef<ServiceMessage<S>>,
     ) -> Self {
         let limit = cell.def.concurrency;
+        let gate = Arc::new(Gate::default());
+        cell.shared.set_gate(gate.clone());
         let life = Arc::new(Life {
             shared: cell.shared.clone(),
             cancel: CancellationToken::new(),
@@ -58,7 +77,7 @@ impl<S: Service> Incarnation<S> {
         Incarnation {
             svc: Arc::new(svc),
             cell,
-            sched: Mutex::new(Scheduler::new(limit)),
+            sched: Scheduler::new(limit, gate),
             cancel_reason: OnceLock::new(),
             host,
             life,
@@ -72,10 +91,6 @@ impl<S: Service> Incarnation<S> {
     /// The token that stops everything this incarnation runs.
     pub(crate) fn token(&self) -> &CancellationToken {
         &self.life.cancel
-    }
-
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler<S>> {
-        self.sched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Cancels everything the incarnation runs; in-flight calls get `reason`.
@@ -95,20 +110,13 @@ impl<S: Service> Incarnation<S> {
     }
 
     /// Runs the job at once if a slot is free, queues it otherwise.
-    pub(crate) fn submit(self: &Arc<Self>, job: Box<dyn Job<S>>) {
-        let shared = &self.cell.shared;
-        let admitted = {
-            let mut sched = self.lock();
-            let admitted = sched.admit(job);
-            shared.queued.store(sched.len(), Ordering::Relaxed);
-            admitted
-        };
-        match admitted {
-            Admit::Run(job) => {
-                shared.in_flight.fetch_add(1, Ordering::SeqCst);
-                self.start(job);
-            }
-            Admit::Queued => {}
+    pub(crate) fn submit(self: &Arc<Self>, job: impl Submit<S>) {
+        if self.sched.try_enter() {
+            return self.start(job.into_future(self.clone()));
+        }
+        match self.sched.admit(job.into_job()) {
+            Admit::Run(job) => self.start(job.run(self.clone())),
+            Admit::Queued { depth } => self.cell.shared.queued.store(depth, Ordering::Relaxed),
             Admit::Closed(job, err) => job.reject(err),
         }
     }
@@ -118,11 +126,11 @@ impl<S: Service> Incarnation<S> {
     /// Most handlers either finish at once or reach an `.await` quickly, so the common call
     /// costs no task spawn and no extra wake-up. The price: code that runs before a handler's
     /// first `.await` runs on the host's task (see `docs/design/host.md`).
-    fn start(self: &Arc<Self>, job: Box<dyn Job<S>>) {
-        let mut running = job.run(self.clone());
+    fn start(self: &Arc<Self>, mut running: BoxFuture<'static, JobEnd>) {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match running.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(end) => {
+                drop(running);
                 if let Some(next) = self.finish(end) {
                     tokio::spawn(drive(self.clone(), next.run(self.clone())));
                 }
@@ -137,21 +145,18 @@ impl<S: Service> Incarnation<S> {
     fn finish(&self, end: JobEnd) -> Option<Box<dyn Job<S>>> {
         let shared = &self.cell.shared;
         let next = match end {
-            JobEnd::Done => {
-                let mut sched = self.lock();
-                let next = sched.next();
-                shared.queued.store(sched.len(), Ordering::Relaxed);
+            JobEnd::Done => self.sched.finish().map(|(next, depth)| {
+                shared.queued.store(depth, Ordering::Relaxed);
                 next
-            }
+            }),
             JobEnd::Panicked(reason) => {
-                self.lock().release();
+                self.sched.release();
                 let failed = InternalKind::Failed(reason);
                 let _ = self.host.cast(ServiceMessage::Internal(Internal(failed)));
                 None
             }
         };
         if next.is_none() {
-            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             shared.wake_if_draining();
         }
         next
@@ -314,33 +319,59 @@ where
 pub(crate) struct CommandJob {
     pub(crate) command: Command,
     pub(crate) priority: i32,
+    /// What a plain `tell` does not carry, boxed so that the message stays small.
+    pub(crate) call: Option<Box<CallParts>>,
+}
+
+/// The parts of a command that only some commands carry.
+pub(crate) struct CallParts {
     pub(crate) deadline: Option<Deadline>,
     pub(crate) correlation_id: Option<Arc<str>>,
     pub(crate) reply: Option<RpcReplyPort<Result<(), Error>>>,
 }
 
 impl CommandJob {
-    pub(crate) fn respond(self, result: Result<(), Error>) {
-        if let Some(reply) = self.reply {
+    pub(crate) fn new(
+        command: Command,
+        priority: i32,
+        deadline: Option<Deadline>,
+        correlation_id: Option<Arc<str>>,
+        reply: Option<RpcReplyPort<Result<(), Error>>>,
+    ) -> Self {
+        let call = (deadline.is_some() || correlation_id.is_some() || reply.is_some()).then(|| {
+            Box::new(CallParts {
+                deadline,
+                correlation_id,
+                reply,
+            })
+        });
+        CommandJob {
+            command,
+            priority,
+            call,
+        }
+    }
+
+    /// Takes the reply port, if the sender waits for one.
+    pub(crate) fn take_reply(&mut self) -> Option<RpcReplyPort<Result<(), Error>>> {
+        self.call.as_mut().and_then(|call| call.reply.take())
+    }
+
+    pub(crate) fn respond(mut self, result: Result<(), Error>) {
+        if let Some(reply) = self.take_reply() {
             let _ = reply.send(result);
         }
     }
 }
 
-impl<S: Service> Job<S> for CommandJob {
-    fn priority(&self) -> i32 {
-        self.priority
-    }
-
-    fn run(self: Box<Self>, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
+impl<S: Service> Submit<S> for CommandJob {
+    fn into_future(self, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
         Box::pin(async move {
-            let CommandJob {
-                command,
-                deadline,
-                correlation_id,
-                reply,
-                ..
-            } = *self;
+            let CommandJob { command, call, .. } = self;
+            let (deadline, correlation_id, reply) = match call {
+                Some(call) => (call.deadline, call.correlation_id, call.reply),
+                None => (None, None, None),
+            };
             let label = command.label();
             if let Some(err) = expired(&inc, &label, deadline) {
                 if let Some(reply) = reply {
@@ -369,6 +400,20 @@ impl<S: Service> Job<S> for CommandJob {
             }
             end
         })
+    }
+
+    fn into_job(self) -> Box<dyn Job<S>> {
+        Box::new(self)
+    }
+}
+
+impl<S: Service> Job<S> for CommandJob {
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+
+    fn run(self: Box<Self>, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
+        (*self).into_future(inc)
     }
 
     fn reject(self: Box<Self>, err: Error) {

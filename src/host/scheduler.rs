@@ -1,16 +1,42 @@
 //! The per-incarnation run queue: a concurrency limit and a priority heap.
+//!
+//! The common case, a job that finds a free slot and an empty queue, takes no lock: the number of
+//! running jobs and a flag that says "the queue is not empty, or closed" share one atomic word,
+//! the [`Gate`]. A job that finds the flag set, or no free slot, takes the lock; so does a job
+//! that finishes while the flag is set, to hand its slot to the next one in the queue.
+//!
+//! The invariant that keeps the two paths consistent: the flag is set, under the lock, before a
+//! job is pushed, and cleared, under the lock, when the queue empties. A finishing job that sees
+//! the flag clear may give its slot back without the lock, because nothing is waiting for it; one
+//! that sees it set takes the lock, where it finds the queue as the pusher left it.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::job::Job;
 use crate::Error;
 use crate::service::Service;
 
-pub(crate) struct Queued<S: Service> {
+/// Set while the queue holds a job or is closed: admission and hand-over must take the lock.
+const SLOW: usize = 1 << (usize::BITS - 1);
+
+/// The running jobs of one incarnation and the [`SLOW`] flag, in one word.
+#[derive(Debug, Default)]
+pub(crate) struct Gate(AtomicUsize);
+
+impl Gate {
+    /// How many jobs are running.
+    pub(crate) fn running(&self) -> usize {
+        self.0.load(Ordering::SeqCst) & !SLOW
+    }
+}
+
+struct Queued<S: Service> {
     priority: i32,
     seq: u64,
-    pub(crate) job: Box<dyn Job<S>>,
+    job: Box<dyn Job<S>>,
 }
 
 impl<S: Service> PartialEq for Queued<S> {
@@ -33,80 +59,263 @@ impl<S: Service> Ord for Queued<S> {
     }
 }
 
-/// What a new job should do.
+/// What a job that did not find a free slot at once should do.
 pub(crate) enum Admit<S: Service> {
-    /// A slot was free: run it now.
+    /// A slot was free after all: run it now.
     Run(Box<dyn Job<S>>),
-    /// Queued behind others.
-    Queued,
+    /// Queued behind others; `depth` jobs are waiting now.
+    Queued { depth: usize },
     /// The queue is closed (the incarnation is stopping or failed).
     Closed(Box<dyn Job<S>>, Error),
 }
 
-pub(crate) struct Scheduler<S: Service> {
+struct Queue<S: Service> {
     heap: BinaryHeap<Queued<S>>,
-    running: usize,
-    limit: usize,
     seq: u64,
     closed: Option<Error>,
 }
 
+pub(crate) struct Scheduler<S: Service> {
+    gate: std::sync::Arc<Gate>,
+    limit: usize,
+    queue: Mutex<Queue<S>>,
+}
+
 impl<S: Service> Scheduler<S> {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, gate: std::sync::Arc<Gate>) -> Self {
         Scheduler {
-            heap: BinaryHeap::new(),
-            running: 0,
-            limit,
-            seq: 0,
-            closed: None,
+            gate,
+            limit: limit.clamp(1, !SLOW),
+            queue: Mutex::new(Queue {
+                heap: BinaryHeap::new(),
+                seq: 0,
+                closed: None,
+            }),
         }
     }
 
-    pub(crate) fn admit(&mut self, job: Box<dyn Job<S>>) -> Admit<S> {
-        if let Some(err) = &self.closed {
-            return Admit::Closed(job, err.clone());
-        }
-        if self.running < self.limit && self.heap.is_empty() {
-            self.running += 1;
-            return Admit::Run(job);
-        }
-        self.seq += 1;
-        self.heap.push(Queued {
-            priority: job.priority(),
-            seq: self.seq,
-            job,
-        });
-        Admit::Queued
+    fn lock(&self) -> MutexGuard<'_, Queue<S>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Called by a task whose job finished: the next job for it, or `None` and the slot is freed.
-    pub(crate) fn next(&mut self) -> Option<Box<dyn Job<S>>> {
-        if self.closed.is_none() {
-            if let Some(q) = self.heap.pop() {
-                return Some(q.job);
+    /// Takes a slot if one is free and nothing is queued, without the lock.
+    pub(crate) fn try_enter(&self) -> bool {
+        let gate = &self.gate.0;
+        let mut current = gate.load(Ordering::SeqCst);
+        while current & SLOW == 0 && current < self.limit {
+            match gate.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
             }
         }
-        self.running = self.running.saturating_sub(1);
+        false
+    }
+
+    /// Admits a job that [`Self::try_enter`] turned away: it runs if a slot has been freed since,
+    /// and waits in the queue otherwise.
+    pub(crate) fn admit(&self, job: Box<dyn Job<S>>) -> Admit<S> {
+        let mut queue = self.lock();
+        if let Some(err) = &queue.closed {
+            return Admit::Closed(job, err.clone());
+        }
+        let gate = &self.gate.0;
+        let mut current = gate.load(Ordering::SeqCst);
+        loop {
+            let (next, runs) = if current & SLOW == 0 && current < self.limit {
+                (current + 1, true)
+            } else {
+                (current | SLOW, false)
+            };
+            match gate.compare_exchange_weak(current, next, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) if runs => return Admit::Run(job),
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        queue.seq += 1;
+        let seq = queue.seq;
+        queue.heap.push(Queued {
+            priority: job.priority(),
+            seq,
+            job,
+        });
+        Admit::Queued {
+            depth: queue.heap.len(),
+        }
+    }
+
+    /// Called when a job finishes: the next job for its slot, with the depth of the queue left
+    /// behind, or `None` and the slot is given back.
+    pub(crate) fn finish(&self) -> Option<(Box<dyn Job<S>>, usize)> {
+        let gate = &self.gate.0;
+        let mut current = gate.load(Ordering::SeqCst);
+        while current & SLOW == 0 {
+            match gate.compare_exchange_weak(
+                current,
+                current - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return None,
+                Err(actual) => current = actual,
+            }
+        }
+        let mut queue = self.lock();
+        if queue.closed.is_none() {
+            if let Some(next) = queue.heap.pop() {
+                if queue.heap.is_empty() {
+                    gate.fetch_and(!SLOW, Ordering::SeqCst);
+                }
+                return Some((next.job, queue.heap.len()));
+            }
+        }
+        gate.fetch_sub(1, Ordering::SeqCst);
         None
     }
 
-    /// Releases a slot without taking more work (the job's task is ending).
-    pub(crate) fn release(&mut self) {
-        self.running = self.running.saturating_sub(1);
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+    /// Gives a slot back without taking more work (the job's incarnation is failing).
+    pub(crate) fn release(&self) {
+        let _queue = self.lock();
+        self.gate.0.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Closes the queue and hands back every queued job, to be refused with `err`.
-    pub(crate) fn close(&mut self, err: Error) -> Vec<Box<dyn Job<S>>> {
-        self.closed.get_or_insert(err);
-        std::mem::take(&mut self.heap)
+    pub(crate) fn close(&self, err: Error) -> Vec<Box<dyn Job<S>>> {
+        let mut queue = self.lock();
+        queue.closed.get_or_insert(err);
+        self.gate.0.fetch_or(SLOW, Ordering::SeqCst);
+        std::mem::take(&mut queue.heap)
             .into_sorted_vec()
             .into_iter()
             .rev()
             .map(|q| q.job)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::host::job::{Incarnation, JobEnd};
+
+    struct Probe;
+    impl Service for Probe {}
+
+    struct Tagged(i32);
+    impl Job<Probe> for Tagged {
+        fn priority(&self) -> i32 {
+            self.0
+        }
+        fn run(self: Box<Self>, _: Arc<Incarnation<Probe>>) -> BoxFuture<'static, JobEnd> {
+            Box::pin(async { JobEnd::Done })
+        }
+        fn reject(self: Box<Self>, _: Error) {}
+    }
+
+    fn scheduler(limit: usize) -> (Scheduler<Probe>, Arc<Gate>) {
+        let gate = Arc::new(Gate::default());
+        (Scheduler::new(limit, gate.clone()), gate)
+    }
+
+    #[test]
+    fn free_slots_are_taken_without_queueing() {
+        let (s, gate) = scheduler(2);
+        assert!(s.try_enter());
+        assert!(s.try_enter());
+        assert!(!s.try_enter(), "the limit is two");
+        assert_eq!(gate.running(), 2);
+        assert!(s.finish().is_none());
+        assert!(s.finish().is_none());
+        assert_eq!(gate.running(), 0);
+    }
+
+    #[test]
+    fn a_finished_job_hands_its_slot_to_the_highest_priority_in_arrival_order() {
+        let (s, gate) = scheduler(1);
+        assert!(s.try_enter());
+        for p in [0, 5, 5, -1] {
+            assert!(matches!(s.admit(Box::new(Tagged(p))), Admit::Queued { .. }));
+        }
+        assert!(!s.try_enter(), "queued jobs come before newcomers");
+        let mut order = Vec::new();
+        while let Some((job, _)) = s.finish() {
+            order.push(job.priority());
+            assert_eq!(gate.running(), 1, "the slot passes on without being freed");
+        }
+        assert_eq!(order, [5, 5, 0, -1]);
+        assert_eq!(gate.running(), 0);
+        assert!(s.try_enter(), "an empty queue lets the fast path back in");
+    }
+
+    #[test]
+    fn a_job_admitted_after_a_slot_freed_runs_at_once() {
+        let (s, _) = scheduler(1);
+        assert!(s.try_enter());
+        assert!(s.finish().is_none());
+        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Run(_)));
+    }
+
+    #[test]
+    fn a_closed_queue_refuses_and_hands_back_what_waited() {
+        let (s, gate) = scheduler(1);
+        assert!(s.try_enter());
+        assert!(matches!(
+            s.admit(Box::new(Tagged(1))),
+            Admit::Queued { depth: 1 }
+        ));
+        let refused = s.close(Error::ShuttingDown);
+        assert_eq!(refused.len(), 1);
+        assert!(!s.try_enter());
+        assert!(matches!(
+            s.admit(Box::new(Tagged(0))),
+            Admit::Closed(_, Error::ShuttingDown)
+        ));
+        assert!(s.finish().is_none(), "a closed queue hands nothing on");
+        assert_eq!(gate.running(), 0);
+    }
+
+    /// Finishes the job holding a slot and every job handed on to that slot.
+    fn run_out(s: &Scheduler<Probe>) {
+        while s.finish().is_some() {}
+    }
+
+    #[test]
+    fn slots_balance_under_concurrent_admission_and_finishing() {
+        let (s, gate) = scheduler(3);
+        let s = Arc::new(s);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        if s.try_enter() {
+                            run_out(&s);
+                        } else if let Admit::Run(_) = s.admit(Box::new(Tagged(0))) {
+                            run_out(&s);
+                        }
+                        assert!(gate_running(&s) <= 3, "never more than the limit");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Every queued job was handed a slot by a finishing one, and every slot was given back.
+        assert_eq!(gate.running(), 0);
+        assert!(s.try_enter(), "the queue is empty: the fast path is open");
+    }
+
+    fn gate_running(s: &Scheduler<Probe>) -> usize {
+        s.gate.running()
     }
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use arc_swap::ArcSwap;
 use tokio::sync::Notify;
+
+use super::scheduler::Gate;
 use tokio::time::Instant;
 
 use crate::Error;
@@ -27,7 +30,8 @@ pub(crate) struct ServiceShared {
     pub(crate) calls: AtomicU64,
     pub(crate) restarts: AtomicU64,
     pub(crate) queued: AtomicUsize,
-    pub(crate) in_flight: AtomicUsize,
+    /// The current incarnation's running jobs.
+    gate: ArcSwap<Gate>,
     pub(crate) tick_running: AtomicBool,
     pub(crate) background: AtomicU8,
     pub(crate) last_run: Mutex<Option<LastRun>>,
@@ -59,7 +63,7 @@ impl ServiceShared {
             calls: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
+            gate: ArcSwap::from_pointee(Gate::default()),
             tick_running: AtomicBool::new(false),
             background: AtomicU8::new(BACKGROUND_UNKNOWN),
             last_run: Mutex::new(None),
@@ -83,9 +87,7 @@ impl ServiceShared {
     pub(crate) fn state(&self) -> ServiceState {
         match self.stored_state() {
             ServiceState::Idle | ServiceState::Running | ServiceState::Busy => {
-                if self.in_flight.load(Ordering::Acquire) > 0
-                    || self.tick_running.load(Ordering::Acquire)
-                {
+                if self.in_flight() > 0 || self.tick_running.load(Ordering::Acquire) {
                     ServiceState::Busy
                 } else if self.background.load(Ordering::Acquire) == BACKGROUND_RUNNING {
                     ServiceState::Running
@@ -105,8 +107,18 @@ impl ServiceShared {
         )
     }
 
+    /// Makes `gate` the one that counts the running jobs: a new incarnation's.
+    pub(crate) fn set_gate(&self, gate: Arc<Gate>) {
+        self.gate.store(gate);
+    }
+
+    /// How many actions and commands are running.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.gate.load().running()
+    }
+
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::SeqCst) == 0 && !self.tick_running.load(Ordering::SeqCst)
+        self.in_flight() == 0 && !self.tick_running.load(Ordering::SeqCst)
     }
 
     /// Marks that an orderly stop waits for the service to become idle.
@@ -203,7 +215,7 @@ impl ServiceShared {
             failures: self.failures.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
             queue_depth: self.queued.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_failure: self.last_failure(),
         }
