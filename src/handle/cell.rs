@@ -51,10 +51,10 @@ impl<S: Service> ServiceCell<S> {
     }
 
     /// Delivers a message to the current incarnation.
+    ///
+    /// A host refuses work once its runtime is shutting down, and a dead host's error says so:
+    /// the caller need not check first.
     pub(crate) fn send(&self, message: ServiceMessage<S>) -> Result<(), Error> {
-        if self.shared.runtime.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
         match self.actor.load().as_ref() {
             Some(actor) => actor
                 .send_message(message)

@@ -73,11 +73,11 @@ impl<S: Service> Actor for HostActor<S> {
         cell.shared.set_state(ServiceState::Starting);
         let svc = (cell.factory)();
         let inc = Arc::new(Incarnation::new(svc, cell.clone(), myself));
-        let ctx = inc.context(None);
+        let ctx = inc.ctx();
         let timeout = cell.def.start_timeout;
         let span = tracing::info_span!("start", service = %cell.shared.name);
         let outcome = guarded(
-            inc.svc.start(&ctx),
+            inc.svc.start(ctx),
             Some(Instant::now() + timeout),
             None,
             span,
@@ -234,26 +234,19 @@ fn on_query<S: Service>(state: &HostState<S>, query: Query) {
 
 /// Runs the service's readiness check within the health timeout; no answer means not ready.
 async fn check_ready<S: Service>(inc: &Incarnation<S>) -> bool {
-    let ctx = inc.context(None);
+    let ctx = inc.ctx();
     let deadline = Instant::now() + inc.cell.def.health_timeout;
     let span = tracing::Span::none();
-    let outcome = guarded(inc.svc.ready(&ctx), Some(deadline), Some(inc.token()), span).await;
+    let outcome = guarded(inc.svc.ready(ctx), Some(deadline), Some(inc.token()), span).await;
     matches!(outcome, Outcome::Done(true))
 }
 
 /// Runs the service's health check within the health timeout; no answer is unhealthy.
 async fn check_health<S: Service>(inc: &Incarnation<S>) -> Health {
-    let ctx = inc.context(None);
+    let ctx = inc.ctx();
     let deadline = Instant::now() + inc.cell.def.health_timeout;
     let span = tracing::Span::none();
-    match guarded(
-        inc.svc.health(&ctx),
-        Some(deadline),
-        Some(inc.token()),
-        span,
-    )
-    .await
-    {
+    match guarded(inc.svc.health(ctx), Some(deadline), Some(inc.token()), span).await {
         Outcome::Done(health) => health,
         Outcome::TimedOut => Health::unhealthy("health check timed out"),
         Outcome::Cancelled => Health::unhealthy("stopping"),
@@ -313,9 +306,9 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
         let shared = &inc.cell.shared;
         let started_at = SystemTime::now();
         let t0 = Instant::now();
-        let ctx = inc.context(None);
+        let ctx = inc.ctx();
         let span = tracing::info_span!("tick", service = %shared.name);
-        let outcome = guarded(inc.svc.tick(&ctx), None, Some(inc.token()), span).await;
+        let outcome = guarded(inc.svc.tick(ctx), None, Some(inc.token()), span).await;
         let (error, panicked) = match outcome {
             Outcome::Done(Ok(())) => (None, None),
             Outcome::Done(Err(e)) => (Some(e.to_string()), None),
@@ -422,9 +415,9 @@ fn spawn_background<S: Service>(inc: Arc<Incarnation<S>>) -> AbortOnDrop {
     // done: most services have no background work and finish at once.
     AbortOnDrop(tokio::spawn(Box::pin(async move {
         let shared = inc.cell.shared.clone();
-        let ctx = inc.context(None);
+        let ctx = inc.ctx();
         // The default `run` marks the service as having no background work when it is called.
-        let fut = inc.svc.run(&ctx);
+        let fut = inc.svc.run(ctx);
         if shared.background.load(Ordering::Acquire) == BACKGROUND_NONE {
             return;
         }
@@ -506,10 +499,10 @@ async fn stop_in_order<S: Service>(state: &mut HostState<S>, deadline: Instant, 
         let grace = Instant::now() + inc.cell.def.stop_timeout;
         let _ = tokio::time::timeout_at(grace, &mut background.0).await;
     }
-    let ctx = inc.context(None);
+    let ctx = inc.ctx();
     let stop_deadline = Instant::now() + inc.cell.def.stop_timeout;
     let span = tracing::info_span!("stop", service = %shared.name);
-    match guarded(inc.svc.stop(&ctx), Some(stop_deadline), None, span).await {
+    match guarded(inc.svc.stop(ctx), Some(stop_deadline), None, span).await {
         Outcome::Done(()) | Outcome::Cancelled => {}
         Outcome::TimedOut => tracing::warn!(service = %shared.name, "stop hook timed out"),
         Outcome::Panicked(m) => {

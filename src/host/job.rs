@@ -1,5 +1,6 @@
 //! Units of work a host runs on its tasks: typed actions and commands.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -57,7 +58,8 @@ pub(crate) struct Incarnation<S: Service> {
     pub(crate) sched: Scheduler<S>,
     cancel_reason: OnceLock<Error>,
     pub(crate) host: ActorRef<ServiceMessage<S>>,
-    life: Arc<Life>,
+    /// The context of everything the incarnation runs without a correlation id of its own.
+    ctx: Context,
 }
 
 impl<S: Service> Incarnation<S> {
@@ -80,23 +82,32 @@ impl<S: Service> Incarnation<S> {
             sched: Scheduler::new(limit, gate),
             cancel_reason: OnceLock::new(),
             host,
-            life,
+            ctx: Context::new(life, None),
         }
     }
 
-    pub(crate) fn context(&self, correlation_id: Option<Arc<str>>) -> Context {
-        Context::new(self.life.clone(), correlation_id)
+    /// The incarnation's context, shared by everything it runs without a correlation id.
+    pub(crate) fn ctx(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The context of a call: the shared one, unless the call has a correlation id of its own.
+    pub(crate) fn context(&self, correlation_id: Option<Arc<str>>) -> Cow<'_, Context> {
+        match correlation_id {
+            None => Cow::Borrowed(&self.ctx),
+            Some(id) => Cow::Owned(self.ctx.with_correlation(id)),
+        }
     }
 
     /// The token that stops everything this incarnation runs.
     pub(crate) fn token(&self) -> &CancellationToken {
-        &self.life.cancel
+        self.ctx.token()
     }
 
     /// Cancels everything the incarnation runs; in-flight calls get `reason`.
     pub(crate) fn cancel(&self, reason: Error) {
         let _ = self.cancel_reason.set(reason);
-        self.life.cancel.cancel();
+        self.ctx.token().cancel();
     }
 
     fn cancelled_error(&self) -> Error {

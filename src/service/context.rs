@@ -40,6 +40,19 @@ impl Context {
         }
     }
 
+    /// The same context, serving a call with the correlation id `id`.
+    pub(crate) fn with_correlation(&self, id: Arc<str>) -> Self {
+        Context {
+            life: self.life.clone(),
+            correlation_id: Some(id),
+        }
+    }
+
+    /// The token that stops everything the incarnation runs.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.life.cancel
+    }
+
     /// The service's name.
     pub fn name(&self) -> &str {
         &self.life.shared.name
