@@ -20,13 +20,15 @@
 
 mod actor;
 mod guard;
+mod inbox;
 mod job;
 mod messages;
 mod scheduler;
 mod shared;
 
 pub(crate) use actor::{HostActor, HostArgs};
-pub(crate) use messages::{Drain, InternalKind};
+pub(crate) use inbox::{Delivery, Door, inbox};
+pub(crate) use messages::{Drain, EnvelopeKind, InternalKind};
 pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};
 pub(crate) use shared::{BACKGROUND_NONE, ServiceShared};
 

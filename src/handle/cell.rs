@@ -15,7 +15,10 @@ use super::request::ReplyFuture;
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
-use crate::host::{HostActor, HostArgs, Internal, Query, ServiceMessage, ServiceShared};
+use crate::host::{
+    Delivery, Door, EnvelopeKind, HostActor, HostArgs, Internal, Query, ServiceMessage,
+    ServiceShared, inbox,
+};
 use crate::runtime::RuntimeShared;
 use crate::service::{Command, Definition, Health, Service, Startup};
 use crate::status::{ScheduleInfo, ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
@@ -25,7 +28,8 @@ pub(crate) struct ServiceCell<S: Service> {
     pub(crate) def: Definition<S>,
     pub(crate) shared: Arc<ServiceShared>,
     pub(crate) factory: Box<dyn Fn() -> S + Send + Sync>,
-    actor: ArcSwapOption<ActorRef<ServiceMessage<S>>>,
+    /// How calls reach the current incarnation; empty while there is none.
+    door: ArcSwapOption<Door<S>>,
 }
 
 impl<S: Service> ServiceCell<S> {
@@ -38,7 +42,7 @@ impl<S: Service> ServiceCell<S> {
             shared: Arc::new(ServiceShared::new(&def.name, runtime)),
             def,
             factory,
-            actor: ArcSwapOption::empty(),
+            door: ArcSwapOption::empty(),
         }
     }
 
@@ -47,18 +51,15 @@ impl<S: Service> ServiceCell<S> {
     }
 
     pub(crate) fn actor_ref(&self) -> Option<ActorRef<ServiceMessage<S>>> {
-        self.actor.load_full().map(|a| (*a).clone())
+        self.door.load().as_ref().map(|door| door.actor.clone())
     }
 
-    /// Delivers a message to the current incarnation.
-    ///
-    /// A host refuses work once its runtime is shutting down, and a dead host's error says so:
-    /// the caller need not check first.
-    pub(crate) fn send(&self, message: ServiceMessage<S>) -> Result<(), Error> {
-        match self.actor.load().as_ref() {
-            Some(actor) => actor
-                .send_message(message)
-                .map_err(|_| self.shared.unavailable()),
+    /// Delivers an action or a command to the current incarnation (see `host/inbox.rs`).
+    pub(crate) fn deliver(&self, call: EnvelopeKind<S>, delivery: Delivery) -> Result<(), Error> {
+        match self.door.load().as_ref() {
+            Some(door) => door
+                .deliver(call, delivery)
+                .map_err(|()| self.shared.unavailable()),
             None => Err(self.shared.unavailable()),
         }
     }
@@ -71,7 +72,8 @@ impl<S: Service> ServiceCell<S> {
     {
         let timeout = options.timeout;
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(ServiceMessage::action(action, options, tx.into()));
+        let call = EnvelopeKind::action(action, options, tx.into());
+        let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(
             self.shared.clone(),
             A::NAME.into(),
@@ -84,7 +86,8 @@ impl<S: Service> ServiceCell<S> {
         let timeout = options.timeout;
         let label = command.label();
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(ServiceMessage::command(command, options, Some(tx.into())));
+        let call = EnvelopeKind::command(command, options, Some(tx.into()));
+        let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(self.shared.clone(), label, sent.map(|()| rx), timeout)
     }
 
@@ -245,7 +248,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     }
 
     fn detach(&self) {
-        self.actor.store(None);
+        self.door.store(None);
     }
 
     fn spawn(
@@ -253,11 +256,16 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         supervisor: ActorCell,
     ) -> BoxFuture<'static, Result<ActorCell, String>> {
         Box::pin(async move {
-            let args = HostArgs { cell: self.clone() };
+            let (inbox, calls, bell) = inbox();
+            let args = HostArgs {
+                cell: self.clone(),
+                inbox,
+            };
             match HostActor::<S>::spawn_linked(None, HostActor::new(), args, supervisor).await {
                 Ok((actor, _)) => {
                     let cell = actor.get_cell();
-                    self.actor.store(Some(Arc::new(actor)));
+                    self.door
+                        .store(Some(Arc::new(Door::new(actor, calls, bell))));
                     Ok(cell)
                 }
                 Err(SpawnErr::StartupFailed(e)) => Err(e.to_string()),
@@ -267,7 +275,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     }
 
     fn drain(&self, deadline: Instant, reason: Error) -> BoxFuture<'static, ()> {
-        let actor = self.actor.swap(None);
+        let actor = self.door.swap(None).map(|door| door.actor.clone());
         let grace = self.def.stop_timeout * 2 + Duration::from_secs(1);
         Box::pin(async move {
             let Some(actor) = actor else { return };
@@ -322,11 +330,8 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     }
 
     fn tell(&self, command: Command) -> Result<(), Error> {
-        self.send(ServiceMessage::command(
-            command,
-            CallOptions::default(),
-            None,
-        ))
+        let call = EnvelopeKind::command(command, CallOptions::default(), None);
+        self.deliver(call, Delivery::Batched)
     }
 
     fn health(self: Arc<Self>) -> BoxFuture<'static, Health> {

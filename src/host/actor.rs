@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::guard::{Outcome, guarded};
+use super::inbox::{Inbox, Turn, refuse};
 use super::job::Incarnation;
 use super::messages::{Drain, EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
@@ -28,6 +29,7 @@ impl<S> HostActor<S> {
 
 pub(crate) struct HostArgs<S: Service> {
     pub(crate) cell: Arc<ServiceCell<S>>,
+    pub(crate) inbox: Inbox<S>,
 }
 
 type TickReply = RpcReplyPort<Result<(), Error>>;
@@ -53,6 +55,7 @@ impl Drop for AbortOnDrop {
 
 pub(crate) struct HostState<S: Service> {
     inc: Arc<Incarnation<S>>,
+    inbox: Inbox<S>,
     ticks: Ticks,
     ticker: Option<AbortOnDrop>,
     background: Option<AbortOnDrop>,
@@ -69,7 +72,7 @@ impl<S: Service> Actor for HostActor<S> {
         myself: ActorRef<Self::Msg>,
         args: HostArgs<S>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let cell = args.cell;
+        let HostArgs { cell, inbox } = args;
         cell.shared.set_state(ServiceState::Starting);
         let svc = (cell.factory)();
         let inc = Arc::new(Incarnation::new(svc, cell.clone(), myself));
@@ -86,6 +89,7 @@ impl<S: Service> Actor for HostActor<S> {
         match outcome {
             Outcome::Done(Ok(())) => Ok(HostState {
                 inc,
+                inbox,
                 ticks: Ticks::default(),
                 ticker: None,
                 background: None,
@@ -142,6 +146,16 @@ impl<S: Service> Actor for HostActor<S> {
                 Ok(())
             }
             ServiceMessage::Internal(internal) => match internal.0 {
+                InternalKind::Wake => {
+                    let mut turn = Turn::default();
+                    while let Some(call) = state.inbox.next_call(&mut turn) {
+                        on_call(state, call);
+                    }
+                    if turn.more {
+                        let _ = myself.cast(ServiceMessage::internal(InternalKind::Wake));
+                    }
+                    Ok(())
+                }
                 InternalKind::Tick => {
                     on_tick(state);
                     Ok(())
@@ -460,6 +474,9 @@ fn fail<S: Service>(state: &mut HostState<S>, reason: String) -> Result<(), Acto
 }
 
 fn refuse_queued<S: Service>(state: &mut HostState<S>, err: &Error) {
+    for call in state.inbox.close() {
+        refuse(call, err.clone());
+    }
     let queued = state.inc.sched.close(err.clone());
     state.inc.cell.shared.queued.store(0, Ordering::Relaxed);
     for job in queued {

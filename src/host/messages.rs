@@ -72,14 +72,7 @@ impl<S: Service> ServiceMessage<S> {
         S: Handler<A>,
         A: Action,
     {
-        let job = ActionJob {
-            action,
-            priority: options.priority,
-            deadline: options.timeout.map(Deadline::after),
-            correlation_id: options.correlation_id.or_else(super::current_correlation),
-            reply,
-        };
-        ServiceMessage::Call(Envelope(EnvelopeKind::Job(Box::new(job))))
+        ServiceMessage::Call(Envelope(EnvelopeKind::action(action, options, reply)))
     }
 
     /// A command with its options; with a `reply`, the result is sent there when the command
@@ -89,13 +82,7 @@ impl<S: Service> ServiceMessage<S> {
         options: CallOptions,
         reply: Option<RpcReplyPort<Result<(), Error>>>,
     ) -> Self {
-        ServiceMessage::Call(Envelope(EnvelopeKind::Command(CommandJob::new(
-            command,
-            options.priority,
-            options.timeout.map(Deadline::after),
-            options.correlation_id.or_else(super::current_correlation),
-            reply,
-        ))))
+        ServiceMessage::Call(Envelope(EnvelopeKind::command(command, options, reply)))
     }
 
     pub(crate) fn internal(kind: InternalKind) -> Self {
@@ -116,6 +103,40 @@ impl<S: Service> std::fmt::Debug for Envelope<S> {
 pub(crate) enum EnvelopeKind<S: Service> {
     Job(Box<dyn Job<S>>),
     Command(CommandJob),
+}
+
+impl<S: Service> EnvelopeKind<S> {
+    pub(crate) fn action<A>(
+        action: A,
+        options: CallOptions,
+        reply: RpcReplyPort<Result<A::Reply, Error>>,
+    ) -> Self
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        EnvelopeKind::Job(Box::new(ActionJob {
+            action,
+            priority: options.priority,
+            deadline: options.timeout.map(Deadline::after),
+            correlation_id: options.correlation_id.or_else(super::current_correlation),
+            reply,
+        }))
+    }
+
+    pub(crate) fn command(
+        command: Command,
+        options: CallOptions,
+        reply: Option<RpcReplyPort<Result<(), Error>>>,
+    ) -> Self {
+        EnvelopeKind::Command(CommandJob::new(
+            command,
+            options.priority,
+            options.timeout.map(Deadline::after),
+            options.correlation_id.or_else(super::current_correlation),
+            reply,
+        ))
+    }
 }
 
 /// A question to a service's host.
@@ -162,6 +183,8 @@ pub(crate) struct Drain {
 
 #[derive(Debug)]
 pub(crate) enum InternalKind {
+    /// Calls wait in the inbox (see `host/inbox.rs`).
+    Wake,
     /// A scheduled tick.
     Tick,
     /// A periodic run finished.

@@ -1,0 +1,172 @@
+//! The way into a host for calls from handles: an inbox beside the actor's mailbox, and a
+//! doorbell that is rung through the mailbox.
+//!
+//! A handle pushes a call into the incarnation's inbox and rings the bell only if nobody has rung
+//! it since the host last answered: a burst of commands then costs the host one mailbox message,
+//! and the host takes the whole burst in one turn. A call that finds the bell silent (the common
+//! request and reply) goes straight to the mailbox, as before.
+//!
+//! Order per caller holds on every path. A caller's pushes precede its own ring; the host
+//! silences the bell *before* it empties the inbox. So a caller that finds the bell silent knows
+//! that the host silenced it after that caller's last push, in the turn that empties the inbox:
+//! a message it now sends to the mailbox is handled after that turn, after its earlier calls.
+//! See `docs/design/host.md` for the figures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ractor::ActorRef;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::messages::{EnvelopeKind, Internal, InternalKind, ServiceMessage};
+use crate::Error;
+use crate::service::Service;
+
+/// How many calls a host takes from its inbox in one turn before it lets the other messages of
+/// its mailbox (queries, stop) through.
+pub(crate) const TURN: usize = 128;
+
+/// Whether the host has been asked to look at its inbox and has not yet done so.
+#[derive(Debug, Default)]
+pub(crate) struct Bell(AtomicBool);
+
+impl Bell {
+    /// Rings; true if this ring is the one that must reach the host.
+    fn ring(&self) -> bool {
+        !self.0.swap(true, Ordering::SeqCst)
+    }
+
+    fn is_silent(&self) -> bool {
+        !self.0.load(Ordering::SeqCst)
+    }
+
+    /// Silences the bell. A swap, so that every push made before the ring it silences is
+    /// visible to the host afterwards.
+    fn answer(&self) {
+        self.0.swap(false, Ordering::SeqCst);
+    }
+}
+
+/// How a handle reaches one incarnation of a service.
+pub(crate) struct Door<S: Service> {
+    pub(crate) actor: ActorRef<ServiceMessage<S>>,
+    inbox: UnboundedSender<EnvelopeKind<S>>,
+    bell: Arc<Bell>,
+}
+
+/// The host's side of its inbox.
+pub(crate) struct Inbox<S: Service> {
+    pub(crate) calls: UnboundedReceiver<EnvelopeKind<S>>,
+    pub(crate) bell: Arc<Bell>,
+}
+
+/// Where the host is in one turn over its inbox; see [`Inbox::next_call`].
+#[derive(Debug, Default)]
+pub(crate) struct Turn {
+    taken: usize,
+    /// Once the bell is silenced: how many calls are still to be taken in this turn.
+    left: Option<usize>,
+    /// Calls are left for another turn.
+    pub(crate) more: bool,
+}
+
+impl<S: Service> Inbox<S> {
+    /// The next call of this turn of the host, which began when the bell rang.
+    ///
+    /// First up to [`TURN`] calls with the bell still rung, so that prompt calls go through the
+    /// inbox behind them; if that many are taken, `turn.more` is set, the bell stays rung, and
+    /// the host must send itself the doorbell message again. If the inbox runs dry first, the
+    /// bell is silenced and every call in the inbox at that moment is taken in the same turn: a
+    /// caller that then finds the bell silent and sends to the mailbox has no call of its own
+    /// left behind in the inbox.
+    pub(crate) fn next_call(&mut self, turn: &mut Turn) -> Option<EnvelopeKind<S>> {
+        match &mut turn.left {
+            None => {
+                if turn.taken == TURN {
+                    turn.more = true;
+                    return None;
+                }
+                if let Ok(call) = self.calls.try_recv() {
+                    turn.taken += 1;
+                    return Some(call);
+                }
+                self.bell.answer();
+                turn.left = Some(self.calls.len());
+                self.next_call(turn)
+            }
+            Some(0) => None,
+            Some(left) => {
+                *left -= 1;
+                self.calls.try_recv().ok()
+            }
+        }
+    }
+
+    /// Stops taking calls and hands back every call that waits.
+    pub(crate) fn close(&mut self) -> Vec<EnvelopeKind<S>> {
+        self.calls.close();
+        let mut left = Vec::new();
+        while let Ok(call) = self.calls.try_recv() {
+            left.push(call);
+        }
+        left
+    }
+}
+
+/// A new inbox, and the sending half that the door is built from once the host is up.
+pub(crate) fn inbox<S: Service>() -> (Inbox<S>, UnboundedSender<EnvelopeKind<S>>, Arc<Bell>) {
+    let (tx, rx) = unbounded_channel();
+    let bell = Arc::new(Bell::default());
+    let inbox = Inbox {
+        calls: rx,
+        bell: bell.clone(),
+    };
+    (inbox, tx, bell)
+}
+
+/// Whether a call may wait for others to be batched with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Fire and forget: always through the inbox, so that a burst is one turn of the host.
+    Batched,
+    /// The caller waits for the reply: straight to the mailbox unless calls are waiting.
+    Prompt,
+}
+
+impl<S: Service> Door<S> {
+    pub(crate) fn new(
+        actor: ActorRef<ServiceMessage<S>>,
+        inbox: UnboundedSender<EnvelopeKind<S>>,
+        bell: Arc<Bell>,
+    ) -> Self {
+        Door { actor, inbox, bell }
+    }
+
+    /// Delivers a call. `Err` when the incarnation no longer takes calls: the call is dropped
+    /// unanswered, and the caller reports the service unavailable.
+    pub(crate) fn deliver(&self, call: EnvelopeKind<S>, delivery: Delivery) -> Result<(), ()> {
+        if delivery == Delivery::Prompt && self.bell.is_silent() {
+            return self
+                .actor
+                .send_message(ServiceMessage::Call(super::Envelope(call)))
+                .map_err(drop);
+        }
+        self.inbox.send(call).map_err(drop)?;
+        if self.bell.ring() {
+            // A host that is gone has dropped its inbox and with it the call: the caller's
+            // reply port is dropped, and the caller hears that the service is unavailable.
+            let _ = self
+                .actor
+                .cast(ServiceMessage::Internal(Internal(InternalKind::Wake)));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a call that cannot run.
+pub(crate) fn refuse<S: Service>(call: EnvelopeKind<S>, err: Error) {
+    match call {
+        EnvelopeKind::Job(job) => job.reject(err),
+        EnvelopeKind::Command(cmd) => cmd.respond(Err(err)),
+    }
+}
