@@ -2,6 +2,10 @@
 //!
 //! # Responsive while busy
 //!
+//! Calls from handles arrive through an inbox beside the mailbox, announced by a doorbell
+//! message (see `host/inbox.rs`), so that a burst of commands costs one turn of the host; other
+//! messages, and calls sent with ractor's own `cast` and `call`, arrive through the mailbox.
+//!
 //! The host never awaits user code inside its own `handle`. It schedules: an action or command
 //! that finds a free slot (the service's concurrency limit) starts on a task of its own, and one
 //! that does not waits in a priority queue. A task that finishes its job takes the next one from
