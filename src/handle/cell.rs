@@ -256,16 +256,15 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         supervisor: ActorCell,
     ) -> BoxFuture<'static, Result<ActorCell, String>> {
         Box::pin(async move {
-            let (inbox, calls, bell) = inbox();
+            let inbox = inbox();
             let args = HostArgs {
                 cell: self.clone(),
-                inbox,
+                inbox: inbox.clone(),
             };
             match HostActor::<S>::spawn_linked(None, HostActor::new(), args, supervisor).await {
                 Ok((actor, _)) => {
                     let cell = actor.get_cell();
-                    self.door
-                        .store(Some(Arc::new(Door::new(actor, calls, bell))));
+                    self.door.store(Some(Arc::new(Door::new(actor, inbox))));
                     Ok(cell)
                 }
                 Err(SpawnErr::StartupFailed(e)) => Err(e.to_string()),

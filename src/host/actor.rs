@@ -29,7 +29,7 @@ impl<S> HostActor<S> {
 
 pub(crate) struct HostArgs<S: Service> {
     pub(crate) cell: Arc<ServiceCell<S>>,
-    pub(crate) inbox: Inbox<S>,
+    pub(crate) inbox: Arc<Inbox<S>>,
 }
 
 type TickReply = RpcReplyPort<Result<(), Error>>;
@@ -55,7 +55,7 @@ impl Drop for AbortOnDrop {
 
 pub(crate) struct HostState<S: Service> {
     inc: Arc<Incarnation<S>>,
-    inbox: Inbox<S>,
+    inbox: Arc<Inbox<S>>,
     ticks: Ticks,
     ticker: Option<AbortOnDrop>,
     background: Option<AbortOnDrop>,

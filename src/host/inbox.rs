@@ -1,6 +1,9 @@
 //! The way into a host for calls from handles: an inbox beside the actor's mailbox, and a
 //! doorbell that is rung through the mailbox.
 //!
+//! The inbox is a lock-free queue that allocates nothing until its first call, so an idle
+//! service pays a few hundred bytes for it.
+//!
 //! A handle pushes a call into the incarnation's inbox and rings the bell only if nobody has rung
 //! it since the host last answered: a burst of commands then costs the host one mailbox message,
 //! and the host takes the whole burst in one turn. A call that finds the bell silent (the common
@@ -15,8 +18,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crossbeam_queue::SegQueue;
 use ractor::ActorRef;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::messages::{EnvelopeKind, Internal, InternalKind, ServiceMessage};
 use crate::Error;
@@ -47,17 +50,18 @@ impl Bell {
     }
 }
 
+/// The calls waiting for one incarnation, shared by its door and its host.
+pub(crate) struct Inbox<S: Service> {
+    calls: SegQueue<EnvelopeKind<S>>,
+    bell: Bell,
+    /// Set when the incarnation stops taking calls.
+    closed: AtomicBool,
+}
+
 /// How a handle reaches one incarnation of a service.
 pub(crate) struct Door<S: Service> {
     pub(crate) actor: ActorRef<ServiceMessage<S>>,
-    inbox: UnboundedSender<EnvelopeKind<S>>,
-    bell: Arc<Bell>,
-}
-
-/// The host's side of its inbox.
-pub(crate) struct Inbox<S: Service> {
-    pub(crate) calls: UnboundedReceiver<EnvelopeKind<S>>,
-    pub(crate) bell: Arc<Bell>,
+    inbox: Arc<Inbox<S>>,
 }
 
 /// Where the host is in one turn over its inbox; see [`Inbox::next_call`].
@@ -79,14 +83,14 @@ impl<S: Service> Inbox<S> {
     /// bell is silenced and every call in the inbox at that moment is taken in the same turn: a
     /// caller that then finds the bell silent and sends to the mailbox has no call of its own
     /// left behind in the inbox.
-    pub(crate) fn next_call(&mut self, turn: &mut Turn) -> Option<EnvelopeKind<S>> {
+    pub(crate) fn next_call(&self, turn: &mut Turn) -> Option<EnvelopeKind<S>> {
         match &mut turn.left {
             None => {
                 if turn.taken == TURN {
                     turn.more = true;
                     return None;
                 }
-                if let Ok(call) = self.calls.try_recv() {
+                if let Some(call) = self.calls.pop() {
                     turn.taken += 1;
                     return Some(call);
                 }
@@ -97,31 +101,30 @@ impl<S: Service> Inbox<S> {
             Some(0) => None,
             Some(left) => {
                 *left -= 1;
-                self.calls.try_recv().ok()
+                self.calls.pop()
             }
         }
     }
 
-    /// Stops taking calls and hands back every call that waits.
-    pub(crate) fn close(&mut self) -> Vec<EnvelopeKind<S>> {
-        self.calls.close();
-        let mut left = Vec::new();
-        while let Ok(call) = self.calls.try_recv() {
-            left.push(call);
-        }
-        left
+    /// Stops taking calls and hands back every call that waits. A call pushed while the inbox
+    /// closes is refused by its sender (see [`Door::deliver`]).
+    pub(crate) fn close(&self) -> Vec<EnvelopeKind<S>> {
+        self.closed.store(true, Ordering::SeqCst);
+        self.take_all()
+    }
+
+    fn take_all(&self) -> Vec<EnvelopeKind<S>> {
+        std::iter::from_fn(|| self.calls.pop()).collect()
     }
 }
 
-/// A new inbox, and the sending half that the door is built from once the host is up.
-pub(crate) fn inbox<S: Service>() -> (Inbox<S>, UnboundedSender<EnvelopeKind<S>>, Arc<Bell>) {
-    let (tx, rx) = unbounded_channel();
-    let bell = Arc::new(Bell::default());
-    let inbox = Inbox {
-        calls: rx,
-        bell: bell.clone(),
-    };
-    (inbox, tx, bell)
+/// A new, empty inbox; it allocates nothing more until its first call.
+pub(crate) fn inbox<S: Service>() -> Arc<Inbox<S>> {
+    Arc::new(Inbox {
+        calls: SegQueue::new(),
+        bell: Bell::default(),
+        closed: AtomicBool::new(false),
+    })
 }
 
 /// Whether a call may wait for others to be batched with it.
@@ -134,25 +137,32 @@ pub(crate) enum Delivery {
 }
 
 impl<S: Service> Door<S> {
-    pub(crate) fn new(
-        actor: ActorRef<ServiceMessage<S>>,
-        inbox: UnboundedSender<EnvelopeKind<S>>,
-        bell: Arc<Bell>,
-    ) -> Self {
-        Door { actor, inbox, bell }
+    pub(crate) fn new(actor: ActorRef<ServiceMessage<S>>, inbox: Arc<Inbox<S>>) -> Self {
+        Door { actor, inbox }
     }
 
     /// Delivers a call. `Err` when the incarnation no longer takes calls: the call is dropped
     /// unanswered, and the caller reports the service unavailable.
     pub(crate) fn deliver(&self, call: EnvelopeKind<S>, delivery: Delivery) -> Result<(), ()> {
-        if delivery == Delivery::Prompt && self.bell.is_silent() {
+        let inbox = &self.inbox;
+        if delivery == Delivery::Prompt && inbox.bell.is_silent() {
             return self
                 .actor
                 .send_message(ServiceMessage::Call(super::Envelope(call)))
                 .map_err(drop);
         }
-        self.inbox.send(call).map_err(drop)?;
-        if self.bell.ring() {
+        if inbox.closed.load(Ordering::SeqCst) {
+            return Err(());
+        }
+        inbox.calls.push(call);
+        if inbox.closed.load(Ordering::SeqCst) {
+            // The host closed the inbox while the call went in. Whatever is left there is
+            // dropped unanswered: each waiting caller hears from its reply port that the
+            // service is gone, and this one is told at once.
+            drop(inbox.take_all());
+            return Err(());
+        }
+        if inbox.bell.ring() {
             // A host that is gone has dropped its inbox and with it the call: the caller's
             // reply port is dropped, and the caller hears that the service is unavailable.
             let _ = self
