@@ -50,6 +50,9 @@ enum Msg {
     Cast,
 }
 
+#[cfg(feature = "cluster")]
+impl ractor::Message for Msg {}
+
 impl Actor for NoopActor {
     type Msg = Msg;
     type State = ();
