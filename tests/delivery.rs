@@ -62,6 +62,25 @@ fn note(caller: u64, seq: u64) -> Command {
     }
 }
 
+/// A runtime whose only service writes into `ledger`.
+async fn start(ledger: &Ledger) -> Runtime {
+    let ledger = ledger.clone();
+    Runtime::builder()
+        .service(move || ledger.clone())
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The sequence numbers `caller` wrote, in the order the service handled them.
+fn seqs_of(entries: &[(u64, u64)], caller: u64) -> Vec<u64> {
+    entries
+        .iter()
+        .filter(|(c, _)| *c == caller)
+        .map(|(_, seq)| *seq)
+        .collect()
+}
+
 /// Sends `count` calls as `caller`: mostly fire-and-forget commands, with an awaited action
 /// every `every` calls and at the end.
 async fn send(ledger: sora::ServiceHandle<Ledger>, caller: u64, count: u64, every: u64) {
@@ -78,26 +97,14 @@ async fn send(ledger: sora::ServiceHandle<Ledger>, caller: u64, count: u64, ever
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_callers_commands_and_actions_run_in_the_order_sent() {
     let ledger = Ledger::default();
-    let runtime = Runtime::builder()
-        .service({
-            let ledger = ledger.clone();
-            move || ledger.clone()
-        })
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(&ledger).await;
     let handle = runtime.service::<Ledger>().unwrap();
     // Short bursts, and bursts longer than one turn of the host.
     send(handle.clone(), 0, 5_000, 7).await;
     send(handle, 1, 5_000, 500).await;
     let entries = ledger.entries();
     for caller in 0..2 {
-        let seqs: Vec<u64> = entries
-            .iter()
-            .filter(|(c, _)| *c == caller)
-            .map(|(_, seq)| *seq)
-            .collect();
-        assert_eq!(seqs, (0..=5_000).collect::<Vec<_>>(), "caller {caller}");
+        assert_eq!(seqs_of(&entries, caller), (0..=5_000).collect::<Vec<_>>());
     }
     runtime.shutdown().await.unwrap();
 }
@@ -105,14 +112,7 @@ async fn one_callers_commands_and_actions_run_in_the_order_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_each_keep_their_own_order() {
     let ledger = Ledger::default();
-    let runtime = Runtime::builder()
-        .service({
-            let ledger = ledger.clone();
-            move || ledger.clone()
-        })
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(&ledger).await;
     let callers: Vec<_> = (0..4)
         .map(|caller| {
             tokio::spawn(send(
@@ -129,12 +129,7 @@ async fn concurrent_callers_each_keep_their_own_order() {
     let entries = ledger.entries();
     assert_eq!(entries.len(), 4 * 2_001, "nothing lost, nothing doubled");
     for caller in 0..4 {
-        let seqs: Vec<u64> = entries
-            .iter()
-            .filter(|(c, _)| *c == caller)
-            .map(|(_, seq)| *seq)
-            .collect();
-        assert_eq!(seqs, (0..=2_000).collect::<Vec<_>>(), "caller {caller}");
+        assert_eq!(seqs_of(&entries, caller), (0..=2_000).collect::<Vec<_>>());
     }
     runtime.shutdown().await.unwrap();
 }
@@ -142,14 +137,7 @@ async fn concurrent_callers_each_keep_their_own_order() {
 #[tokio::test(start_paused = true)]
 async fn a_query_gets_through_a_long_burst_of_commands() {
     let ledger = Ledger::default();
-    let runtime = Runtime::builder()
-        .service({
-            let ledger = ledger.clone();
-            move || ledger.clone()
-        })
-        .start()
-        .await
-        .unwrap();
+    let runtime = start(&ledger).await;
     let handle = runtime.service::<Ledger>().unwrap();
     // On this one-thread runtime the host runs only once the test awaits: the whole burst is
     // waiting when it starts, and the query is in its mailbox behind the first doorbell.
