@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::guard::{Outcome, guarded};
-use super::inbox::{Inbox, Turn, refuse};
+use super::inbox::{Inbox, Turn};
 use super::job::Incarnation;
 use super::messages::{Drain, EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
@@ -200,11 +200,11 @@ impl<S: Service> Actor for HostActor<S> {
 
 fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
     let inc = &state.inc;
-    let shutting_down = inc.cell.shared.runtime.is_shutting_down();
+    if inc.cell.shared.runtime.is_shutting_down() {
+        return envelope.refuse(Error::ShuttingDown);
+    }
     match envelope {
-        EnvelopeKind::Job(job) if shutting_down => job.reject(Error::ShuttingDown),
         EnvelopeKind::Job(job) => inc.submit(job),
-        EnvelopeKind::Command(cmd) if shutting_down => cmd.respond(Err(Error::ShuttingDown)),
         EnvelopeKind::Command(mut cmd) => {
             let def = &inc.cell.def;
             if !def.accepts(&cmd.command) {
@@ -475,11 +475,9 @@ fn fail<S: Service>(state: &mut HostState<S>, reason: String) -> Result<(), Acto
 
 fn refuse_queued<S: Service>(state: &mut HostState<S>, err: &Error) {
     for call in state.inbox.close() {
-        refuse(call, err.clone());
+        call.refuse(err.clone());
     }
-    let queued = state.inc.sched.close(err.clone());
-    state.inc.cell.shared.queued.store(0, Ordering::Relaxed);
-    for job in queued {
+    for job in state.inc.sched.close(err.clone()) {
         job.reject(err.clone());
     }
     for waiter in state.ticks.next_waiters.drain(..) {

@@ -22,16 +22,15 @@ use crossbeam_queue::SegQueue;
 use ractor::ActorRef;
 
 use super::messages::{EnvelopeKind, Internal, InternalKind, ServiceMessage};
-use crate::Error;
 use crate::service::Service;
 
 /// How many calls a host takes from its inbox in one turn before it lets the other messages of
 /// its mailbox (queries, stop) through.
-pub(crate) const TURN: usize = 128;
+const TURN: usize = 128;
 
 /// Whether the host has been asked to look at its inbox and has not yet done so.
 #[derive(Debug, Default)]
-pub(crate) struct Bell(AtomicBool);
+struct Bell(AtomicBool);
 
 impl Bell {
     /// Rings; true if this ring is the one that must reach the host.
@@ -151,32 +150,22 @@ impl<S: Service> Door<S> {
                 .send_message(ServiceMessage::Call(super::Envelope(call)))
                 .map_err(drop);
         }
-        if inbox.closed.load(Ordering::SeqCst) {
-            return Err(());
-        }
         inbox.calls.push(call);
         if inbox.closed.load(Ordering::SeqCst) {
-            // The host closed the inbox while the call went in. Whatever is left there is
-            // dropped unanswered: each waiting caller hears from its reply port that the
-            // service is gone, and this one is told at once.
+            // The host has closed the inbox, before or while the call went in. Whatever is left
+            // there is dropped unanswered: each waiting caller hears from its reply port that
+            // the service is gone, and this one is told at once.
             drop(inbox.take_all());
             return Err(());
         }
         if inbox.bell.ring() {
-            // A host that is gone has dropped its inbox and with it the call: the caller's
-            // reply port is dropped, and the caller hears that the service is unavailable.
+            // If the host is gone, the supervisor detaches this door; once the last reference
+            // to the inbox goes, the calls in it are dropped and their callers hear that the
+            // service is unavailable.
             let _ = self
                 .actor
                 .cast(ServiceMessage::Internal(Internal(InternalKind::Wake)));
         }
         Ok(())
-    }
-}
-
-/// Refuses a call that cannot run.
-pub(crate) fn refuse<S: Service>(call: EnvelopeKind<S>, err: Error) {
-    match call {
-        EnvelopeKind::Job(job) => job.reject(err),
-        EnvelopeKind::Command(cmd) => cmd.respond(Err(err)),
     }
 }

@@ -82,7 +82,7 @@ impl<S: Service> Incarnation<S> {
             sched: Scheduler::new(limit, gate),
             cancel_reason: OnceLock::new(),
             host,
-            ctx: Context::new(life, None),
+            ctx: Context::new(life),
         }
     }
 
@@ -127,7 +127,7 @@ impl<S: Service> Incarnation<S> {
         }
         match self.sched.admit(job.into_job()) {
             Admit::Run(job) => self.start(job.run(self.clone())),
-            Admit::Queued { depth } => self.cell.shared.queued.store(depth, Ordering::Relaxed),
+            Admit::Queued => {}
             Admit::Closed(job, err) => job.reject(err),
         }
     }
@@ -154,12 +154,8 @@ impl<S: Service> Incarnation<S> {
 
     /// Books a finished job and hands its slot to the next queued one, if any.
     fn finish(&self, end: JobEnd) -> Option<Box<dyn Job<S>>> {
-        let shared = &self.cell.shared;
         let next = match end {
-            JobEnd::Done => self.sched.finish().map(|(next, depth)| {
-                shared.queued.store(depth, Ordering::Relaxed);
-                next
-            }),
+            JobEnd::Done => self.sched.finish(),
             JobEnd::Panicked(reason) => {
                 self.sched.release();
                 let failed = InternalKind::Failed(reason);
@@ -168,7 +164,7 @@ impl<S: Service> Incarnation<S> {
             }
         };
         if next.is_none() {
-            shared.wake_if_draining();
+            self.cell.shared.wake_if_draining();
         }
         next
     }

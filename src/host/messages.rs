@@ -124,6 +124,14 @@ impl<S: Service> EnvelopeKind<S> {
         }))
     }
 
+    /// Answers the call with `err` without running it.
+    pub(crate) fn refuse(self, err: Error) {
+        match self {
+            EnvelopeKind::Job(job) => job.reject(err),
+            EnvelopeKind::Command(cmd) => cmd.respond(Err(err)),
+        }
+    }
+
     pub(crate) fn command(
         command: Command,
         options: CallOptions,

@@ -22,14 +22,24 @@ use crate::service::Service;
 /// Set while the queue holds a job or is closed: admission and hand-over must take the lock.
 const SLOW: usize = 1 << (usize::BITS - 1);
 
-/// The running jobs of one incarnation and the [`SLOW`] flag, in one word.
+/// What status reads of one incarnation's scheduler: the running jobs and the [`SLOW`] flag in
+/// one word, and the depth of the queue.
 #[derive(Debug, Default)]
-pub(crate) struct Gate(AtomicUsize);
+pub(crate) struct Gate {
+    slots: AtomicUsize,
+    /// Written under the queue's lock, read by status without it.
+    queued: AtomicUsize,
+}
 
 impl Gate {
     /// How many jobs are running.
     pub(crate) fn running(&self) -> usize {
-        self.0.load(Ordering::SeqCst) & !SLOW
+        self.slots.load(Ordering::SeqCst) & !SLOW
+    }
+
+    /// How many jobs wait for a slot.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 }
 
@@ -63,8 +73,8 @@ impl<S: Service> Ord for Queued<S> {
 pub(crate) enum Admit<S: Service> {
     /// A slot was free after all: run it now.
     Run(Box<dyn Job<S>>),
-    /// Queued behind others; `depth` jobs are waiting now.
-    Queued { depth: usize },
+    /// Queued behind others.
+    Queued,
     /// The queue is closed (the incarnation is stopping or failed).
     Closed(Box<dyn Job<S>>, Error),
 }
@@ -100,7 +110,7 @@ impl<S: Service> Scheduler<S> {
 
     /// Takes a slot if one is free and nothing is queued, without the lock.
     pub(crate) fn try_enter(&self) -> bool {
-        let gate = &self.gate.0;
+        let gate = &self.gate.slots;
         let mut current = gate.load(Ordering::SeqCst);
         while current & SLOW == 0 && current < self.limit {
             match gate.compare_exchange_weak(
@@ -123,7 +133,7 @@ impl<S: Service> Scheduler<S> {
         if let Some(err) = &queue.closed {
             return Admit::Closed(job, err.clone());
         }
-        let gate = &self.gate.0;
+        let gate = &self.gate.slots;
         let mut current = gate.load(Ordering::SeqCst);
         loop {
             let (next, runs) = if current & SLOW == 0 && current < self.limit {
@@ -144,15 +154,14 @@ impl<S: Service> Scheduler<S> {
             seq,
             job,
         });
-        Admit::Queued {
-            depth: queue.heap.len(),
-        }
+        self.gate.queued.store(queue.heap.len(), Ordering::Relaxed);
+        Admit::Queued
     }
 
-    /// Called when a job finishes: the next job for its slot, with the depth of the queue left
-    /// behind, or `None` and the slot is given back.
-    pub(crate) fn finish(&self) -> Option<(Box<dyn Job<S>>, usize)> {
-        let gate = &self.gate.0;
+    /// Called when a job finishes: the next job for its slot, or `None` and the slot is given
+    /// back.
+    pub(crate) fn finish(&self) -> Option<Box<dyn Job<S>>> {
+        let gate = &self.gate.slots;
         let mut current = gate.load(Ordering::SeqCst);
         while current & SLOW == 0 {
             match gate.compare_exchange_weak(
@@ -171,7 +180,8 @@ impl<S: Service> Scheduler<S> {
                 if queue.heap.is_empty() {
                     gate.fetch_and(!SLOW, Ordering::SeqCst);
                 }
-                return Some((next.job, queue.heap.len()));
+                self.gate.queued.store(queue.heap.len(), Ordering::Relaxed);
+                return Some(next.job);
             }
         }
         gate.fetch_sub(1, Ordering::SeqCst);
@@ -181,14 +191,15 @@ impl<S: Service> Scheduler<S> {
     /// Gives a slot back without taking more work (the job's incarnation is failing).
     pub(crate) fn release(&self) {
         let _queue = self.lock();
-        self.gate.0.fetch_sub(1, Ordering::SeqCst);
+        self.gate.slots.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Closes the queue and hands back every queued job, to be refused with `err`.
     pub(crate) fn close(&self, err: Error) -> Vec<Box<dyn Job<S>>> {
         let mut queue = self.lock();
         queue.closed.get_or_insert(err);
-        self.gate.0.fetch_or(SLOW, Ordering::SeqCst);
+        self.gate.slots.fetch_or(SLOW, Ordering::SeqCst);
+        self.gate.queued.store(0, Ordering::Relaxed);
         std::mem::take(&mut queue.heap)
             .into_sorted_vec()
             .into_iter()
@@ -243,11 +254,12 @@ mod tests {
         let (s, gate) = scheduler(1);
         assert!(s.try_enter());
         for p in [0, 5, 5, -1] {
-            assert!(matches!(s.admit(Box::new(Tagged(p))), Admit::Queued { .. }));
+            assert!(matches!(s.admit(Box::new(Tagged(p))), Admit::Queued));
         }
         assert!(!s.try_enter(), "queued jobs come before newcomers");
         let mut order = Vec::new();
-        while let Some((job, _)) = s.finish() {
+        assert_eq!(gate.queued(), 4);
+        while let Some(job) = s.finish() {
             order.push(job.priority());
             assert_eq!(gate.running(), 1, "the slot passes on without being freed");
         }
@@ -268,12 +280,11 @@ mod tests {
     fn a_closed_queue_refuses_and_hands_back_what_waited() {
         let (s, gate) = scheduler(1);
         assert!(s.try_enter());
-        assert!(matches!(
-            s.admit(Box::new(Tagged(1))),
-            Admit::Queued { depth: 1 }
-        ));
+        assert!(matches!(s.admit(Box::new(Tagged(1))), Admit::Queued));
+        assert_eq!(gate.queued(), 1);
         let refused = s.close(Error::ShuttingDown);
         assert_eq!(refused.len(), 1);
+        assert_eq!(gate.queued(), 0);
         assert!(!s.try_enter());
         assert!(matches!(
             s.admit(Box::new(Tagged(0))),
@@ -302,7 +313,7 @@ mod tests {
                         } else if let Admit::Run(_) = s.admit(Box::new(Tagged(0))) {
                             run_out(&s);
                         }
-                        assert!(gate_running(&s) <= 3, "never more than the limit");
+                        assert!(s.gate.running() <= 3, "never more than the limit");
                     }
                 })
             })
@@ -313,9 +324,5 @@ mod tests {
         // Every queued job was handed a slot by a finishing one, and every slot was given back.
         assert_eq!(gate.running(), 0);
         assert!(s.try_enter(), "the queue is empty: the fast path is open");
-    }
-
-    fn gate_running(s: &Scheduler<Probe>) -> usize {
-        s.gate.running()
     }
 }

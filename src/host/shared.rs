@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
-
-use super::scheduler::Gate;
 use tokio::time::Instant;
 
+use super::scheduler::Gate;
 use crate::Error;
 use crate::runtime::RuntimeShared;
 use crate::status::{LastRun, ServiceState, ServiceStatus};
@@ -29,8 +28,7 @@ pub(crate) struct ServiceShared {
     pub(crate) failures: AtomicU64,
     pub(crate) calls: AtomicU64,
     pub(crate) restarts: AtomicU64,
-    pub(crate) queued: AtomicUsize,
-    /// The current incarnation's running jobs.
+    /// The current incarnation's running and queued jobs.
     gate: ArcSwap<Gate>,
     pub(crate) tick_running: AtomicBool,
     pub(crate) background: AtomicU8,
@@ -62,7 +60,6 @@ impl ServiceShared {
             failures: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
-            queued: AtomicUsize::new(0),
             gate: ArcSwap::from_pointee(Gate::default()),
             tick_running: AtomicBool::new(false),
             background: AtomicU8::new(BACKGROUND_UNKNOWN),
@@ -107,7 +104,7 @@ impl ServiceShared {
         )
     }
 
-    /// Makes `gate` the one that counts the running jobs: a new incarnation's.
+    /// Makes `gate` the one that counts the running and queued jobs: a new incarnation's.
     pub(crate) fn set_gate(&self, gate: Arc<Gate>) {
         self.gate.store(gate);
     }
@@ -214,7 +211,7 @@ impl ServiceShared {
             skipped: self.skipped.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
-            queue_depth: self.queued.load(Ordering::Relaxed),
+            queue_depth: self.gate.load().queued(),
             in_flight: self.in_flight(),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_failure: self.last_failure(),

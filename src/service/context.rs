@@ -33,10 +33,11 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(life: Arc<Life>, correlation_id: Option<Arc<str>>) -> Self {
+    /// The context of an incarnation, serving no call in particular.
+    pub(crate) fn new(life: Arc<Life>) -> Self {
         Context {
             life,
-            correlation_id,
+            correlation_id: None,
         }
     }
 
