@@ -11,69 +11,15 @@
 //! operation; divide perf's instruction count by 3,000,000. `cast` and `tell` go in bursts of
 //! 1,000 closed by one awaited call, as in `benches/runtime.rs`.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sora::{Action, BoxError, Command, Context, Definition, Handler, Runtime, Service};
+use ractor::Actor;
+use sora::{Command, Runtime};
+
+#[path = "support/noop.rs"]
+mod noop;
+use noop::{NoopActor, NoopMsg, NoopService, Ping};
 
 const OPS: u32 = 3_000_000;
 const BURST: u32 = 1_000;
-
-#[derive(Default)]
-struct Noop;
-
-struct Ping;
-
-impl Action for Ping {
-    const NAME: &'static str = "ping";
-    type Reply = ();
-}
-
-impl Service for Noop {
-    fn define(def: &mut Definition<Self>) {
-        def.command(Command::CHECK_QUEUE);
-    }
-
-    async fn command(&self, _: Command, _: &Context) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
-impl Handler<Ping> for Noop {
-    async fn handle(&self, _: Ping, _: &Context) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
-struct NoopActor;
-
-enum Msg {
-    Ping(RpcReplyPort<()>),
-    Cast,
-}
-
-#[cfg(feature = "cluster")]
-impl ractor::Message for Msg {}
-
-impl Actor for NoopActor {
-    type Msg = Msg;
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Msg>,
-        msg: Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        if let Msg::Ping(reply) = msg {
-            let _ = reply.send(());
-        }
-        Ok(())
-    }
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; the operation is the first other argument.
@@ -87,17 +33,20 @@ fn main() {
         .expect("a tokio runtime");
     rt.block_on(async move {
         tokio::spawn(async move {
-            let sora = Runtime::builder().service(Noop::default).start().await?;
-            let service = sora.service::<Noop>()?;
+            let sora = Runtime::builder()
+                .service(NoopService::default)
+                .start()
+                .await?;
+            let service = sora.service::<NoopService>()?;
             let (actor, _) = Actor::spawn(None, NoopActor, ()).await?;
             let started = std::time::Instant::now();
             for i in 0..OPS {
                 let closes_burst = i % BURST == BURST - 1;
                 match op.as_str() {
                     "cast" => {
-                        actor.cast(Msg::Cast)?;
+                        actor.cast(NoopMsg::Cast)?;
                         if closes_burst {
-                            ractor::call!(actor, Msg::Ping)?;
+                            ractor::call!(actor, NoopMsg::Ping)?;
                         }
                     }
                     "tell" => {
@@ -106,7 +55,7 @@ fn main() {
                             service.act(Ping).await?;
                         }
                     }
-                    "call" => ractor::call!(actor, Msg::Ping)?,
+                    "call" => ractor::call!(actor, NoopMsg::Ping)?,
                     "act" => service.act(Ping).await?,
                     other => {
                         return Err(

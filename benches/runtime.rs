@@ -19,8 +19,12 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sora::{Action, BoxError, Command, Context, Definition, Handler, Runtime, Service};
+use ractor::{Actor, ActorRef};
+use sora::{Command, Runtime};
+
+#[path = "support/noop.rs"]
+mod noop;
+use noop::{NoopActor, NoopMsg, NoopService, Ping};
 
 /// The two runtime flavors every throughput figure is taken on: one thread gives the CPU cost
 /// of a message; two worker threads (this machine's cores) add cross-thread wake-ups.
@@ -35,66 +39,6 @@ fn tokio_runtime(flavor: &str) -> tokio::runtime::Runtime {
         b
     };
     builder.enable_all().build().expect("tokio runtime")
-}
-
-/// The raw baseline: an actor that answers at once.
-struct NoopActor;
-
-enum NoopMsg {
-    Ping(RpcReplyPort<()>),
-    Cast,
-}
-
-#[cfg(feature = "cluster")]
-impl ractor::Message for NoopMsg {}
-
-impl Actor for NoopActor {
-    type Msg = NoopMsg;
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<NoopMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<NoopMsg>,
-        msg: NoopMsg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        if let NoopMsg::Ping(reply) = msg {
-            let _ = reply.send(());
-        }
-        Ok(())
-    }
-}
-
-/// The same no-op as a Sora service.
-#[derive(Default)]
-struct NoopService;
-
-struct Ping;
-
-impl Action for Ping {
-    const NAME: &'static str = "ping";
-    type Reply = ();
-}
-
-impl Service for NoopService {
-    fn define(def: &mut Definition<Self>) {
-        def.command(Command::CHECK_QUEUE);
-    }
-
-    async fn command(&self, _: Command, _: &Context) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
-impl Handler<Ping> for NoopService {
-    async fn handle(&self, _: Ping, _: &Context) -> Result<(), BoxError> {
-        Ok(())
-    }
 }
 
 /// The two targets of a comparison, on `rt`: a raw no-op actor and a runtime with a no-op service.
