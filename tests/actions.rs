@@ -154,24 +154,14 @@ async fn higher_priority_runs_first_among_queued_actions() {
         .unwrap();
     let t = runtime.service::<Translator>().unwrap();
     let first = tokio::spawn(t.act(Work("first".into())).into_future());
-    within(async {
-        while journal.count("begin:first") == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(|| async { journal.count("begin:first") > 0 }).await;
     let mut queued = Vec::new();
     for (label, priority) in [("low", 1), ("high", 10), ("mid", 5), ("high2", 10)] {
         queued.push(tokio::spawn(
             t.act(Work(label.into())).priority(priority).into_future(),
         ));
         // Each call reaches the queue before the next is sent.
-        within(async {
-            while t.status().await.unwrap().queue_depth < queued.len() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
+        until(|| async { t.status().await.unwrap().queue_depth >= queued.len() }).await;
     }
     gate.open(5);
     first.await.unwrap().unwrap();
@@ -217,12 +207,7 @@ async fn a_timeout_fails_the_caller_and_cancels_the_handler() {
         }
         other => panic!("expected a timeout, got {other}"),
     }
-    within(async {
-        while journal.count("sleep-dropped") == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(|| async { journal.count("sleep-dropped") > 0 }).await;
     assert_eq!(journal.count("sleep-done"), 0);
     // The service is still up, and the slot was freed.
     t.act(Sleep(10))

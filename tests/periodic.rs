@@ -188,12 +188,7 @@ async fn triggers_on_a_busy_service_coalesce_into_one_follow_up_run() {
     )
     .await;
     let first = tokio::spawn(cleanup.trigger().into_future());
-    within(async {
-        while runs(&journal).is_empty() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(|| async { !runs(&journal).is_empty() }).await;
     let followers: Vec<_> = (0..3)
         .map(|_| tokio::spawn(cleanup.trigger().into_future()))
         .collect();
@@ -237,12 +232,7 @@ async fn commands_reach_the_service_and_unknown_ones_are_refused() {
     );
     // Fire and forget: delivered without waiting.
     cleanup.tell(Command::CheckQueue).unwrap();
-    within(async {
-        while journal.count("check-queue") < 2 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(|| async { journal.count("check-queue") >= 2 }).await;
     assert_eq!(
         journal.entries(),
         [

@@ -89,9 +89,7 @@ async fn work_past_the_shutdown_timeout_is_cancelled() {
         .unwrap();
     let t = runtime.service::<Translator>().unwrap();
     let in_flight = tokio::spawn(t.act(Sleep(600_000)).into_future());
-    while t.status().await.unwrap().in_flight == 0 {
-        tokio::task::yield_now().await;
-    }
+    until(|| async { t.status().await.unwrap().in_flight > 0 }).await;
     let started = tokio::time::Instant::now();
     runtime.shutdown().await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(2));

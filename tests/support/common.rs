@@ -204,6 +204,21 @@ impl Handler<WhoAmI> for Translator {
     }
 }
 
+/// Yields until `check` holds, without moving virtual time: for a state the runtime reaches by
+/// itself once its tasks have run. Fails the test after [`PATIENCE`].
+pub async fn until<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(async {
+        while !check().await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
 /// Polls `check` on virtual time until it holds, failing the test after [`PATIENCE`].
 pub async fn eventually<F, Fut>(mut check: F)
 where
