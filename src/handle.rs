@@ -38,6 +38,7 @@ mod request;
 use std::sync::Arc;
 
 use ractor::ActorRef;
+use serde::de::DeserializeOwned;
 
 pub(crate) use cell::{ErasedService, ServiceCell};
 pub use request::{ActRequest, CommandRequest, Then};
@@ -45,6 +46,7 @@ pub use request::{ActRequest, CommandRequest, Then};
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
+use crate::event::{Chain, Event, On, Target};
 use crate::host::ServiceMessage;
 use crate::service::{Command, Health, Service};
 use crate::status::{ServiceInfo, ServiceStatus};
@@ -164,6 +166,19 @@ impl<S: Service> ServiceHandle<S> {
         self.cell.actor_ref()
     }
 
+    /// Starts a subscription chain on the service's events with a clause for `E` (see
+    /// [`event`](crate::event)).
+    ///
+    /// The chain fails at `subscribe` with [`Error::UnknownEvent`] if the service does not
+    /// declare `E`.
+    pub fn on<E: Event>(&self) -> On<E, S> {
+        Chain::new(self.cell.shared.runtime.events.clone(), self.target()).on::<E>()
+    }
+
+    fn target(&self) -> Target {
+        Target::Service(self.cell.clone())
+    }
+
     /// An untyped reference to the same service, for code that works by name.
     pub fn untyped(&self) -> ServiceRef {
         ServiceRef {
@@ -194,6 +209,28 @@ impl ServiceRef {
     /// The service's name.
     pub fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    /// Starts a subscription chain on the service's events with a clause for the event called
+    /// `event`, its payload decoded from JSON into `T` (`serde_json::Value` takes any payload).
+    ///
+    /// The chain fails at `subscribe` with [`Error::UnknownEvent`] if the service emits no event
+    /// of that name.
+    pub fn on_named<T>(&self, event: &str) -> On<T>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.chain().on_named(event)
+    }
+
+    /// Starts a subscription chain on the service's events with a clause for `E`.
+    pub fn on<E: Event>(&self) -> On<E> {
+        self.chain().on::<E>()
+    }
+
+    fn chain(&self) -> Chain {
+        let events = self.inner.shared().runtime.events.clone();
+        Chain::new(events, Target::Service(self.inner.clone()))
     }
 
     /// Calls an action by name with JSON parameters and returns its JSON reply.

@@ -31,6 +31,7 @@ mod scheduler;
 mod shared;
 
 pub(crate) use actor::{HostActor, HostArgs};
+pub(crate) use guard::panic_message;
 pub(crate) use inbox::{Delivery, Door, inbox};
 pub(crate) use messages::{Drain, EnvelopeKind, InternalKind};
 pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};

@@ -11,6 +11,7 @@
 pub mod action;
 pub mod codec;
 mod error;
+pub mod event;
 pub mod handle;
 mod host;
 mod registry;
@@ -21,6 +22,7 @@ pub mod supervisor;
 
 pub use action::{Action, CallOptions, Handler};
 pub use error::{BoxError, Error};
+pub use event::{Emitted, Event, Overflow, Subscription};
 pub use handle::{ServiceHandle, ServiceRef};
 #[doc(hidden)]
 pub use host::Internal;

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 pub use builder::RuntimeBuilder;
 
 use crate::Error;
+use crate::event::{Chain, Event, Events, EventsShared, On, Target};
 use crate::handle::{ErasedService, ServiceCell, ServiceHandle, ServiceRef};
 use crate::registry::RegistryMessage;
 use crate::service::{Health, Service, short_type_name};
@@ -69,6 +70,7 @@ pub(crate) struct RuntimeShared {
     pub(crate) supervisor: OnceLock<ActorRef<SupervisorMessage>>,
     exit: watch::Sender<Option<Result<(), Error>>>,
     pub(crate) config: RuntimeConfig,
+    pub(crate) events: Arc<EventsShared>,
 }
 
 impl RuntimeShared {
@@ -82,6 +84,7 @@ impl RuntimeShared {
             supervisor: OnceLock::new(),
             exit: watch::Sender::new(None),
             config,
+            events: EventsShared::new(),
         })
     }
 
@@ -231,6 +234,7 @@ impl Drop for Runtime {
                 supervisor.kill();
             }
         }
+        shared.events.close();
         // Services point back at the runtime; clearing the tables breaks the cycle.
         shared.by_name.clear();
         shared.by_type.clear();
@@ -365,6 +369,33 @@ impl RuntimeHandle {
             .collect();
         all.sort_by(|a, b| a.name().cmp(b.name()));
         all
+    }
+
+    /// Starts a subscription chain with a clause for `E` from every service that emits it (see
+    /// [`event`](crate::event)).
+    ///
+    /// The chain fails at `subscribe` with [`Error::UnknownEvent`] if no service declares `E`.
+    pub fn on<E: Event>(&self) -> On<E> {
+        self.chain().on::<E>()
+    }
+
+    /// Starts a subscription chain with a clause for the event called `event` from every
+    /// service that emits it, its payload decoded from JSON into `T`.
+    pub fn on_named<T>(&self, event: &str) -> On<T>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.chain().on_named(event)
+    }
+
+    fn chain(&self) -> Chain {
+        let services = self.shared.by_name.iter().map(|e| e.clone()).collect();
+        Chain::new(self.shared.events.clone(), Target::Any(services))
+    }
+
+    /// The runtime's event bus: flush, subscription count, its actor.
+    pub fn events(&self) -> Events {
+        Events::new(self.shared.events.clone())
     }
 
     /// Whether the runtime is ready: start-up has finished and every service reports ready.

@@ -97,6 +97,10 @@ pub struct ServiceStatus {
     pub restarts: u64,
     /// The last failure of the service itself (a panic or a failed hook).
     pub last_failure: Option<String>,
+    /// Events it has emitted.
+    pub events_emitted: u64,
+    /// Events of its that subscribers lost to their overflow policy.
+    pub events_dropped: u64,
 }
 
 /// What kind of service this is; one service may be several.

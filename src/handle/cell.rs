@@ -39,7 +39,7 @@ impl<S: Service> ServiceCell<S> {
         runtime: Arc<RuntimeShared>,
     ) -> Self {
         ServiceCell {
-            shared: Arc::new(ServiceShared::new(&def.name, runtime)),
+            shared: Arc::new(ServiceShared::new(&def.name, def.events.clone(), runtime)),
             def,
             factory,
             door: ArcSwapOption::empty(),
@@ -118,7 +118,7 @@ impl<S: Service> ServiceCell<S> {
             startup: def.startup.clone(),
             actions: def.actions.iter().map(|a| a.name.to_owned()).collect(),
             commands,
-            events: def.events.clone(),
+            events: def.events.iter().map(|d| d.name.to_string()).collect(),
             critical: def.critical,
             concurrency: def.concurrency,
             restart: def.restart,

@@ -15,6 +15,7 @@ use super::job::Incarnation;
 use super::messages::{Drain, EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
 use crate::Error;
+use crate::event::{Chain, Target};
 use crate::handle::ServiceCell;
 use crate::service::{Command, Health, MissedTick, Service};
 use crate::status::{LastRun, ServiceState};
@@ -269,17 +270,12 @@ async fn check_health<S: Service>(inc: &Incarnation<S>) -> Health {
 }
 
 fn on_subscribe<S: Service>(state: &HostState<S>, sub: Subscribe) {
-    let def = &state.inc.cell.def;
-    let result = if def.events.contains(&sub.event) {
-        Ok(())
-    } else {
-        Err(Error::UnknownEvent {
-            service: def.name.clone(),
-            event: sub.event,
-            emits: def.events.clone(),
-        })
-    };
-    let _ = sub.reply.send(result);
+    let cell = &state.inc.cell;
+    let chain = Chain::new(
+        cell.shared.runtime.events.clone(),
+        Target::Service(cell.clone()),
+    );
+    let _ = sub.reply.send((sub.build)(chain).subscribe_now());
 }
 
 fn on_tick<S: Service>(state: &mut HostState<S>) {

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 use super::job::{ActionJob, CommandJob, Deadline, Job};
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
+use crate::event::{Chain, Subscription};
 use crate::service::{Command, Health, Service};
 use crate::status::{ServiceInfo, ServiceStatus};
 
@@ -55,7 +56,7 @@ impl<S: Service> std::fmt::Debug for ServiceMessage<S> {
         match self {
             ServiceMessage::Call(_) => f.write_str("Call"),
             ServiceMessage::Query(q) => f.debug_tuple("Query").field(q).finish(),
-            ServiceMessage::Subscribe(s) => f.debug_tuple("Subscribe").field(&s.event).finish(),
+            ServiceMessage::Subscribe(s) => s.fmt(f),
             ServiceMessage::Internal(_) => f.write_str("Internal"),
         }
     }
@@ -161,18 +162,64 @@ pub enum Query {
     Ready(RpcReplyPort<bool>),
 }
 
-/// A subscription request to a service's events.
-#[derive(Debug)]
+/// A subscription to a service's events, asked through its actor reference: how ractor code
+/// subscribes an actor of its own.
+///
+/// # Examples
+///
+/// ```
+/// # use ractor::{Actor, ActorProcessingErr, ActorRef};
+/// # use sora::{Definition, Emitted, Event, Service, ServiceMessage, Subscribe};
+/// # #[derive(serde::Serialize)] struct Completed;
+/// # impl Event for Completed { const NAME: &'static str = "completed"; }
+/// # #[derive(Default)] struct Translator;
+/// # impl Service for Translator {
+/// #     fn define(def: &mut Definition<Self>) { def.emits::<Completed>(); }
+/// # }
+/// struct Notifier;
+///
+/// impl Actor for Notifier {
+///     type Msg = Emitted<Completed>;
+///     type State = ();
+///     type Arguments = ();
+///     async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+///         Ok(())
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let runtime = sora::Runtime::builder().service(Translator::default).start().await?;
+/// let (notifier, _) = Actor::spawn(None, Notifier, ()).await?;
+/// let translator = runtime.service::<Translator>()?.actor_ref().expect("running");
+/// let subscription = ractor::call!(translator, |reply| {
+///     let to = notifier.clone();
+///     ServiceMessage::Subscribe(Box::new(Subscribe::new(
+///         move |chain| chain.on::<Completed>().send_to(&to),
+///         reply,
+///     )))
+/// })??;
+/// subscription.detach(); // ends when `notifier` stops
+/// # notifier.stop(None); runtime.shutdown().await?; Ok(()) }
+/// ```
 pub struct Subscribe {
-    pub(crate) event: String,
-    pub(crate) reply: RpcReplyPort<Result<(), Error>>,
+    pub(crate) build: Box<dyn FnOnce(Chain) -> Chain + Send>,
+    pub(crate) reply: RpcReplyPort<Result<Subscription, Error>>,
+}
+
+impl std::fmt::Debug for Subscribe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscribe").finish_non_exhaustive()
+    }
 }
 
 impl Subscribe {
-    /// Asks to subscribe to the event `event`; the host answers whether it emits it.
-    pub fn new(event: impl Into<String>, reply: RpcReplyPort<Result<(), Error>>) -> Self {
+    /// Asks the service to subscribe the clauses that `build` adds to a chain on its events;
+    /// it answers with the subscription, or with [`Error::UnknownEvent`].
+    pub fn new(
+        build: impl FnOnce(Chain) -> Chain + Send + 'static,
+        reply: RpcReplyPort<Result<Subscription, Error>>,
+    ) -> Self {
         Subscribe {
-            event: event.into(),
+            build: Box::new(build),
             reply,
         }
     }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::scheduler::Gate;
 use crate::Error;
+use crate::event::{Declared, Source};
 use crate::runtime::RuntimeShared;
 use crate::status::{LastRun, ServiceState, ServiceStatus};
 
@@ -22,6 +23,10 @@ pub(crate) const BACKGROUND_DONE: u8 = 3;
 pub(crate) struct ServiceShared {
     pub(crate) name: Arc<str>,
     pub(crate) runtime: Arc<RuntimeShared>,
+    /// The events it declared.
+    pub(crate) events: Box<[Declared]>,
+    /// Its events' counters, shared by every event it emits.
+    pub(crate) source: Arc<Source>,
     state: AtomicU8,
     pub(crate) runs: AtomicU64,
     pub(crate) skipped: AtomicU64,
@@ -50,10 +55,13 @@ impl std::fmt::Debug for ServiceShared {
 }
 
 impl ServiceShared {
-    pub(crate) fn new(name: &str, runtime: Arc<RuntimeShared>) -> Self {
+    pub(crate) fn new(name: &str, events: Vec<Declared>, runtime: Arc<RuntimeShared>) -> Self {
+        let name: Arc<str> = Arc::from(name);
         ServiceShared {
-            name: Arc::from(name),
+            source: Source::new(name.clone()),
+            name,
             runtime,
+            events: events.into_boxed_slice(),
             state: AtomicU8::new(ServiceState::Starting.as_u8()),
             runs: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -215,6 +223,8 @@ impl ServiceShared {
             in_flight: self.in_flight(),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_failure: self.last_failure(),
+            events_emitted: self.source.emitted.load(Ordering::Relaxed),
+            events_dropped: self.source.dropped.load(Ordering::Relaxed),
         }
     }
 }

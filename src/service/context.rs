@@ -1,9 +1,13 @@
+use std::any::TypeId;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use ractor::ActorCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::Error;
+use crate::event::{Event, Meta, Record};
 use crate::host::{BACKGROUND_NONE, ServiceShared};
 use crate::runtime::RuntimeHandle;
 
@@ -62,6 +66,48 @@ impl Context {
     /// The correlation id of the call being handled, if it has one.
     pub fn correlation_id(&self) -> Option<&str> {
         self.correlation_id.as_deref()
+    }
+
+    /// Emits an event to every subscription of its name, carrying this service's name and the
+    /// correlation id of the call being handled.
+    ///
+    /// It returns at once: the event bus fans the event out on its own, and a slow subscriber
+    /// never holds up the emitter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownEvent`] if the service did not declare `E` with
+    /// [`Definition::emits`](crate::Definition::emits), and [`Error::ShuttingDown`] once the
+    /// runtime has stopped.
+    pub fn emit<E: Event>(&self, event: E) -> Result<(), Error> {
+        let shared = &self.life.shared;
+        let Some(declared) = shared
+            .events
+            .iter()
+            .find(|d| d.type_id == TypeId::of::<E>())
+        else {
+            return Err(Error::UnknownEvent {
+                service: shared.name.to_string(),
+                event: E::NAME.to_owned(),
+                emits: shared.events.iter().map(|d| d.name.to_string()).collect(),
+            });
+        };
+        let meta = Meta {
+            source: shared.source.clone(),
+            name: declared.name.clone(),
+            correlation_id: self.correlation_id.clone(),
+            id: AtomicU64::new(0),
+            at: SystemTime::now(),
+        };
+        if !shared
+            .runtime
+            .events
+            .publish(Arc::new(Record::new(meta, event)))
+        {
+            return Err(Error::ShuttingDown);
+        }
+        shared.source.emitted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The runtime, to act on other services. Calls made through it from a handler inherit the

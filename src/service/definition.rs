@@ -1,9 +1,12 @@
+use std::any::TypeId;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ActionEntry, Handler};
+use crate::event::{Declared, Event};
 use crate::service::{Command, Service, short_type_name};
 use crate::supervisor::Restart;
 
@@ -45,7 +48,7 @@ pub struct Definition<S: Service> {
     pub(crate) restart: Restart,
     pub(crate) actions: Vec<ActionEntry<S>>,
     pub(crate) commands: Vec<String>,
-    pub(crate) events: Vec<String>,
+    pub(crate) events: Vec<Declared>,
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
     pub(crate) health_timeout: Duration,
@@ -185,11 +188,26 @@ impl<S: Service> Definition<S> {
         self
     }
 
-    /// Declares an event the service emits, by name.
-    pub fn event(&mut self, name: impl Into<String>) -> &mut Self {
-        let name = name.into();
-        if !self.events.contains(&name) {
-            self.events.push(name);
+    /// Declares an event the service emits: listed in info, emitted with
+    /// [`Context::emit`](crate::Context::emit), and open to subscribers.
+    ///
+    /// # Panics
+    ///
+    /// Panics if another event type of the same name is already declared.
+    #[track_caller]
+    pub fn emits<E: Event>(&mut self) -> &mut Self {
+        let type_id = TypeId::of::<E>();
+        match self.events.iter().find(|d| &*d.name == E::NAME) {
+            Some(d) => assert!(
+                d.type_id == type_id,
+                "two event types are named `{}` on service `{}`",
+                E::NAME,
+                self.name
+            ),
+            None => self.events.push(Declared {
+                name: Arc::from(E::NAME),
+                type_id,
+            }),
         }
         self
     }

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
@@ -11,6 +12,7 @@ use super::messages::SupervisorMessage;
 use super::policy::admit_restart;
 use super::{RestartPolicy, Strategy};
 use crate::Error;
+use crate::event::{Bus, Wake};
 use crate::handle::ErasedService;
 use crate::registry::{Registry, RegistryMessage};
 use crate::runtime::RuntimeShared;
@@ -35,6 +37,7 @@ pub(crate) struct SupervisorState {
     shared: Arc<RuntimeShared>,
     slots: Vec<Slot>,
     registry: ActorRef<RegistryMessage>,
+    bus: ActorRef<Wake>,
     shutting_down: bool,
 }
 
@@ -49,6 +52,8 @@ impl Actor for Supervisor {
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let registry = spawn_registry(&myself, &args.shared, &args.services).await?;
+        let (bus, _) =
+            Bus::spawn_linked(None, Bus, args.shared.events.clone(), myself.get_cell()).await?;
         let slots = args
             .services
             .into_iter()
@@ -63,6 +68,7 @@ impl Actor for Supervisor {
             shared: args.shared,
             slots,
             registry,
+            bus,
             shutting_down: false,
         })
     }
@@ -125,6 +131,15 @@ impl Actor for Supervisor {
                 tracing::error!(?failure, "registry stopped; starting a new one");
                 let services: Vec<_> = state.slots.iter().map(|s| s.service.clone()).collect();
                 state.registry = spawn_registry(&myself, &state.shared, &services).await?;
+            }
+            return Ok(());
+        }
+        if id == state.bus.get_id() {
+            if !state.shutting_down {
+                tracing::error!(?failure, "event bus stopped; starting a new one");
+                let events = state.shared.events.clone();
+                events.restarts.fetch_add(1, Ordering::Relaxed);
+                (state.bus, _) = Bus::spawn_linked(None, Bus, events, myself.get_cell()).await?;
             }
             return Ok(());
         }
@@ -209,7 +224,21 @@ async fn stop_all(state: &mut SupervisorState) {
         }
         slot.generation += 1;
     }
+    // The events the services emitted up to their stop hooks reach their subscribers; then the
+    // bus stops, and every subscription ends once its queue is delivered.
+    let events = &state.shared.events;
+    if tokio::time::timeout(BUS_FLUSH, events.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event bus did not flush within {BUS_FLUSH:?}");
+    }
+    events.close();
+    state.bus.stop(Some("shut down".into()));
 }
+
+/// How long shutdown waits for the event bus to fan out the last events.
+const BUS_FLUSH: Duration = Duration::from_secs(5);
 
 /// A service's actor has stopped (`failure` is `None` for a normal stop): apply its policy.
 async fn on_exit(

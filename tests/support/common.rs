@@ -134,6 +134,17 @@ impl Action for WhoAmI {
     type Reply = Option<String>;
 }
 
+/// Emitted by `Translate` once the text is translated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranslationCompleted {
+    pub text: String,
+    pub to: String,
+}
+
+impl sora::Event for TranslationCompleted {
+    const NAME: &'static str = "TranslationCompleted";
+}
+
 impl Service for Translator {
     fn define(def: &mut Definition<Self>) {
         def.action::<Translate>()
@@ -142,7 +153,7 @@ impl Service for Translator {
             .action::<Explode>()
             .action::<Refuse>()
             .action::<WhoAmI>()
-            .event("TranslationCompleted");
+            .emits::<TranslationCompleted>();
     }
 }
 
@@ -150,8 +161,12 @@ impl Handler<Translate> for Translator {
     async fn handle(&self, t: Translate, ctx: &Context) -> Result<String, BoxError> {
         tracing::info!(to = %t.to, "translating");
         self.journal.push(format!("translate:{}", t.text));
-        let _ = ctx;
-        Ok(format!("[{}] {}", t.to, t.text))
+        let reply = format!("[{}] {}", t.to, t.text);
+        ctx.emit(TranslationCompleted {
+            text: t.text,
+            to: t.to,
+        })?;
+        Ok(reply)
     }
 }
 

@@ -1,0 +1,378 @@
+//! The event bus: a supervised actor that holds the subscription table and fans events out.
+//!
+//! Emitters and subscribers do not talk to the actor's mailbox directly. They push their work
+//! (publish, add, remove) into one lock-free queue that outlives the actor, and ring a doorbell
+//! through the mailbox only when nobody has rung it since the bus last emptied the queue; a burst
+//! of emits costs one mailbox message. One queue for all three keeps them in order: an event
+//! emitted after `subscribe` returned is fanned out after the subscription is in the table.
+//!
+//! The table lives beside the actor too ([`EventsShared::subs`]): a restarted bus rebuilds its
+//! index from it and takes up the queue where the last one stopped, so no subscriber has to
+//! subscribe again and no emitted event is lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::SegQueue;
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::record::Shared;
+use super::subscription::{Deliver, Ended, Offer};
+
+/// How many pieces of work the bus takes in one turn before it lets its mailbox through.
+const TURN: usize = 1024;
+
+/// Work for the bus, in the order it was pushed.
+pub(crate) enum Work {
+    Publish(Shared),
+    Add(Arc<dyn Deliver>),
+    Remove(u64),
+    /// Answered when everything pushed before it has been done.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The only message of the bus's mailbox: there is work in the queue.
+#[derive(Debug)]
+pub(crate) struct Wake;
+
+#[cfg(feature = "cluster")]
+impl ractor::Message for Wake {}
+
+/// What the bus shares with emitters and subscribers; one per runtime, outliving bus restarts.
+pub(crate) struct EventsShared {
+    bus: ArcSwapOption<ActorRef<Wake>>,
+    work: SegQueue<Work>,
+    bell: AtomicBool,
+    /// Every active subscription, by id: what a restarted bus rebuilds its index from.
+    subs: Mutex<HashMap<u64, Arc<dyn Deliver>>>,
+    next_sub: AtomicU64,
+    last_event: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for EventsShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsShared")
+            .field("last_event", &self.last_event)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventsShared {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(EventsShared {
+            bus: ArcSwapOption::empty(),
+            work: SegQueue::new(),
+            bell: AtomicBool::new(false),
+            subs: Mutex::new(HashMap::new()),
+            next_sub: AtomicU64::new(1),
+            last_event: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn next_subscription_id(&self) -> u64 {
+        self.next_sub.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<dyn Deliver>>> {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the bus has stopped for good: emits are refused.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues an event for fan-out. `false` once the runtime's bus has stopped for good.
+    pub(crate) fn publish(&self, record: Shared) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        self.push(Work::Publish(record));
+        true
+    }
+
+    /// Adds subscriptions: events published after this returns reach them.
+    pub(crate) fn add(&self, subs: &[Arc<dyn Deliver>]) {
+        let mut table = self.table();
+        for sub in subs {
+            table.insert(sub.id(), sub.clone());
+        }
+        drop(table);
+        if self.is_closed() {
+            for sub in subs {
+                self.remove(sub.as_ref(), Ended::RuntimeStopped);
+            }
+            return;
+        }
+        for sub in subs {
+            self.push(Work::Add(sub.clone()));
+        }
+    }
+
+    /// Ends a subscription and takes it out of the table.
+    pub(crate) fn remove(&self, sub: &dyn Deliver, why: Ended) {
+        sub.end(why);
+        if self.table().remove(&sub.id()).is_some() && !self.is_closed() {
+            self.push(Work::Remove(sub.id()));
+        }
+    }
+
+    /// Resolves once everything pushed before it has been done: every event emitted before is
+    /// in its subscribers' queues. `false` if the bus has stopped for good.
+    pub(crate) async fn flush(&self) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.push(Work::Flush(done));
+        flushed.await.is_ok()
+    }
+
+    /// The number of the last event fanned out.
+    pub(crate) fn last_event(&self) -> u64 {
+        self.last_event.load(Ordering::Relaxed)
+    }
+
+    /// The bus actor, while there is one.
+    pub(crate) fn actor(&self) -> Option<ActorCell> {
+        self.bus.load().as_ref().map(|b| b.get_cell())
+    }
+
+    /// How many subscriptions are active.
+    pub(crate) fn subscriptions(&self) -> usize {
+        self.table().len()
+    }
+
+    fn push(&self, work: Work) {
+        self.work.push(work);
+        if !self.bell.swap(true, Ordering::SeqCst)
+            && let Some(bus) = self.bus.load().as_ref()
+        {
+            // A bus that is gone is being restarted: its successor empties the queue at start.
+            let _ = bus.cast(Wake);
+        }
+    }
+
+    /// Stops taking emits, and ends every subscription once it has delivered what its queue
+    /// holds. Called by the supervisor after every service has stopped and the bus has emptied
+    /// its queue.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let subs: Vec<_> = self.table().drain().map(|(_, sub)| sub).collect();
+        for sub in subs {
+            sub.end_after_queue(Ended::RuntimeStopped);
+        }
+        while self.work.pop().is_some() {}
+    }
+}
+
+/// The event bus actor.
+pub(crate) struct Bus;
+
+pub(crate) struct BusState {
+    me: ActorCell,
+    shared: Arc<EventsShared>,
+    /// Event name -> its subscriptions. Their order among themselves does not matter: each
+    /// subscription sees the events in bus order whatever its place.
+    index: HashMap<Arc<str>, Vec<Arc<dyn Deliver>>>,
+    members: HashSet<u64>,
+    /// Subscriber actors this bus monitors, with how many subscriptions each has.
+    watched: HashMap<ActorId, (ActorCell, usize)>,
+}
+
+impl Actor for Bus {
+    type Msg = Wake;
+    type State = BusState;
+    type Arguments = Arc<EventsShared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Wake>,
+        shared: Arc<EventsShared>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = BusState {
+            me: myself.get_cell(),
+            shared: shared.clone(),
+            index: HashMap::new(),
+            members: HashSet::new(),
+            watched: HashMap::new(),
+        };
+        let subs: Vec<_> = shared.table().values().cloned().collect();
+        for sub in subs {
+            state.add(sub);
+        }
+        shared.bus.store(Some(Arc::new(myself.clone())));
+        // Whatever was pushed while there was no bus (or before this one listened) waits in the
+        // queue, and the bell may be rung with nobody to hear it: look now.
+        myself.cast(Wake)?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Wake>,
+        _wake: Wake,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let shared = state.shared.clone();
+        let mut taken = 0;
+        loop {
+            while let Some(work) = shared.work.pop() {
+                state.run(work);
+                taken += 1;
+                if taken == TURN {
+                    // The bell stays rung: this message brings the bus back for the rest.
+                    myself.cast(Wake)?;
+                    return Ok(());
+                }
+            }
+            shared.bell.store(false, Ordering::SeqCst);
+            if shared.work.is_empty() || shared.bell.swap(true, Ordering::SeqCst) {
+                // Empty, or somebody rang after the queue ran dry: their message is coming.
+                return Ok(());
+            }
+        }
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Wake>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorTerminated(cell, ..)
+        | SupervisionEvent::ActorFailed(cell, _) = &event
+        {
+            state.subscriber_stopped(cell.get_id());
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Wake>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for (cell, _) in state.watched.values() {
+            myself.get_cell().unmonitor(cell.clone());
+        }
+        let me = myself.get_id();
+        state
+            .shared
+            .bus
+            .rcu(|bus| bus.clone().filter(|b| b.get_id() != me));
+        Ok(())
+    }
+}
+
+impl BusState {
+    fn run(&mut self, work: Work) {
+        match work {
+            Work::Publish(record) => self.fan_out(&record),
+            Work::Add(sub) => self.add(sub),
+            Work::Remove(id) => self.remove(id),
+            Work::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn fan_out(&mut self, record: &Shared) {
+        let id = self.shared.last_event.fetch_add(1, Ordering::Relaxed) + 1;
+        record.meta().id.store(id, Ordering::Relaxed);
+        let Some(subs) = self.index.get_mut(&*record.meta().name) else {
+            return;
+        };
+        let mut i = 0;
+        let mut gone = Vec::new();
+        while i < subs.len() {
+            match subs[i].offer(record) {
+                Offer::Keep => i += 1,
+                Offer::Remove => gone.push(subs.swap_remove(i)),
+            }
+        }
+        for sub in gone {
+            self.members.remove(&sub.id());
+            self.shared.table().remove(&sub.id());
+            self.unwatch(&sub);
+        }
+    }
+
+    fn add(&mut self, sub: Arc<dyn Deliver>) {
+        if sub.is_ended() || !self.members.insert(sub.id()) {
+            return;
+        }
+        if let Some(cell) = sub.actor() {
+            let entry = self
+                .watched
+                .entry(cell.get_id())
+                .or_insert_with(|| (cell.clone(), 0));
+            if entry.1 == 0 {
+                self.me.monitor(cell.clone());
+            }
+            entry.1 += 1;
+            if cell.get_status() >= ractor::ActorStatus::Stopping {
+                // It stopped before the monitor was in place; its stop event will not come.
+                self.subscriber_stopped(cell.get_id());
+                return;
+            }
+        }
+        self.index
+            .entry(Arc::from(sub.event()))
+            .or_default()
+            .push(sub);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if !self.members.remove(&id) {
+            return;
+        }
+        let mut found = None;
+        for subs in self.index.values_mut() {
+            if let Some(pos) = subs.iter().position(|s| s.id() == id) {
+                found = Some(subs.swap_remove(pos));
+                break;
+            }
+        }
+        if let Some(sub) = found {
+            self.unwatch(&sub);
+        }
+    }
+
+    fn unwatch(&mut self, sub: &Arc<dyn Deliver>) {
+        let Some(cell) = sub.actor() else { return };
+        if let Some(entry) = self.watched.get_mut(&cell.get_id()) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.watched.remove(&cell.get_id());
+                self.me.unmonitor(cell);
+            }
+        }
+    }
+
+    fn subscriber_stopped(&mut self, actor: ActorId) {
+        if self.watched.remove(&actor).is_none() {
+            return;
+        }
+        let mut gone = Vec::new();
+        for subs in self.index.values_mut() {
+            subs.retain(|s| {
+                let theirs = s.actor().is_some_and(|c| c.get_id() == actor);
+                if theirs {
+                    gone.push(s.clone());
+                }
+                !theirs
+            });
+        }
+        for sub in gone {
+            self.members.remove(&sub.id());
+            self.shared.remove(sub.as_ref(), Ended::SubscriberStopped);
+        }
+    }
+}
