@@ -70,13 +70,16 @@
 mod bus;
 mod capture;
 mod chain;
+mod index;
 mod record;
 mod subscription;
 
 use serde::Serialize;
 
 pub use capture::Captured;
-pub use chain::{Chain, EventStream, HandlerResult, On, Subscription};
+pub use chain::{
+    All, Both, Chain, Decoded, EventStream, Filter, HandlerResult, On, Subscription, Take, Typed,
+};
 pub use record::Emitted;
 pub use subscription::{Ended, SubscriptionStats};
 

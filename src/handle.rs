@@ -46,7 +46,7 @@ pub use request::{ActRequest, CommandRequest, Then};
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
-use crate::event::{Chain, Event, On, Target};
+use crate::event::{Chain, Decoded, Event, On, Target};
 use crate::host::ServiceMessage;
 use crate::service::{Command, Health, Service};
 use crate::status::{ServiceInfo, ServiceStatus};
@@ -216,7 +216,7 @@ impl ServiceRef {
     ///
     /// The chain fails at `subscribe` with [`Error::UnknownEvent`] if the service emits no event
     /// of that name.
-    pub fn on_named<T>(&self, event: &str) -> On<T>
+    pub fn on_named<T>(&self, event: &str) -> On<T, (), Decoded>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {

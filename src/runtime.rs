@@ -30,7 +30,7 @@ use tokio::sync::watch;
 pub use builder::RuntimeBuilder;
 
 use crate::Error;
-use crate::event::{Chain, Event, Events, EventsShared, On, Target};
+use crate::event::{Chain, Decoded, Event, Events, EventsShared, On, Target};
 use crate::handle::{ErasedService, ServiceCell, ServiceHandle, ServiceRef};
 use crate::registry::RegistryMessage;
 use crate::service::{Health, Service, short_type_name};
@@ -381,7 +381,7 @@ impl RuntimeHandle {
 
     /// Starts a subscription chain with a clause for the event called `event` from every
     /// service that emits it, its payload decoded from JSON into `T`.
-    pub fn on_named<T>(&self, event: &str) -> On<T>
+    pub fn on_named<T>(&self, event: &str) -> On<T, (), Decoded>
     where
         T: serde::de::DeserializeOwned + Send + Sync + 'static,
     {

@@ -10,7 +10,7 @@
 //! index from it and takes up the queue where the last one stopped, so no subscriber has to
 //! subscribe again and no emitted event is lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +18,9 @@ use arc_swap::ArcSwapOption;
 use crossbeam_queue::SegQueue;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use super::index::{Index, Member};
 use super::record::Shared;
-use super::subscription::{Deliver, Ended, Offer};
+use super::subscription::{Deliver, Ended};
 
 /// How many pieces of work the bus takes in one turn before it lets its mailbox through.
 const TURN: usize = 1024;
@@ -27,7 +28,7 @@ const TURN: usize = 1024;
 /// Work for the bus, in the order it was pushed.
 pub(crate) enum Work {
     Publish(Shared),
-    Add(Arc<dyn Deliver>),
+    Add(Member),
     Remove(u64),
     /// Answered when everything pushed before it has been done.
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -45,8 +46,11 @@ pub(crate) struct EventsShared {
     bus: ArcSwapOption<ActorRef<Wake>>,
     work: SegQueue<Work>,
     bell: AtomicBool,
-    /// Every active subscription, by id: what a restarted bus rebuilds its index from.
+    /// Every active subscription, by id.
     subs: Mutex<HashMap<u64, Arc<dyn Deliver>>>,
+    /// The bus's own state. It lives here, not in the actor, so that a restarted bus goes on
+    /// with it: no subscriber has to subscribe again. Only the bus locks it.
+    index: Mutex<BusIndex>,
     next_sub: AtomicU64,
     last_event: AtomicU64,
     pub(crate) restarts: AtomicU64,
@@ -68,6 +72,7 @@ impl EventsShared {
             work: SegQueue::new(),
             bell: AtomicBool::new(false),
             subs: Mutex::new(HashMap::new()),
+            index: Mutex::new(BusIndex::default()),
             next_sub: AtomicU64::new(1),
             last_event: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
@@ -98,20 +103,20 @@ impl EventsShared {
     }
 
     /// Adds subscriptions: events published after this returns reach them.
-    pub(crate) fn add(&self, subs: &[Arc<dyn Deliver>]) {
+    pub(crate) fn add(&self, members: Vec<Member>) {
         let mut table = self.table();
-        for sub in subs {
-            table.insert(sub.id(), sub.clone());
+        for member in &members {
+            table.insert(member.sub.id(), member.sub.clone());
         }
         drop(table);
         if self.is_closed() {
-            for sub in subs {
-                self.remove(sub.as_ref(), Ended::RuntimeStopped);
+            for member in &members {
+                self.remove(member.sub.as_ref(), Ended::RuntimeStopped);
             }
             return;
         }
-        for sub in subs {
-            self.push(Work::Add(sub.clone()));
+        for member in members {
+            self.push(Work::Add(member));
         }
     }
 
@@ -178,11 +183,13 @@ pub(crate) struct Bus;
 pub(crate) struct BusState {
     me: ActorCell,
     shared: Arc<EventsShared>,
-    /// Event name -> its subscriptions. Their order among themselves does not matter: each
-    /// subscription sees the events in bus order whatever its place.
-    index: HashMap<Arc<str>, Vec<Arc<dyn Deliver>>>,
-    members: HashSet<u64>,
-    /// Subscriber actors this bus monitors, with how many subscriptions each has.
+}
+
+/// What the bus keeps across its restarts.
+#[derive(Default)]
+struct BusIndex {
+    subs: Index,
+    /// Subscriber actors the bus monitors, with how many subscriptions each has.
     watched: HashMap<ActorId, (ActorCell, usize)>,
 }
 
@@ -196,16 +203,13 @@ impl Actor for Bus {
         myself: ActorRef<Wake>,
         shared: Arc<EventsShared>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = BusState {
+        let state = BusState {
             me: myself.get_cell(),
             shared: shared.clone(),
-            index: HashMap::new(),
-            members: HashSet::new(),
-            watched: HashMap::new(),
         };
-        let subs: Vec<_> = shared.table().values().cloned().collect();
-        for sub in subs {
-            state.add(sub);
+        // The subscriber actors watched the bus that came before; this one watches them now.
+        for (cell, _) in state.index().watched.values() {
+            state.me.monitor(cell.clone());
         }
         shared.bus.store(Some(Arc::new(myself.clone())));
         // Whatever was pushed while there was no bus (or before this one listened) waits in the
@@ -221,10 +225,11 @@ impl Actor for Bus {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let shared = state.shared.clone();
+        let mut index = state.index();
         let mut taken = 0;
         loop {
             while let Some(work) = shared.work.pop() {
-                state.run(work);
+                state.run(&mut index, work);
                 taken += 1;
                 if taken == TURN {
                     // The bell stays rung: this message brings the bus back for the rest.
@@ -249,7 +254,8 @@ impl Actor for Bus {
         if let SupervisionEvent::ActorTerminated(cell, ..)
         | SupervisionEvent::ActorFailed(cell, _) = &event
         {
-            state.subscriber_stopped(cell.get_id());
+            let mut index = state.index();
+            state.subscriber_stopped(&mut index, cell.get_id());
         }
         Ok(())
     }
@@ -259,7 +265,7 @@ impl Actor for Bus {
         myself: ActorRef<Wake>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for (cell, _) in state.watched.values() {
+        for (cell, _) in state.index().watched.values() {
             myself.get_cell().unmonitor(cell.clone());
         }
         let me = myself.get_id();
@@ -272,106 +278,79 @@ impl Actor for Bus {
 }
 
 impl BusState {
-    fn run(&mut self, work: Work) {
+    fn index(&self) -> std::sync::MutexGuard<'_, BusIndex> {
+        // A bus that failed mid-turn leaves the index whole: each change is one `Vec` or map
+        // operation.
+        self.shared.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self, index: &mut BusIndex, work: Work) {
         match work {
-            Work::Publish(record) => self.fan_out(&record),
-            Work::Add(sub) => self.add(sub),
-            Work::Remove(id) => self.remove(id),
+            Work::Publish(record) => {
+                let id = self.shared.last_event.fetch_add(1, Ordering::Relaxed) + 1;
+                record.meta().id.store(id, Ordering::Relaxed);
+                for sub in index.subs.fan_out(&record) {
+                    self.forget(index, &sub);
+                }
+            }
+            Work::Add(member) => self.add(index, member),
+            Work::Remove(id) => {
+                if let Some(sub) = index.subs.remove(id) {
+                    self.unwatch(index, &sub);
+                }
+            }
             Work::Flush(done) => {
                 let _ = done.send(());
             }
         }
     }
 
-    fn fan_out(&mut self, record: &Shared) {
-        let id = self.shared.last_event.fetch_add(1, Ordering::Relaxed) + 1;
-        record.meta().id.store(id, Ordering::Relaxed);
-        let Some(subs) = self.index.get_mut(&*record.meta().name) else {
-            return;
-        };
-        let mut i = 0;
-        let mut gone = Vec::new();
-        while i < subs.len() {
-            match subs[i].offer(record) {
-                Offer::Keep => i += 1,
-                Offer::Remove => gone.push(subs.swap_remove(i)),
-            }
-        }
-        for sub in gone {
-            self.members.remove(&sub.id());
-            self.shared.table().remove(&sub.id());
-            self.unwatch(&sub);
-        }
-    }
-
-    fn add(&mut self, sub: Arc<dyn Deliver>) {
-        if sub.is_ended() || !self.members.insert(sub.id()) {
+    fn add(&self, index: &mut BusIndex, member: Member) {
+        let sub = member.sub.clone();
+        if sub.is_ended() || index.subs.contains(sub.id()) {
             return;
         }
-        if let Some(cell) = sub.actor() {
-            let entry = self
-                .watched
-                .entry(cell.get_id())
-                .or_insert_with(|| (cell.clone(), 0));
-            if entry.1 == 0 {
-                self.me.monitor(cell.clone());
-            }
-            entry.1 += 1;
-            if cell.get_status() >= ractor::ActorStatus::Stopping {
-                // It stopped before the monitor was in place; its stop event will not come.
-                self.subscriber_stopped(cell.get_id());
-                return;
-            }
-        }
-        self.index
-            .entry(Arc::from(sub.event()))
-            .or_default()
-            .push(sub);
-    }
-
-    fn remove(&mut self, id: u64) {
-        if !self.members.remove(&id) {
-            return;
-        }
-        let mut found = None;
-        for subs in self.index.values_mut() {
-            if let Some(pos) = subs.iter().position(|s| s.id() == id) {
-                found = Some(subs.swap_remove(pos));
-                break;
-            }
-        }
-        if let Some(sub) = found {
-            self.unwatch(&sub);
-        }
-    }
-
-    fn unwatch(&mut self, sub: &Arc<dyn Deliver>) {
+        index.subs.insert(member);
         let Some(cell) = sub.actor() else { return };
-        if let Some(entry) = self.watched.get_mut(&cell.get_id()) {
+        let entry = index
+            .watched
+            .entry(cell.get_id())
+            .or_insert_with(|| (cell.clone(), 0));
+        if entry.1 == 0 {
+            self.me.monitor(cell.clone());
+        }
+        entry.1 += 1;
+        if cell.get_status() >= ractor::ActorStatus::Stopping {
+            // It stopped before the monitor was in place; its stop event will not come.
+            self.subscriber_stopped(index, cell.get_id());
+        }
+    }
+
+    /// A subscription left the index by itself (it ended while offered an event).
+    fn forget(&self, index: &mut BusIndex, sub: &Arc<dyn Deliver>) {
+        self.shared.table().remove(&sub.id());
+        self.unwatch(index, sub);
+    }
+
+    fn unwatch(&self, index: &mut BusIndex, sub: &Arc<dyn Deliver>) {
+        let Some(cell) = sub.actor() else { return };
+        if let Some(entry) = index.watched.get_mut(&cell.get_id()) {
             entry.1 -= 1;
             if entry.1 == 0 {
-                self.watched.remove(&cell.get_id());
+                index.watched.remove(&cell.get_id());
                 self.me.unmonitor(cell);
             }
         }
     }
 
-    fn subscriber_stopped(&mut self, actor: ActorId) {
-        if self.watched.remove(&actor).is_none() {
+    fn subscriber_stopped(&self, index: &mut BusIndex, actor: ActorId) {
+        if index.watched.remove(&actor).is_none() {
             return;
         }
-        let mut gone = Vec::new();
-        for subs in self.index.values_mut() {
-            subs.retain(|s| {
-                let theirs = s.actor().is_some_and(|c| c.get_id() == actor);
-                if theirs {
-                    gone.push(s.clone());
-                }
-                !theirs
-            });
-        }
+        let gone = index
+            .subs
+            .remove_where(|s| s.actor().is_some_and(|c| c.get_id() == actor));
         for sub in gone {
-            self.members.remove(&sub.id());
             self.shared.remove(sub.as_ref(), Ended::SubscriberStopped);
         }
     }

@@ -2,7 +2,7 @@
 
 use futures::StreamExt;
 
-use super::chain::{EventStream, On};
+use super::chain::{EventStream, Filter, On, Take};
 use super::record::Emitted;
 use crate::Error;
 
@@ -83,7 +83,12 @@ impl<T: Send + Sync + 'static> Captured<T> {
     }
 }
 
-impl<T: Send + Sync + 'static, S> On<T, S> {
+impl<T, S, K, F> On<T, S, K, F>
+where
+    T: Send + Sync + 'static,
+    K: Take<T>,
+    F: Filter<T>,
+{
     /// Subscribes the chain and captures this clause's events, for tests.
     ///
     /// # Errors

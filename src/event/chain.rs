@@ -13,6 +13,7 @@ use ractor::{ActorRef, Message};
 use serde::de::DeserializeOwned;
 
 use super::bus::EventsShared;
+use super::index::{ByType, Member, Whole};
 use super::record::{Emitted, Record, Shared};
 use super::subscription::{Deliver, Ended, Pick, Picked, Sink, Spec, Sub, SubscriptionStats};
 use super::{DEFAULT_QUEUE, Event, Overflow};
@@ -22,8 +23,6 @@ use crate::handle::{ErasedService, ServiceCell};
 use crate::host::panic_message;
 use crate::service::Service;
 use crate::{Error, ServiceHandle};
-
-type Filter<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
 /// Whose events a chain subscribes to.
 #[derive(Clone)]
@@ -77,7 +76,7 @@ impl Target {
 
 /// One clause, ready to subscribe.
 struct Clause {
-    sub: Arc<dyn Deliver>,
+    member: Member,
     /// Starts the subscriber task of a closure clause.
     start: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -105,7 +104,7 @@ impl<S> std::fmt::Debug for Chain<S> {
                 &self
                     .clauses
                     .iter()
-                    .map(|c| c.sub.event())
+                    .map(|c| c.member.sub.event())
                     .collect::<Vec<_>>(),
             )
             .field("error", &self.error)
@@ -127,7 +126,7 @@ impl<S> Chain<S> {
     /// Adds a clause for the typed event `E`.
     pub fn on<E: Event>(self) -> On<E, S> {
         let check = self.target.check(E::NAME, Some(TypeId::of::<E>()));
-        On::new(self, Arc::from(E::NAME), typed::<E>, check)
+        On::new(self, Arc::from(E::NAME), check)
     }
 
     /// Adds a clause for the event called `event`, whose payload is decoded from JSON into `T`
@@ -135,12 +134,12 @@ impl<S> Chain<S> {
     ///
     /// A payload that does not decode into `T` is counted
     /// ([`SubscriptionStats::undecodable`]) and reported in the log; the subscription goes on.
-    pub fn on_named<T>(self, event: &str) -> On<T, S>
+    pub fn on_named<T>(self, event: &str) -> On<T, S, Decoded>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let check = self.target.check(event, None);
-        On::new(self, Arc::from(event), decoded::<T>, check)
+        On::new(self, Arc::from(event), check)
     }
 
     /// Subscribes every clause of the chain; events emitted after this returns reach them.
@@ -161,12 +160,14 @@ impl<S> Chain<S> {
         if self.events.is_closed() {
             return Err(Error::ShuttingDown);
         }
-        let subs: Vec<Arc<dyn Deliver>> = self.clauses.iter().map(|c| c.sub.clone()).collect();
-        self.events.add(&subs);
-        for clause in &mut self.clauses {
-            if let Some(start) = clause.start.take() {
-                start();
-            }
+        let subs = self.clauses.iter().map(|c| c.member.sub.clone()).collect();
+        let (members, starts): (Vec<_>, Vec<_>) = std::mem::take(&mut self.clauses)
+            .into_iter()
+            .map(|c| (c.member, c.start))
+            .unzip();
+        self.events.add(members);
+        for start in starts.into_iter().flatten() {
+            start();
         }
         Ok(Subscription {
             events: self.events.clone(),
@@ -234,22 +235,25 @@ impl<S: Service> Chain<S> {
 }
 
 /// One `on` clause of a chain: the event, its options, and then its subscriber.
+///
+/// `K` says how the clause takes its payload ([`Typed`] or [`Decoded`]) and `F` is its filter;
+/// both are set by the chain, and a filter is stored as it is, so that the event bus runs it
+/// without an indirection of its own.
 #[must_use = "a clause needs a subscriber: `run`, `send_to` or `stream`"]
-pub struct On<T, S = ()> {
+pub struct On<T, S = (), K = Typed, F = All> {
     chain: Chain<S>,
     event: Arc<str>,
-    pick: fn(Option<Filter<T>>) -> Pick<T>,
-    filter: Option<Filter<T>>,
+    filter: F,
     once: bool,
     capacity: usize,
     overflow: Overflow,
+    kind: PhantomData<fn() -> (T, K)>,
 }
 
-impl<T, S> std::fmt::Debug for On<T, S> {
+impl<T, S, K, F> std::fmt::Debug for On<T, S, K, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("On")
             .field("event", &self.event)
-            .field("filtered", &self.filter.is_some())
             .field("once", &self.once)
             .field("capacity", &self.capacity)
             .field("overflow", &self.overflow)
@@ -257,36 +261,45 @@ impl<T, S> std::fmt::Debug for On<T, S> {
     }
 }
 
-impl<T: Send + Sync + 'static, S> On<T, S> {
-    fn new(
-        mut chain: Chain<S>,
-        event: Arc<str>,
-        pick: fn(Option<Filter<T>>) -> Pick<T>,
-        check: Result<(), Error>,
-    ) -> Self {
+impl<T, S, K> On<T, S, K, All> {
+    fn new(mut chain: Chain<S>, event: Arc<str>, check: Result<(), Error>) -> Self {
         if let Err(err) = check {
             chain.error.get_or_insert(err);
         }
         On {
             chain,
             event,
-            pick,
-            filter: None,
+            filter: All,
             once: false,
             capacity: DEFAULT_QUEUE,
             overflow: Overflow::default(),
+            kind: PhantomData,
         }
     }
+}
 
+impl<T, S, K, F> On<T, S, K, F>
+where
+    T: Send + Sync + 'static,
+    K: Take<T>,
+    F: Filter<T>,
+{
     /// Takes only the events for which `filter` is true. It runs on the event bus before
     /// delivery, so an event it rejects never wakes the subscriber; keep it quick. Several
     /// filters must all pass.
-    pub fn filter(mut self, filter: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
-        self.filter = Some(match self.filter.take() {
-            None => Box::new(filter),
-            Some(first) => Box::new(move |e| first(e) && filter(e)),
-        });
-        self
+    pub fn filter<G>(self, filter: G) -> On<T, S, K, Both<F, G>>
+    where
+        G: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        On {
+            chain: self.chain,
+            event: self.event,
+            filter: Both(self.filter, filter),
+            once: self.once,
+            capacity: self.capacity,
+            overflow: self.overflow,
+            kind: PhantomData,
+        }
     }
 
     /// Takes exactly one event (the first that passes the filter), then ends.
@@ -303,33 +316,36 @@ impl<T: Send + Sync + 'static, S> On<T, S> {
         self
     }
 
-    fn build(&mut self, sink: Sink<T>) -> Arc<Sub<T>> {
+    fn build(self, sink: Sink<T>) -> (Chain<S>, Member, Arc<Sub<T>>) {
         let spec = self
             .chain
-            .spec(self.event.clone(), self.once, self.capacity, self.overflow);
-        Sub::new(spec, (self.pick)(self.filter.take()), sink)
+            .spec(self.event, self.once, self.capacity, self.overflow);
+        let source = spec.source.clone();
+        let parts = <K as sealed::Take<T>>::parts(self.filter);
+        let sub = Sub::new(spec, parts.pick, sink);
+        let member = (parts.join)(sub.clone(), source);
+        (self.chain, member, sub)
     }
 
     /// Runs `handler` for each event, on a task of the subscription's own, one event at a
     /// time. A handler that returns an error or panics is counted
     /// ([`SubscriptionStats::failed`]) and logged with its subscription; the next event runs as
     /// usual.
-    pub fn run<H, Fut>(mut self, handler: H) -> Chain<S>
+    pub fn run<H, Fut>(self, handler: H) -> Chain<S>
     where
         H: Fn(Emitted<T>) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        let sub = self.build(Sink::Poll);
-        let task = sub.clone();
+        let (mut chain, member, sub) = self.build(Sink::Poll);
         let start = Box::new(move || {
-            tokio::spawn(drive(task, handler));
+            tokio::spawn(drive(sub, handler));
         });
-        self.chain.clauses.push(Clause {
-            sub,
+        chain.clauses.push(Clause {
+            member,
             start: Some(start),
         });
-        self.chain
+        chain
     }
 
     /// Sends each event to `actor` as one of its own messages (`M: From<Emitted<T>>`).
@@ -337,7 +353,7 @@ impl<T: Send + Sync + 'static, S> On<T, S> {
     /// One event at a time is in the actor's mailbox: the next is sent when the actor drops the
     /// one it has (its clones do not count), and the others wait in the subscription's queue.
     /// The subscription ends when the actor stops.
-    pub fn send_to<M>(mut self, actor: &ActorRef<M>) -> Chain<S>
+    pub fn send_to<M>(self, actor: &ActorRef<M>) -> Chain<S>
     where
         M: Message + From<Emitted<T>>,
     {
@@ -346,9 +362,12 @@ impl<T: Send + Sync + 'static, S> On<T, S> {
             cell: actor.get_cell(),
             send: Box::new(move |event| to.send_message(M::from(event)).is_ok()),
         };
-        let sub = self.build(sink);
-        self.chain.clauses.push(Clause { sub, start: None });
-        self.chain
+        let (mut chain, member, _) = self.build(sink);
+        chain.clauses.push(Clause {
+            member,
+            start: None,
+        });
+        chain
     }
 
     /// Subscribes the chain and returns this clause's events as a stream, which owns the whole
@@ -357,62 +376,145 @@ impl<T: Send + Sync + 'static, S> On<T, S> {
     /// # Errors
     ///
     /// The errors of [`Chain::subscribe`].
-    pub async fn stream(mut self) -> Result<EventStream<T>, Error> {
-        let sub = self.build(Sink::Poll);
-        self.chain.clauses.push(Clause {
-            sub: sub.clone(),
+    pub async fn stream(self) -> Result<EventStream<T>, Error> {
+        let (mut chain, member, sub) = self.build(Sink::Poll);
+        chain.clauses.push(Clause {
+            member,
             start: None,
         });
-        let subscription = self.chain.subscribe_now()?;
+        let subscription = chain.subscribe_now()?;
         Ok(EventStream { sub, subscription })
     }
 }
 
-fn typed<E: Event>(filter: Option<Filter<E>>) -> Pick<E> {
-    Box::new(move |record: &Shared| {
-        let Some(typed) = record.as_any().downcast_ref::<Record<E>>() else {
-            return Picked::Skip;
-        };
-        if let Some(filter) = &filter
-            && !filter(&typed.payload)
-        {
-            return Picked::Skip;
-        }
-        match record.clone().into_any().downcast::<Record<E>>() {
-            Ok(record) => Picked::Take(Emitted::new(record)),
-            Err(_) => Picked::Skip,
-        }
-    })
+/// A clause's filter: a closure `Fn(&T) -> bool`, [`All`] (no filter), or [`Both`].
+pub trait Filter<T>: Send + Sync + 'static {
+    /// Whether the event is for the subscriber.
+    fn test(&self, payload: &T) -> bool;
+
+    /// Whether this filter takes every event, so that the bus need not call it.
+    fn takes_all(&self) -> bool {
+        false
+    }
 }
 
-fn decoded<T>(filter: Option<Filter<T>>) -> Pick<T>
+/// The filter of a clause without one: every event passes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct All;
+
+impl<T> Filter<T> for All {
+    fn test(&self, _: &T) -> bool {
+        true
+    }
+
+    fn takes_all(&self) -> bool {
+        true
+    }
+}
+
+impl<T, F> Filter<T> for F
+where
+    F: Fn(&T) -> bool + Send + Sync + 'static,
+{
+    fn test(&self, payload: &T) -> bool {
+        self(payload)
+    }
+}
+
+/// Two filters that must both pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Both<A, B>(A, B);
+
+impl<T, A: Filter<T>, B: Filter<T>> Filter<T> for Both<A, B> {
+    fn test(&self, payload: &T) -> bool {
+        self.0.test(payload) && self.1.test(payload)
+    }
+
+    fn takes_all(&self) -> bool {
+        self.0.takes_all() && self.1.takes_all()
+    }
+}
+
+/// How a clause takes its payload out of an event: [`Typed`] or [`Decoded`]. Sealed.
+pub trait Take<T>: sealed::Take<T> {}
+
+impl<T, K: sealed::Take<T>> Take<T> for K {}
+
+mod sealed {
+    use super::{Filter, Parts};
+
+    pub trait Take<T>: 'static {
+        /// How the subscription turns an event into what its subscriber gets, and how it
+        /// joins the bus's index with `filter`.
+        fn parts<F: Filter<T>>(filter: F) -> Parts<T>;
+    }
+}
+
+/// What [`sealed::Take::parts`] makes. `pub` because the sealed trait names it; nothing
+/// outside the crate can.
+#[allow(unreachable_pub, missing_debug_implementations)]
+pub struct Parts<T> {
+    pick: Pick<T>,
+    join: Join,
+}
+
+/// Makes a subscription's member of the bus's index, from the subscription and its source.
+type Join = Box<dyn FnOnce(Arc<dyn Deliver>, Option<Arc<str>>) -> Member + Send>;
+
+/// A typed clause (`on::<E>()`): the bus runs its filter on the shared payload, and a taken
+/// event costs a reference count.
+#[derive(Debug, Clone, Copy)]
+pub struct Typed;
+
+impl<E: Event> sealed::Take<E> for Typed {
+    fn parts<F: Filter<E>>(filter: F) -> Parts<E> {
+        let pick = Box::new(|record: &Shared| {
+            match record.clone().into_any().downcast::<Record<E>>() {
+                Ok(record) => Picked::Take(Emitted::new(record)),
+                // The index offers a typed subscription only events of its type.
+                Err(_) => Picked::Skip,
+            }
+        });
+        let join = Box::new(move |sub, source| Member::new::<ByType<E>, F>(sub, source, filter));
+        Parts { pick, join }
+    }
+}
+
+/// A by-name clause (`on_named::<T>(..)`): the payload is decoded from JSON for the subscriber,
+/// then filtered.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded;
+
+impl<T> sealed::Take<T> for Decoded
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
-    Box::new(move |record: &Shared| {
-        let bytes = match record.encoded(Format::Json) {
-            Ok(bytes) => bytes,
-            Err(message) => {
-                return Picked::Undecodable(DecodeError {
-                    field: None,
-                    message,
-                });
+    fn parts<F: Filter<T>>(filter: F) -> Parts<T> {
+        let pick = Box::new(move |record: &Shared| {
+            let bytes = match record.encoded(Format::Json) {
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    return Picked::Undecodable(DecodeError {
+                        field: None,
+                        message,
+                    });
+                }
+            };
+            let payload: T = match Json::decode(&bytes) {
+                Ok(payload) => payload,
+                Err(err) => return Picked::Undecodable(err),
+            };
+            if !filter.test(&payload) {
+                return Picked::Skip;
             }
-        };
-        let payload: T = match Json::decode(&bytes) {
-            Ok(payload) => payload,
-            Err(err) => return Picked::Undecodable(err),
-        };
-        if let Some(filter) = &filter
-            && !filter(&payload)
-        {
-            return Picked::Skip;
-        }
-        Picked::Take(Emitted::new(Arc::new(Record::new(
-            record.meta().clone(),
-            payload,
-        ))))
-    })
+            Picked::Take(Emitted::new(Arc::new(Record::new(
+                record.meta().clone(),
+                payload,
+            ))))
+        });
+        let join = Box::new(|sub, source| Member::new::<Whole, All>(sub, source, All));
+        Parts { pick, join }
+    }
 }
 
 /// What an event handler may return: nothing, or a `Result` whose error is counted and logged.

@@ -75,7 +75,7 @@ pub(crate) trait Deliver: Send + Sync + 'static {
     /// The event name it subscribes to.
     fn event(&self) -> &str;
 
-    /// Offers one event of the subscribed name; the subscription takes it or not.
+    /// Offers one event of the subscribed name and source that passed the clause's filter.
     fn offer(&self, record: &Shared) -> Offer;
 
     /// Ends the subscription at once, discarding its queue (the first reason stays).
@@ -362,11 +362,6 @@ impl<T: Send + Sync + 'static> Deliver for Sub<T> {
     fn offer(&self, record: &Shared) -> Offer {
         if self.ended.load(Ordering::Acquire) {
             return Offer::Remove;
-        }
-        if let Some(source) = &self.source
-            && **source != *record.meta().source.name
-        {
-            return Offer::Keep;
         }
         match (self.pick)(record) {
             Picked::Skip => Offer::Keep,
