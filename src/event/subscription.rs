@@ -116,7 +116,10 @@ pub(crate) enum Sink<T> {
 
 struct State<T> {
     items: VecDeque<Emitted<T>>,
+    /// The consumer's waker, kept between waits so that it is cloned once, not per event.
     waker: Option<Waker>,
+    /// The consumer waits for an event: the next push wakes it.
+    waiting: bool,
     /// An actor subscriber holds an event.
     busy: bool,
     ended: Option<Ended>,
@@ -176,6 +179,7 @@ impl<T: Send + Sync + 'static> Sub<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 waker: None,
+                waiting: false,
                 busy: false,
                 ended: None,
                 drain: false,
@@ -201,6 +205,7 @@ impl<T: Send + Sync + 'static> Sub<T> {
         if state.ended.is_some() {
             return Poll::Ready(None);
         }
+        state.waiting = true;
         match &state.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => state.waker = Some(cx.waker().clone()),
@@ -273,12 +278,13 @@ impl<T: Send + Sync + 'static> Sub<T> {
             }
         }
         state.items.push_back(event);
-        let waker = state.waker.take();
+        if std::mem::take(&mut state.waiting)
+            && let Some(waker) = &state.waker
+        {
+            waker.wake_by_ref();
+        }
         drop(state);
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
         self.after_delivery()
     }
 
