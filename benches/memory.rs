@@ -1,11 +1,13 @@
-//! Memory per idle service, against a plain ractor actor, each measured in a fresh process.
+//! Memory per idle service, against a plain ractor actor, and per event subscription, against a
+//! `tokio::sync::broadcast` receiver on a task of its own; each measured in a fresh process.
 //!
 //! ```sh
 //! cargo bench --bench memory
 //! ```
 //!
-//! Each child process spawns 10,000 idle actors (or starts 10,000 idle services), then reports
-//! the growth of its resident set divided by 10,000. The parent prints both and the difference.
+//! Each child process makes 10,000 of one thing (idle actors, idle services, subscriptions),
+//! then reports the growth of its resident set divided by 10,000. The parent prints each and the
+//! differences.
 
 use std::process::Command as Process;
 
@@ -30,6 +32,23 @@ impl Actor for Idle {
 struct IdleService;
 impl Service for IdleService {}
 
+#[derive(serde::Serialize)]
+struct Ping;
+
+impl sora::Event for Ping {
+    const NAME: &'static str = "ping";
+}
+
+/// Emits `Ping`; subscriptions are counted against it.
+#[derive(Default)]
+struct Pinger;
+
+impl Service for Pinger {
+    fn define(def: &mut sora::Definition<Self>) {
+        def.emits::<Ping>();
+    }
+}
+
 /// The resident set size of this process, in bytes.
 fn rss() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
@@ -50,10 +69,36 @@ fn child(kind: &str) {
     rt.block_on(async {
         // Warm up allocator and runtime so that the baseline excludes one-time costs.
         let warm = Actor::spawn(None, Idle, ()).await.expect("spawn").0;
+        let pinger = Runtime::builder()
+            .service(Pinger::default)
+            .start()
+            .await
+            .expect("start");
+        let (ping, _) = tokio::sync::broadcast::channel::<u64>(16);
         let before = rss();
         let mut actors = Vec::new();
         let mut runtime = None;
+        let mut subscriptions = Vec::new();
+        let mut streams = Vec::new();
         match kind {
+            "sora-closure" | "sora-stream" => {
+                let handle = pinger.service::<Pinger>().expect("service");
+                for _ in 0..N {
+                    let clause = handle.on::<Ping>();
+                    if kind == "sora-closure" {
+                        let chain = clause.run(|ping| async move { drop(ping) });
+                        subscriptions.push(chain.subscribe().await.expect("subscribe"));
+                    } else {
+                        streams.push(clause.stream().await.expect("subscribe"));
+                    }
+                }
+            }
+            "broadcast" => {
+                for _ in 0..N {
+                    let mut rx = ping.subscribe();
+                    tokio::spawn(async move { while rx.recv().await.is_ok() {} });
+                }
+            }
             "ractor" => {
                 for _ in 0..N {
                     actors.push(Actor::spawn(None, Idle, ()).await.expect("spawn").0);
@@ -74,6 +119,8 @@ fn child(kind: &str) {
         println!("{per}");
         drop(actors);
         drop(runtime);
+        drop((subscriptions, streams, ping));
+        pinger.shutdown().await.expect("shutdown");
         warm.stop(None);
     });
 }
@@ -104,4 +151,11 @@ fn main() {
         "  difference:    {:>6} bytes per service above ractor's own",
         sora as isize - ractor as isize
     );
+    let broadcast = measure("broadcast");
+    let closure = measure("sora-closure");
+    let stream = measure("sora-stream");
+    println!("memory per event subscription ({N} of them, resident set growth):");
+    println!("  broadcast receiver + task:  {broadcast:>6} bytes");
+    println!("  sora closure subscription:  {closure:>6} bytes (its task included)");
+    println!("  sora stream subscription:   {stream:>6} bytes");
 }
