@@ -38,3 +38,7 @@ pub use ractor;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/getting-started.md")]
 struct GettingStartedGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/events.md")]
+struct EventsGuide;
