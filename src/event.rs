@@ -33,7 +33,7 @@
 //!     .run(|failed| async move { eprintln!("{}: {}", failed.file, failed.error) })
 //!     .subscribe()
 //!     .await?;
-//! // ... later: no handler runs once the subscription is disposed (or dropped).
+//! // ... later: disposing (or dropping) it discards what its queues hold.
 //! subscription.dispose();
 //! # runtime.shutdown().await }
 //! ```

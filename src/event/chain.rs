@@ -603,8 +603,8 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// Ends every clause: queued events are discarded and no handler starts after this returns
-    /// (a handler already running finishes).
+    /// Ends every clause: queued events are discarded. A handler already running, or one whose
+    /// task had taken its event from the queue, finishes; no other runs.
     pub fn dispose(self) {
         drop(self);
     }
