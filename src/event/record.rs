@@ -181,6 +181,11 @@ impl<T> Emitted<T> {
     }
 }
 
+// With `cluster`, ractor has no blanket `Message` impl: an actor may take events as its
+// messages all the same (they stay local; only the cluster issue sends events across nodes).
+#[cfg(feature = "cluster")]
+impl<T: Send + Sync + 'static> ractor::Message for Emitted<T> {}
+
 impl<T> Clone for Emitted<T> {
     /// Another reference to the same event. An actor subscriber's next event waits for the
     /// original, not for its clones.
