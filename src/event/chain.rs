@@ -561,7 +561,7 @@ where
             Ok(Err(message)) => {
                 tracing::warn!(
                     subscription = sub.id(),
-                    event = sub.event_name(),
+                    event = sub.event(),
                     event_id = id,
                     "event handler failed: {message}"
                 );
@@ -571,7 +571,7 @@ where
                 let message = format!("panicked: {}", panic_message(&*panic));
                 tracing::error!(
                     subscription = sub.id(),
-                    event = sub.event_name(),
+                    event = sub.event(),
                     event_id = id,
                     "event handler {message}"
                 );

@@ -221,15 +221,7 @@ impl<T: Send + Sync + 'static> Sub<T> {
     /// Counts a failed handler run and keeps its message.
     pub(crate) fn failed(&self, message: String) {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(crate) fn event_name(&self) -> &str {
-        &self.event
+        self.note_error(message);
     }
 
     /// Puts an event in the queue, or hands it to the subscriber actor if it holds none.
@@ -290,7 +282,7 @@ impl<T: Send + Sync + 'static> Sub<T> {
 
     fn after_delivery(&self) -> Offer {
         if self.once {
-            self.end_keeping_queue(Ended::Once);
+            self.finish(Ended::Once, true);
             Offer::Remove
         } else {
             Offer::Keep
@@ -340,19 +332,32 @@ impl<T: Send + Sync + 'static> Sub<T> {
         }
     }
 
-    /// Ends the subscription; what the queue holds stays for the subscriber to take.
-    fn end_keeping_queue(&self, why: Ended) {
+    /// Ends the subscription (the first reason stays). With `keep_queue`, what the queue holds
+    /// stays for the subscriber to take; without, it is discarded.
+    fn finish(&self, why: Ended, keep_queue: bool) {
         let mut state = self.lock();
         if state.ended.is_none() {
             state.ended = Some(why);
-            state.drain = true;
+            state.drain = keep_queue;
         }
+        let discarded = if keep_queue {
+            VecDeque::new()
+        } else {
+            state.drain = false;
+            std::mem::take(&mut state.items)
+        };
         self.ended.store(true, Ordering::Release);
         let waker = state.waker.take();
         drop(state);
+        drop(discarded);
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Keeps the last failure or decoding error for the statistics.
+    fn note_error(&self, message: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
     }
 }
 
@@ -391,30 +396,18 @@ impl<T: Send + Sync + 'static> Deliver for Sub<T> {
                         "event payload does not decode into the subscriber's type: {message}"
                     );
                 }
-                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+                self.note_error(message);
                 Offer::Keep
             }
         }
     }
 
     fn end(&self, why: Ended) {
-        let mut state = self.lock();
-        if state.ended.is_none() {
-            state.ended = Some(why);
-        }
-        state.drain = false;
-        let dropped = std::mem::take(&mut state.items);
-        self.ended.store(true, Ordering::Release);
-        let waker = state.waker.take();
-        drop(state);
-        drop(dropped);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.finish(why, false);
     }
 
     fn end_after_queue(&self, why: Ended) {
-        self.end_keeping_queue(why);
+        self.finish(why, true);
     }
 
     fn is_ended(&self) -> bool {
