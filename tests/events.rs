@@ -189,6 +189,15 @@ impl Runs {
     fn hit(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
+
+    /// A handler that counts its runs here.
+    fn handler(&self) -> impl Fn(Emitted<Numbered>) -> std::future::Ready<()> + use<> {
+        let runs = self.clone();
+        move |_| {
+            runs.hit();
+            std::future::ready(())
+        }
+    }
 }
 
 #[tokio::test]
@@ -196,20 +205,13 @@ async fn a_filter_runs_before_delivery_so_a_rejected_event_wakes_nobody() {
     let runtime = start().await;
     let emitter = runtime.service::<Emitter>().unwrap();
     let (odd, all) = (Runs::default(), Runs::default());
-    let (o, a) = (odd.clone(), all.clone());
     let subscription = emitter
         .on::<Numbered>()
         .filter(|e| e.n % 2 == 1)
-        .run(move |_| {
-            o.hit();
-            async {}
-        })
+        .run(odd.handler())
         .on::<Numbered>()
         .filter(|e| e.n > 1000)
-        .run(move |_| {
-            a.hit();
-            async {}
-        })
+        .run(all.handler())
         .subscribe()
         .await
         .unwrap();
@@ -228,14 +230,10 @@ async fn once_takes_exactly_one_event_of_many_emitted_at_once_then_ends() {
     let runtime = start().await;
     let emitter = runtime.service::<Emitter>().unwrap();
     let runs = Runs::default();
-    let r = runs.clone();
     let subscription = emitter
         .on::<Numbered>()
         .once()
-        .run(move |_| {
-            r.hit();
-            async {}
-        })
+        .run(runs.handler())
         .subscribe()
         .await
         .unwrap();
@@ -270,16 +268,7 @@ async fn a_disposed_or_dropped_subscription_sees_nothing_more() {
     let runtime = start().await;
     let emitter = runtime.service::<Emitter>().unwrap();
     let (kept, disposed, dropped) = (Runs::default(), Runs::default(), Runs::default());
-    let subscribe = |runs: &Runs| {
-        let runs = runs.clone();
-        emitter
-            .on::<Numbered>()
-            .run(move |_| {
-                runs.hit();
-                async {}
-            })
-            .subscribe()
-    };
+    let subscribe = |runs: &Runs| emitter.on::<Numbered>().run(runs.handler()).subscribe();
     let keep = subscribe(&kept).await.unwrap();
     let dispose = subscribe(&disposed).await.unwrap();
     let drop_me = subscribe(&dropped).await.unwrap();
@@ -306,7 +295,7 @@ async fn a_panicking_or_failing_handler_is_contained_and_counted() {
     let runtime = start().await;
     let emitter = runtime.service::<Emitter>().unwrap();
     let (flaky_runs, steady_runs) = (Runs::default(), Runs::default());
-    let (f, s) = (flaky_runs.clone(), steady_runs.clone());
+    let f = flaky_runs.clone();
     let subscription = emitter
         .on::<Numbered>()
         .run(move |e| {
@@ -320,10 +309,7 @@ async fn a_panicking_or_failing_handler_is_contained_and_counted() {
             }
         })
         .on::<Numbered>()
-        .run(move |_| {
-            s.hit();
-            async {}
-        })
+        .run(steady_runs.handler())
         .subscribe()
         .await
         .unwrap();
