@@ -126,6 +126,17 @@ pub enum Error {
         /// Its last failure.
         reason: String,
     },
+    /// The configuration is invalid, so the runtime did not start (nothing was started).
+    #[error("bad configuration at `{key}` ({origin}): {message}")]
+    Config {
+        /// Where the bad value came from: the file's path, the environment variable's name, or
+        /// `no file or variable sets it` for a value that is missing.
+        origin: String,
+        /// The key, dotted from the top of the file (`services.cleanup.interval`).
+        key: String,
+        /// What was wrong, and what was expected.
+        message: String,
+    },
     /// A value could not be encoded for the wire or for a by-name caller.
     #[error("could not encode the reply of `{service}.{action}`: {message}")]
     Encode {
@@ -165,6 +176,7 @@ impl Error {
             Error::StartupFailed { .. } => "startup_failed",
             Error::CriticalFailure { .. } => "critical_failure",
             Error::Encode { .. } => "encode",
+            Error::Config { .. } => "bad_config",
         }
     }
 

@@ -10,6 +10,8 @@
 
 pub mod action;
 pub mod codec;
+pub mod config;
+mod discovery;
 mod error;
 pub mod event;
 pub mod handle;
@@ -21,6 +23,7 @@ pub mod status;
 pub mod supervisor;
 
 pub use action::{Action, CallOptions, Handler};
+pub use config::Environment;
 pub use error::{BoxError, Error};
 pub use event::{Emitted, Event, Overflow, Subscription};
 pub use handle::{ServiceHandle, ServiceRef};
@@ -33,6 +36,13 @@ pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 pub use supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
 pub use ractor;
+
+/// What the [`register!`] macro expands to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::discovery::{Discovered, Registered, discovered};
+    pub use inventory;
+}
 
 /// The Rust snippets of the guides, compiled and run as doc tests so that they stay true.
 #[cfg(doctest)]

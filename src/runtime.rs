@@ -28,8 +28,10 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 
 pub use builder::RuntimeBuilder;
+pub(crate) use builder::{Pending, PendingService};
 
 use crate::Error;
+use crate::config::Environment;
 use crate::event::{Chain, Decoded, Event, Events, EventsShared, On, Target};
 use crate::handle::{ErasedService, ServiceCell, ServiceHandle, ServiceRef};
 use crate::registry::RegistryMessage;
@@ -47,7 +49,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct RuntimeConfig {
     pub(crate) strategy: Strategy,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) startup_timeout: Duration,
     pub(crate) fail_fast: bool,
+    pub(crate) enabled: bool,
+    pub(crate) environment: Environment,
 }
 
 impl Default for RuntimeConfig {
@@ -55,7 +60,10 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             strategy: Strategy::OneForOne,
             shutdown_timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(120),
             fail_fast: true,
+            enabled: true,
+            environment: Environment::Production,
         }
     }
 }
@@ -71,6 +79,8 @@ pub(crate) struct RuntimeShared {
     exit: watch::Sender<Option<Result<(), Error>>>,
     pub(crate) config: RuntimeConfig,
     pub(crate) events: Arc<EventsShared>,
+    /// When the runtime's start must be over; set as it begins.
+    startup_deadline: OnceLock<tokio::time::Instant>,
 }
 
 impl RuntimeShared {
@@ -85,7 +95,24 @@ impl RuntimeShared {
             exit: watch::Sender::new(None),
             config,
             events: EventsShared::new(),
+            startup_deadline: OnceLock::new(),
         })
+    }
+
+    /// Starts the clock of the runtime's start-up timeout; returns its deadline.
+    pub(crate) fn begin_startup(&self) -> tokio::time::Instant {
+        *self
+            .startup_deadline
+            .get_or_init(|| tokio::time::Instant::now() + self.config.startup_timeout)
+    }
+
+    /// The deadline of the runtime's start, while it is starting.
+    pub(crate) fn startup_deadline(&self) -> Option<tokio::time::Instant> {
+        if self.phase.load(Ordering::Acquire) == STARTING {
+            self.startup_deadline.get().copied()
+        } else {
+            None
+        }
     }
 
     #[cfg(test)]
@@ -423,6 +450,12 @@ impl RuntimeHandle {
             out.push((service.name().to_owned(), health));
         }
         out
+    }
+
+    /// The environment the runtime runs in: from the builder, `SORA_ENV`, the configuration, or
+    /// the default ([`Environment::Production`]).
+    pub fn environment(&self) -> Environment {
+        self.shared.config.environment
     }
 
     /// Whether the runtime has begun shutting down.

@@ -55,6 +55,7 @@ pub use command::Command;
 pub use context::Context;
 pub(crate) use context::Life;
 pub use definition::{Definition, MissedTick, Schedule, Startup};
+pub(crate) use definition::{Field, SettingsValue};
 pub use health::Health;
 
 use crate::BoxError;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Environment;
 use crate::service::{MissedTick, Schedule, Startup};
 use crate::supervisor::Restart;
 
@@ -32,10 +33,13 @@ pub enum ServiceState {
     Stopped,
     /// Failed, and not restarted (its policy, or its restart intensity, said so).
     Failed,
+    /// Not started: disabled by its definition or its configuration, or not meant for the
+    /// runtime's environment.
+    Disabled,
 }
 
 impl ServiceState {
-    const ALL: [ServiceState; 8] = [
+    const ALL: [ServiceState; 9] = [
         Self::Starting,
         Self::Running,
         Self::Idle,
@@ -44,6 +48,7 @@ impl ServiceState {
         Self::Stopping,
         Self::Stopped,
         Self::Failed,
+        Self::Disabled,
     ];
 
     pub(crate) fn from_u8(v: u8) -> Self {
@@ -168,6 +173,12 @@ pub struct ServiceInfo {
     pub concurrency: usize,
     /// Its restart policy.
     pub restart: Restart,
+    /// Whether it runs in this runtime: enabled, and meant for the runtime's environment.
+    pub enabled: bool,
+    /// The environments it runs in.
+    pub run_in: Vec<Environment>,
+    /// Its priority among the services that are not start-up services (higher starts first).
+    pub priority: i32,
 }
 
 #[cfg(test)]

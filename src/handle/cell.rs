@@ -33,13 +33,17 @@ pub(crate) struct ServiceCell<S: Service> {
 }
 
 impl<S: Service> ServiceCell<S> {
+    /// The cell of a service that runs (`enabled`) or is only registered.
     pub(crate) fn new(
         def: Definition<S>,
         factory: Box<dyn Fn() -> S + Send + Sync>,
+        enabled: bool,
         runtime: Arc<RuntimeShared>,
     ) -> Self {
+        let settings = def.settings.as_ref().and_then(|s| s.value.clone());
+        let shared = ServiceShared::new(&def.name, def.events.clone(), settings, enabled, runtime);
         ServiceCell {
-            shared: Arc::new(ServiceShared::new(&def.name, def.events.clone(), runtime)),
+            shared: Arc::new(shared),
             def,
             factory,
             door: ArcSwapOption::empty(),
@@ -122,6 +126,9 @@ impl<S: Service> ServiceCell<S> {
             critical: def.critical,
             concurrency: def.concurrency,
             restart: def.restart,
+            enabled: self.shared.enabled,
+            run_in: def.run_in.clone(),
+            priority: def.priority,
         }
     }
 
@@ -131,6 +138,8 @@ impl<S: Service> ServiceCell<S> {
             ServiceState::Failed => "failed",
             ServiceState::Restarting => "restarting",
             ServiceState::Stopped | ServiceState::Stopping => return Health::unhealthy("stopped"),
+            // Off by choice, which is no fault.
+            ServiceState::Disabled => return Health::Healthy,
             _ => "",
         };
         if !what.is_empty() {
@@ -155,6 +164,9 @@ impl<S: Service> ServiceCell<S> {
     }
 
     pub(crate) async fn ready(&self) -> bool {
+        if !self.shared.enabled {
+            return true;
+        }
         let Some(actor) = self.actor_ref() else {
             return false;
         };

@@ -78,15 +78,14 @@ impl<S: Service> Actor for HostActor<S> {
         let svc = (cell.factory)();
         let inc = Arc::new(Incarnation::new(svc, cell.clone(), myself));
         let ctx = inc.ctx();
-        let timeout = cell.def.start_timeout;
+        // While the runtime starts, its own start-up deadline bounds every service's start too.
+        let mut deadline = Instant::now() + cell.def.start_timeout;
+        if let Some(runtime_deadline) = cell.shared.runtime.startup_deadline() {
+            deadline = deadline.min(runtime_deadline);
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let span = tracing::info_span!("start", service = %cell.shared.name);
-        let outcome = guarded(
-            inc.svc.start(ctx),
-            Some(Instant::now() + timeout),
-            None,
-            span,
-        )
-        .await;
+        let outcome = guarded(inc.svc.start(ctx), Some(deadline), None, span).await;
         match outcome {
             Outcome::Done(Ok(())) => Ok(HostState {
                 inc,

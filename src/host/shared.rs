@@ -12,6 +12,7 @@ use super::scheduler::Gate;
 use crate::Error;
 use crate::event::{Declared, Source};
 use crate::runtime::RuntimeShared;
+use crate::service::SettingsValue;
 use crate::status::{LastRun, ServiceState, ServiceStatus};
 
 /// Whether the service's `run` hook does background work.
@@ -27,6 +28,10 @@ pub(crate) struct ServiceShared {
     pub(crate) events: Box<[Declared]>,
     /// Its events' counters, shared by every event it emits.
     pub(crate) source: Arc<Source>,
+    /// Its typed settings, read from configuration at start.
+    pub(crate) settings: Option<SettingsValue>,
+    /// Whether it runs in this runtime; a disabled service is never started.
+    pub(crate) enabled: bool,
     state: AtomicU8,
     pub(crate) runs: AtomicU64,
     pub(crate) skipped: AtomicU64,
@@ -55,14 +60,27 @@ impl std::fmt::Debug for ServiceShared {
 }
 
 impl ServiceShared {
-    pub(crate) fn new(name: &str, events: Vec<Declared>, runtime: Arc<RuntimeShared>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        events: Vec<Declared>,
+        settings: Option<SettingsValue>,
+        enabled: bool,
+        runtime: Arc<RuntimeShared>,
+    ) -> Self {
         let name: Arc<str> = Arc::from(name);
+        let state = if enabled {
+            ServiceState::Starting
+        } else {
+            ServiceState::Disabled
+        };
         ServiceShared {
             source: Source::new(name.clone()),
             name,
             runtime,
             events: events.into_boxed_slice(),
-            state: AtomicU8::new(ServiceState::Starting.as_u8()),
+            settings,
+            enabled,
+            state: AtomicU8::new(state.as_u8()),
             runs: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -159,6 +177,9 @@ impl ServiceShared {
     /// Why the service cannot take a call now.
     pub(crate) fn unavailable(&self) -> Error {
         let service = self.name.to_string();
+        if !self.enabled {
+            return Error::ServiceDisabled { service };
+        }
         if self.runtime.is_shutting_down() {
             return Error::ShuttingDown;
         }

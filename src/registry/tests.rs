@@ -14,6 +14,7 @@ async fn registers_and_resolves_by_name_and_type() {
     let cell: Arc<dyn ErasedService> = Arc::new(crate::handle::ServiceCell::<Alpha>::new(
         crate::Definition::of(),
         Box::new(Alpha::default),
+        true,
         shared.clone(),
     ));
     let (registry, join) = ractor::Actor::spawn(None, Registry, shared.clone())

@@ -7,25 +7,109 @@ use ractor::Actor;
 
 use super::{RUNNING, Runtime, RuntimeConfig, RuntimeHandle, RuntimeShared};
 use crate::Error;
+use crate::config::{self, Config, Environment, Loaded, ServiceOverrides};
 use crate::handle::{ErasedService, ServiceCell};
 use crate::service::{Definition, Service};
 use crate::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMessage};
 
-type Registration = Box<dyn FnOnce(Arc<RuntimeShared>) -> Arc<dyn ErasedService> + Send>;
+/// A registered service, waiting for the configuration and the runtime.
+pub(crate) trait Pending: Send {
+    fn name(&self) -> &str;
+    /// Where it goes in the start order: start-up services by order, then by priority.
+    fn start_key(&self) -> (bool, i32);
+    /// Applies the configuration and decides whether the service runs.
+    fn configure(&mut self, loaded: &Loaded, runtime: &RuntimeConfig) -> Result<(), Error>;
+    fn build(self: Box<Self>, shared: Arc<RuntimeShared>) -> Arc<dyn ErasedService>;
+}
+
+pub(crate) struct PendingService<S: Service> {
+    def: Definition<S>,
+    factory: Box<dyn Fn() -> S + Send + Sync>,
+    enabled: bool,
+}
+
+impl<S: Service> PendingService<S> {
+    pub(crate) fn new<F, D>(factory: F, define: D) -> Self
+    where
+        F: Fn() -> S + Send + Sync + 'static,
+        D: FnOnce(&mut Definition<S>),
+    {
+        let mut def = Definition::<S>::of();
+        def.begin_overrides();
+        define(&mut def);
+        PendingService {
+            def,
+            factory: Box::new(factory),
+            enabled: true,
+        }
+    }
+}
+
+impl<S: Service> Pending for PendingService<S> {
+    fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    fn start_key(&self) -> (bool, i32) {
+        match &self.def.startup {
+            Some(startup) => (false, startup.order),
+            None => (true, -self.def.priority),
+        }
+    }
+
+    fn configure(&mut self, loaded: &Loaded, runtime: &RuntimeConfig) -> Result<(), Error> {
+        let at = ServiceOverrides::new(loaded, &self.def.name);
+        config::apply(&mut self.def, &at)?;
+        self.enabled = runtime.enabled && self.def.runs_in(runtime.environment);
+        if self.enabled {
+            config::read_settings(&mut self.def, &at)?;
+        }
+        Ok(())
+    }
+
+    fn build(self: Box<Self>, shared: Arc<RuntimeShared>) -> Arc<dyn ErasedService> {
+        Arc::new(ServiceCell::new(
+            self.def,
+            self.factory,
+            self.enabled,
+            shared,
+        ))
+    }
+}
+
+/// What the program set on the builder: above any configuration.
+#[derive(Debug, Default)]
+struct Overrides {
+    strategy: Option<Strategy>,
+    shutdown_timeout: Option<Duration>,
+    startup_timeout: Option<Duration>,
+    fail_fast: Option<bool>,
+    enabled: Option<bool>,
+    environment: Option<Environment>,
+}
 
 /// Builds a [`Runtime`]: its services and its runtime-wide settings.
+///
+/// Settings come, lowest first, from what each service declares, the [`Config`] given to
+/// [`config`](Self::config), and what is set here; see [`config`](crate::config).
 #[must_use = "a runtime does nothing until it is started"]
 pub struct RuntimeBuilder {
-    registrations: Vec<(Option<i32>, Registration)>,
+    pending: Vec<Box<dyn Pending>>,
     names: HashSet<String>,
-    config: RuntimeConfig,
+    discover: bool,
+    without: Vec<String>,
+    config: Config,
+    overrides: Overrides,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuntimeBuilder")
             .field("services", &self.names)
+            .field("discover", &self.discover)
+            .field("without", &self.without)
             .field("config", &self.config)
+            .field("overrides", &self.overrides)
             .finish()
     }
 }
@@ -33,9 +117,12 @@ impl std::fmt::Debug for RuntimeBuilder {
 impl RuntimeBuilder {
     pub(crate) fn new() -> Self {
         RuntimeBuilder {
-            registrations: Vec::new(),
+            pending: Vec::new(),
             names: HashSet::new(),
-            config: RuntimeConfig::default(),
+            discover: false,
+            without: Vec::new(),
+            config: Config::default(),
+            overrides: Overrides::default(),
         }
     }
 
@@ -82,55 +169,170 @@ impl RuntimeBuilder {
         F: Fn() -> S + Send + Sync + 'static,
         D: FnOnce(&mut Definition<S>),
     {
-        let mut def = Definition::<S>::of();
-        define(&mut def);
+        let pending = PendingService::new(factory, define);
         assert!(
-            self.names.insert(def.name.clone()),
+            self.names.insert(pending.name().to_owned()),
             "service name `{}` is registered twice",
-            def.name
+            pending.name()
         );
-        let order = def.startup.as_ref().map(|s| s.order);
-        self.registrations.push((
-            order,
-            Box::new(move |shared| Arc::new(ServiceCell::new(def, Box::new(factory), shared))),
-        ));
+        self.pending.push(Box::new(pending));
+        self
+    }
+
+    /// Registers every service of the program that [`register!`](crate::register) registered,
+    /// wherever it is defined, except those registered here explicitly (under the same name)
+    /// and those left out with [`without`](Self::without).
+    ///
+    /// Discovered services start after explicit ones of the same kind and priority, in the
+    /// order of their names.
+    pub fn discover(mut self) -> Self {
+        self.discover = true;
+        self
+    }
+
+    /// Leaves out the service of this name: it is not registered, even if discovered.
+    pub fn without(mut self, name: impl Into<String>) -> Self {
+        self.without.push(name.into());
+        self
+    }
+
+    /// Where configuration comes from (default: nowhere, everything from code). Read and
+    /// checked when the runtime starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sora::Error> {
+    /// use sora::config::Config;
+    ///
+    /// let runtime = sora::Runtime::builder()
+    ///     .config(Config::toml("shutdown_timeout = \"10s\""))
+    ///     .start()
+    ///     .await?;
+    /// # runtime.shutdown().await }
+    /// ```
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
         self
     }
 
     /// Which services restart together when one fails (default [`Strategy::OneForOne`]).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.config.strategy = strategy;
+        self.overrides.strategy = Some(strategy);
         self
     }
 
     /// How long in-flight work may take to finish at shutdown (default 30 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.config.shutdown_timeout = timeout;
+        self.overrides.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// How long the whole start may take, start-up services and the others (default 2 min).
+    /// When it runs out, the start fails with [`Error::StartupFailed`] naming the service that
+    /// was starting, and whatever had started is stopped.
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.startup_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether services run at all (default `true`). With `false`, every service is registered
+    /// and reported disabled, and none starts.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.overrides.enabled = Some(enabled);
+        self
+    }
+
+    /// The environment the runtime runs in (default [`Environment::Production`]); services not
+    /// meant for it are disabled.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.overrides.environment = Some(environment);
         self
     }
 
     /// Whether a failed start-up service stops the runtime's start (default `true`). A start-up
     /// service that continues on failure never does.
     pub fn fail_fast(mut self, fail_fast: bool) -> Self {
-        self.config.fail_fast = fail_fast;
+        self.overrides.fail_fast = Some(fail_fast);
         self
     }
 
-    /// Spawns the supervision tree and starts every service: start-up services first, in
-    /// ascending order, then the others in registration order.
+    /// The runtime-wide settings: builder over configuration over defaults.
+    fn runtime_config(&self, loaded: &Loaded) -> RuntimeConfig {
+        let (o, f, d) = (&self.overrides, &loaded.file, RuntimeConfig::default());
+        RuntimeConfig {
+            strategy: o.strategy.or(f.strategy).unwrap_or(d.strategy),
+            shutdown_timeout: o
+                .shutdown_timeout
+                .or(f.shutdown_timeout)
+                .unwrap_or(d.shutdown_timeout),
+            startup_timeout: o
+                .startup_timeout
+                .or(f.startup_timeout)
+                .unwrap_or(d.startup_timeout),
+            fail_fast: o.fail_fast.or(f.fail_fast).unwrap_or(d.fail_fast),
+            enabled: o.enabled.or(f.enabled).unwrap_or(d.enabled),
+            environment: o
+                .environment
+                .or(loaded.environment())
+                .unwrap_or(d.environment),
+        }
+    }
+
+    /// Every service to register, configured, in start order.
+    fn resolve(mut self) -> Result<(RuntimeConfig, Vec<Box<dyn Pending>>), Error> {
+        let loaded = self.config.read()?;
+        let config = self.runtime_config(&loaded);
+        if self.discover {
+            for found in crate::discovery::all() {
+                if self.names.insert(found.name().to_owned()) {
+                    self.pending.push(found);
+                }
+            }
+        }
+        let without: Vec<String> = self
+            .without
+            .iter()
+            .map(|n| config::service_key(n))
+            .collect();
+        let mut pending: Vec<_> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter(|p| !without.contains(&config::service_key(p.name())))
+            .collect();
+        let known: Vec<String> = pending
+            .iter()
+            .map(|p| config::service_key(p.name()))
+            .chain(without)
+            .collect();
+        if let Some(err) = loaded.unknown_services(&known).next() {
+            return Err(err);
+        }
+        for service in &mut pending {
+            service.configure(&loaded, &config)?;
+        }
+        // Start-up services first, by order; then the others by descending priority; ties keep
+        // registration order (the sort is stable).
+        pending.sort_by_key(|p| p.start_key());
+        Ok((config, pending))
+    }
+
+    /// Reads the configuration, spawns the supervision tree and starts every enabled service:
+    /// start-up services first, in ascending order, then the others by descending priority and
+    /// in registration order.
     ///
     /// # Errors
     ///
-    /// [`Error::StartupFailed`] if a start-up service failed and the runtime is fail-fast;
+    /// [`Error::Config`] if the configuration is bad (nothing is started then);
+    /// [`Error::StartupFailed`] if a start-up service failed and the runtime is fail-fast, or
+    /// if the start outlasted the runtime's start-up timeout;
     /// whatever had started is stopped in order first.
     pub async fn start(self) -> Result<Runtime, Error> {
-        let shared = RuntimeShared::new(self.config);
-        let mut registrations: Vec<_> = self.registrations.into_iter().enumerate().collect();
-        // Start-up services first, by order; ties and the rest keep registration order.
-        registrations.sort_by_key(|(idx, (order, _))| (order.is_none(), order.unwrap_or(0), *idx));
-        let services: Vec<Arc<dyn ErasedService>> = registrations
+        let (config, pending) = self.resolve()?;
+        let shared = RuntimeShared::new(config);
+        let services: Vec<Arc<dyn ErasedService>> = pending
             .into_iter()
-            .map(|(_, (_, register))| register(shared.clone()))
+            .map(|p| p.build(shared.clone()))
             .collect();
 
         let startup_error = |reason: String| Error::StartupFailed {

@@ -110,6 +110,13 @@ impl Context {
         Ok(())
     }
 
+    /// The service's settings, read from its `settings` table in the configuration (see
+    /// [`Definition::settings`](crate::Definition::settings)), or `None` if it declared no
+    /// settings of type `T`.
+    pub fn settings<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.life.shared.settings.as_deref()?.downcast_ref()
+    }
+
     /// The runtime, to act on other services. Calls made through it from a handler inherit the
     /// handler's correlation id.
     pub fn runtime(&self) -> RuntimeHandle {

@@ -1,4 +1,4 @@
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ActionEntry, Handler};
+use crate::config::Environment;
 use crate::event::{Declared, Event};
 use crate::service::{Command, Service, short_type_name};
 use crate::supervisor::Restart;
@@ -52,6 +53,49 @@ pub struct Definition<S: Service> {
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
     pub(crate) health_timeout: Duration,
+    pub(crate) enabled: bool,
+    pub(crate) priority: i32,
+    pub(crate) run_in: Vec<Environment>,
+    pub(crate) settings: Option<Settings>,
+    /// Set while a registration's own overrides run: what they set, configuration leaves alone.
+    overriding: bool,
+    pinned: u16,
+}
+
+/// What configuration may change on a definition; one bit each.
+#[derive(Debug, Clone, Copy)]
+#[repr(u16)]
+pub(crate) enum Field {
+    Enabled = 1,
+    RunIn = 1 << 1,
+    Priority = 1 << 2,
+    Critical = 1 << 3,
+    Concurrency = 1 << 4,
+    Schedule = 1 << 5,
+    Startup = 1 << 6,
+    StartTimeout = 1 << 7,
+    StopTimeout = 1 << 8,
+    Restart = 1 << 9,
+    Settings = 1 << 10,
+}
+
+/// A service's typed settings: how to read them from configuration, and their value once read.
+pub(crate) struct Settings {
+    pub(crate) type_name: &'static str,
+    pub(crate) read: ReadSettings,
+    pub(crate) value: Option<SettingsValue>,
+}
+
+/// A settings value, shared by every incarnation of its service.
+pub(crate) type SettingsValue = Arc<dyn Any + Send + Sync>;
+
+/// Reads a settings type from the configuration focused on its table.
+pub(crate) type ReadSettings = fn(&figment::Figment) -> Result<SettingsValue, Box<figment::Error>>;
+
+fn read_settings<T: DeserializeOwned + Send + Sync + 'static>(
+    figment: &figment::Figment,
+) -> Result<SettingsValue, Box<figment::Error>> {
+    Ok(Arc::new(figment.extract::<T>().map_err(Box::new)?))
 }
 
 impl<S: Service> std::fmt::Debug for Definition<S> {
@@ -68,6 +112,10 @@ impl<S: Service> std::fmt::Debug for Definition<S> {
                 &self.actions.iter().map(|a| a.name).collect::<Vec<_>>(),
             )
             .field("commands", &self.commands)
+            .field("enabled", &self.enabled)
+            .field("priority", &self.priority)
+            .field("run_in", &self.run_in)
+            .field("settings", &self.settings.as_ref().map(|s| s.type_name))
             .finish_non_exhaustive()
     }
 }
@@ -87,9 +135,37 @@ impl<S: Service> Definition<S> {
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(5),
             health_timeout: Duration::from_secs(5),
+            enabled: true,
+            priority: 0,
+            run_in: vec![Environment::Development, Environment::Production],
+            settings: None,
+            overriding: false,
+            pinned: 0,
         };
         S::define(&mut def);
         def
+    }
+
+    /// From now on, what is set is the program's explicit choice, above any configuration.
+    pub(crate) fn begin_overrides(&mut self) {
+        self.overriding = true;
+    }
+
+    /// Whether the program set `field` explicitly, so that configuration must not change it.
+    pub(crate) fn is_pinned(&self, field: Field) -> bool {
+        self.pinned & field as u16 != 0
+    }
+
+    fn set(&mut self, field: Field) -> &mut Self {
+        if self.overriding {
+            self.pinned |= field as u16;
+        }
+        self
+    }
+
+    /// Whether the service runs in `environment` and is enabled.
+    pub(crate) fn runs_in(&self, environment: Environment) -> bool {
+        self.enabled && self.run_in.contains(&environment)
     }
 
     /// Names the service (by default, its type's name without its path).
@@ -101,7 +177,7 @@ impl<S: Service> Definition<S> {
     /// Makes the service periodic: [`Service::tick`] runs on this schedule.
     pub fn periodic(&mut self, schedule: Schedule) -> &mut Self {
         self.schedule = Some(schedule);
-        self
+        self.set(Field::Schedule)
     }
 
     /// Makes the service a start-up service: its `start` runs before every other service's, in
@@ -109,14 +185,14 @@ impl<S: Service> Definition<S> {
     pub fn startup(&mut self, startup: Startup) -> &mut Self {
         self.start_timeout = startup.timeout;
         self.startup = Some(startup);
-        self
+        self.set(Field::Startup).set(Field::StartTimeout)
     }
 
     /// Marks the service critical: if it cannot be kept up (its restart intensity is exceeded),
     /// the runtime stops with [`Error::CriticalFailure`](crate::Error::CriticalFailure).
     pub fn critical(&mut self) -> &mut Self {
         self.critical = true;
-        self
+        self.set(Field::Critical)
     }
 
     /// How many actions and commands may run at once (default 1).
@@ -131,25 +207,28 @@ impl<S: Service> Definition<S> {
             "a service's concurrency limit must be at least 1"
         );
         self.concurrency = limit;
-        self
+        self.set(Field::Concurrency)
     }
 
     /// Sets the restart policy, intensity and backoff.
     pub fn restart(&mut self, restart: Restart) -> &mut Self {
         self.restart = restart;
-        self
+        self.set(Field::Restart)
     }
 
-    /// How long a non-start-up service's `start` may take (default 30 s).
+    /// How long `start` may take (default 30 s; for a start-up service, its [`Startup::timeout`]).
     pub fn start_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.start_timeout = timeout;
-        self
+        if let Some(startup) = &mut self.startup {
+            startup.timeout = timeout;
+        }
+        self.set(Field::StartTimeout)
     }
 
     /// How long `stop` may take once in-flight work is done (default 5 s).
     pub fn stop_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.stop_timeout = timeout;
-        self
+        self.set(Field::StopTimeout)
     }
 
     /// Declares an action, making it callable by name (JSON, bincode) and listed in info.
@@ -210,6 +289,85 @@ impl<S: Service> Definition<S> {
             }),
         }
         self
+    }
+
+    /// Enables or disables the service (default enabled). A disabled service is registered, and
+    /// reported [`Disabled`](crate::ServiceState::Disabled) in status, but never started.
+    pub fn enabled(&mut self, enabled: bool) -> &mut Self {
+        self.enabled = enabled;
+        self.set(Field::Enabled)
+    }
+
+    /// The environments the service runs in (default development and production). In any other,
+    /// it is disabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sora::{Definition, Service};
+    /// use sora::config::Environment;
+    /// # struct Seeder;
+    /// impl Service for Seeder {
+    ///     fn define(def: &mut Definition<Self>) {
+    ///         def.run_in([Environment::Development, Environment::Testing]);
+    ///     }
+    /// }
+    /// # let _ = sora::Runtime::builder().service(|| Seeder);
+    /// ```
+    pub fn run_in(&mut self, environments: impl IntoIterator<Item = Environment>) -> &mut Self {
+        self.run_in = environments.into_iter().collect();
+        self.run_in.sort_unstable_by_key(|e| *e as u8);
+        self.run_in.dedup();
+        self.set(Field::RunIn)
+    }
+
+    /// The service's priority (default 0): services that are not start-up services start in
+    /// descending priority, ties in registration order, and stop in the reverse order.
+    pub fn priority(&mut self, priority: i32) -> &mut Self {
+        self.priority = priority;
+        self.set(Field::Priority)
+    }
+
+    /// Declares the type of the service's settings: read from its `settings` table in the
+    /// configuration when the runtime starts (an error there stops the start), and handed to
+    /// the service by [`Context::settings`](crate::Context::settings).
+    ///
+    /// With no `settings` table, `T` is read from an empty table, so its `#[serde(default)]`
+    /// fields are the service's defaults. See [`config`](crate::config) for an example.
+    pub fn settings<T: DeserializeOwned + Send + Sync + 'static>(&mut self) -> &mut Self {
+        self.settings = Some(Settings {
+            type_name: std::any::type_name::<T>(),
+            read: read_settings::<T>,
+            value: None,
+        });
+        self
+    }
+
+    /// Sets the service's settings in code, above any configuration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Default)] struct Cleanup;
+    /// # impl sora::Service for Cleanup {}
+    /// # #[allow(dead_code)]
+    /// struct CleanupOptions { retention_days: u32 }
+    ///
+    /// let builder = sora::Runtime::builder().service_with(Cleanup::default, |def| {
+    ///     def.settings_value(CleanupOptions { retention_days: 7 });
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn settings_value<T: Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
+        self.settings = Some(Settings {
+            type_name: std::any::type_name::<T>(),
+            read: |_| {
+                let why = "these settings are set in code and cannot be read from configuration";
+                Err(Box::new(figment::Error::from(why.to_owned())))
+            },
+            value: Some(Arc::new(value)),
+        });
+        self.set(Field::Settings)
     }
 
     pub(crate) fn accepts(&self, command: &Command) -> bool {

@@ -179,12 +179,30 @@ async fn start_all(
     myself: &ActorRef<SupervisorMessage>,
     state: &mut SupervisorState,
 ) -> Result<(), Error> {
+    let deadline = state.shared.begin_startup();
     for idx in 0..state.slots.len() {
         if state.shutting_down {
             return Err(Error::ShuttingDown);
         }
         let service = state.slots[idx].service.clone();
-        match service.clone().spawn(myself.get_cell()).await {
+        if !service.shared().enabled {
+            tracing::info!(service = service.name(), "service disabled; not started");
+            continue;
+        }
+        let spawned = service.clone().spawn(myself.get_cell()).await;
+        if Instant::now() >= deadline {
+            // Whatever this service did, the runtime's start ran out of time with it.
+            if let Ok(cell) = &spawned {
+                state.slots[idx].actor = Some(cell.get_id());
+            }
+            let reason = format!(
+                "the runtime's start-up timeout of {:?} elapsed",
+                state.shared.config.startup_timeout
+            );
+            service.shared().record_failure(&reason);
+            return Err(abort_start(state, service.name(), reason).await);
+        }
+        match spawned {
             Ok(cell) => state.slots[idx].actor = Some(cell.get_id()),
             Err(reason) => {
                 let shared = service.shared();
@@ -198,18 +216,23 @@ async fn start_all(
                     tracing::warn!(service = service.name(), %reason, "start-up service failed; continuing");
                     continue;
                 }
-                tracing::error!(service = service.name(), %reason, "start-up service failed; stopping");
-                stop_all(state).await;
-                let err = Error::StartupFailed {
-                    service: service.name().to_owned(),
-                    reason,
-                };
-                state.shared.finish(Err(err.clone()));
-                return Err(err);
+                return Err(abort_start(state, service.name(), reason).await);
             }
         }
     }
     Ok(())
+}
+
+/// Gives up the start because of `service`: stops what had started, and records the outcome.
+async fn abort_start(state: &mut SupervisorState, service: &str, reason: String) -> Error {
+    tracing::error!(service, %reason, "start-up failed; stopping");
+    stop_all(state).await;
+    let err = Error::StartupFailed {
+        service: service.to_owned(),
+        reason,
+    };
+    state.shared.finish(Err(err.clone()));
+    err
 }
 
 /// Shuts down: refuses new work, then stops every running service in reverse start order, all

@@ -1,0 +1,258 @@
+//! Configuration: a TOML file and environment variables that tune the services without a rebuild.
+//!
+//! A service declares its defaults in code ([`Service::define`](crate::Service::define)); an
+//! operator overrides them in `sora.toml` and in `SORA__` environment variables; a program may pin
+//! any of them in code with [`RuntimeBuilder::service_with`](crate::RuntimeBuilder::service_with).
+//! The precedence, lowest first:
+//!
+//! 1. what the service declares in `define`;
+//! 2. the configuration file;
+//! 3. environment variables (`SORA__SERVICES__CLEANUP__ENABLED=false`, and `SORA_ENV`);
+//! 4. what the program sets on the [`RuntimeBuilder`](crate::RuntimeBuilder).
+//!
+//! The whole schema, with defaults and variable names, is in `docs/configuration.md`.
+//!
+//! Everything is read and checked in [`RuntimeBuilder::start`](crate::RuntimeBuilder::start),
+//! before any service starts: a bad key, a wrong type, a malformed duration, an unknown service
+//! or settings that do not fit the service's type stop the start with [`Error::Config`], which
+//! names the file (or variable), the key and what was expected.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use serde::Deserialize;
+//! use sora::{BoxError, Context, Definition, Schedule, Service};
+//! use sora::config::Config;
+//!
+//! /// The cleanup's own settings, read from `[services.cleanup.settings]`.
+//! #[derive(Debug, Deserialize)]
+//! struct CleanupOptions {
+//!     retention_days: u32,
+//!     #[serde(default = "default_batch")]
+//!     batch_size: usize,
+//! }
+//! fn default_batch() -> usize { 100 }
+//!
+//! #[derive(Default)]
+//! struct Cleanup;
+//!
+//! impl Service for Cleanup {
+//!     fn define(def: &mut Definition<Self>) {
+//!         def.name("cleanup")
+//!             .periodic(Schedule::every(Duration::from_secs(3600)))
+//!             .settings::<CleanupOptions>();
+//!     }
+//!
+//!     async fn tick(&self, ctx: &Context) -> Result<(), BoxError> {
+//!         let options = ctx.settings::<CleanupOptions>().ok_or("no settings")?;
+//!         tracing::info!(options.retention_days, options.batch_size, "cleaning up");
+//!         Ok(())
+//!     }
+//! }
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), sora::Error> {
+//! let config = Config::toml(r#"
+//!     [services.cleanup]
+//!     interval = "2h"
+//!     settings = { retention_days = 30 }
+//! "#);
+//! let runtime = sora::Runtime::builder().service(Cleanup::default).config(config).start().await?;
+//! let status = runtime.service::<Cleanup>()?.status().await?;
+//! assert_eq!(status.next_run_in, Some(Duration::from_secs(7200)));
+//! # runtime.shutdown().await }
+//! ```
+
+mod layer;
+mod resolve;
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use layer::Layer;
+pub(crate) use resolve::{Loaded, ServiceOverrides, apply, read_settings};
+
+/// The file [`Config::load`] reads when `SORA_CONFIG` does not name another.
+pub const DEFAULT_FILE: &str = "sora.toml";
+
+/// Where the runtime runs; a service runs only in the environments it is declared for
+/// ([`Definition::run_in`](crate::Definition::run_in)).
+///
+/// Chosen by the `environment` key, the `SORA_ENV` variable, or
+/// [`RuntimeBuilder::environment`](crate::RuntimeBuilder::environment); the default is
+/// `production`, so that a forgotten setting never runs development-only services in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine.
+    #[serde(alias = "dev")]
+    Development,
+    /// The real thing (the default).
+    #[default]
+    #[serde(alias = "prod")]
+    Production,
+    /// Test runs.
+    #[serde(alias = "test")]
+    Testing,
+}
+
+impl Environment {
+    /// Every environment, in declaration order.
+    pub const ALL: [Environment; 3] = [
+        Environment::Development,
+        Environment::Production,
+        Environment::Testing,
+    ];
+
+    /// The name used in files and variables (`development`, `production`, `testing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Production => "production",
+            Environment::Testing => "testing",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "production" | "prod" => Ok(Environment::Production),
+            "testing" | "test" => Ok(Environment::Testing),
+            _ => Err(format!(
+                "expected one of `development`, `production`, `testing`, found `{s}`"
+            )),
+        }
+    }
+}
+
+/// Where the configuration comes from: a file, environment variables, or text. Handed to
+/// [`RuntimeBuilder::config`](crate::RuntimeBuilder::config), read when the runtime starts.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sora::Error> {
+/// // sora.toml (or the file SORA_CONFIG names), then SORA__ variables and SORA_ENV.
+/// let runtime = sora::Runtime::builder()
+///     .discover()
+///     .config(sora::config::Config::load())
+///     .start()
+///     .await?;
+/// # runtime.shutdown().await }
+/// # fn main() { let _ = run; }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a configuration is read only when given to the runtime builder"]
+pub struct Config {
+    figment: Figment,
+    /// Read from `SORA_ENV`, which outranks the file.
+    environment: Option<Result<Environment, String>>,
+    /// A file that was asked for by name and is missing.
+    missing: Option<PathBuf>,
+}
+
+impl Config {
+    /// The usual sources: the file that `SORA_CONFIG` names (it must exist) or else `sora.toml`
+    /// in the working directory (if there is one), then the environment.
+    pub fn load() -> Self {
+        match std::env::var_os("SORA_CONFIG") {
+            Some(path) => Config::file(path),
+            None => Config::with_file(Path::new(DEFAULT_FILE), false),
+        }
+    }
+
+    /// This file (it must exist), then the environment.
+    pub fn file(path: impl AsRef<Path>) -> Self {
+        Config::with_file(path.as_ref(), true)
+    }
+
+    /// TOML text, and nothing from the environment: for tests and for configuration embedded
+    /// in a program.
+    pub fn toml(text: &str) -> Self {
+        Config {
+            figment: Figment::from(Layer::file(Toml::string(text))),
+            environment: None,
+            missing: None,
+        }
+    }
+
+    fn with_file(path: &Path, required: bool) -> Self {
+        let missing = (required && !path.is_file()).then(|| path.to_owned());
+        let figment = Figment::from(Layer::file(Toml::file_exact(path)))
+            .merge(Layer::env(Env::prefixed(layer::ENV_PREFIX).split("__")));
+        let environment = std::env::var("SORA_ENV").ok().map(|v| v.parse());
+        Config {
+            figment,
+            environment,
+            missing,
+        }
+    }
+
+    /// Reads and checks the sources.
+    pub(crate) fn read(&self) -> Result<Loaded, Error> {
+        if let Some(path) = &self.missing {
+            return Err(Error::Config {
+                origin: path.display().to_string(),
+                key: String::new(),
+                message: "the configuration file does not exist".into(),
+            });
+        }
+        let file = self
+            .figment
+            .extract()
+            .map_err(|e| resolve::config_error(&self.figment, &[], e))?;
+        let environment = match &self.environment {
+            Some(Ok(env)) => Some(*env),
+            Some(Err(message)) => {
+                return Err(Error::Config {
+                    origin: "environment variable SORA_ENV".into(),
+                    key: "environment".into(),
+                    message: message.clone(),
+                });
+            }
+            None => None,
+        };
+        Ok(Loaded {
+            figment: self.figment.clone(),
+            file,
+            environment,
+        })
+    }
+}
+
+impl Default for Config {
+    /// No file and no variables: everything from code.
+    fn default() -> Self {
+        Config {
+            figment: Figment::new(),
+            environment: None,
+            missing: None,
+        }
+    }
+}
+
+/// The key a service's name takes in the file and in variables: lowercase, `-` as `_`.
+pub(crate) fn service_key(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
