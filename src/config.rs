@@ -193,9 +193,13 @@ impl Config {
     }
 
     fn with_file(path: &Path, required: bool) -> Self {
-        let missing = (required && !path.is_file()).then(|| path.to_owned());
-        let figment = Figment::from(Layer::file(Toml::file_exact(path)))
-            .merge(Layer::env(Env::prefixed(layer::ENV_PREFIX).split("__")));
+        let exists = path.is_file();
+        let missing = (required && !exists).then(|| path.to_owned());
+        let mut figment = Figment::new();
+        if exists {
+            figment = figment.merge(Layer::file(Toml::file_exact(path)));
+        }
+        let figment = figment.merge(Layer::env(Env::prefixed(layer::ENV_PREFIX).split("__")));
         let environment = std::env::var("SORA_ENV").ok().map(|v| v.parse());
         Config {
             figment,

@@ -127,6 +127,15 @@ pub(crate) fn apply<S: Service>(
             d.concurrency = v
         });
     }
+    if table.settings.is_some() && def.settings.is_none() {
+        return Err(at.error(
+            "settings",
+            format!(
+                "service `{}` takes no settings (declare their type with `Definition::settings`)",
+                def.name
+            ),
+        ));
+    }
     apply_schedule(def, at, table)?;
     apply_startup(def, at, table)?;
     over(def, Field::StopTimeout, table.stop_timeout, |d, v| {
@@ -224,8 +233,7 @@ fn apply_startup<S: Service>(
     Ok(())
 }
 
-/// Reads the service's typed settings (if it declared a type), or refuses a `settings` table
-/// the service has no type for.
+/// Reads the service's typed settings, if it declared a type for them.
 pub(crate) fn read_settings<S: Service>(
     def: &mut Definition<S>,
     at: &ServiceOverrides<'_>,
@@ -233,15 +241,6 @@ pub(crate) fn read_settings<S: Service>(
     let has_table = at.table().is_some_and(|t| t.settings.is_some());
     let pinned = def.is_pinned(Field::Settings);
     let Some(settings) = &mut def.settings else {
-        if has_table {
-            return Err(at.error(
-                "settings",
-                format!(
-                    "service `{}` takes no settings (declare their type with `Definition::settings`)",
-                    def.name
-                ),
-            ));
-        }
         return Ok(());
     };
     if pinned || (settings.value.is_some() && !has_table) {

@@ -19,6 +19,8 @@ pub(crate) trait Pending: Send {
     fn start_key(&self) -> (bool, i32);
     /// Applies the configuration and decides whether the service runs.
     fn configure(&mut self, loaded: &Loaded, runtime: &RuntimeConfig) -> Result<(), Error>;
+    /// Reads the typed settings of a service that runs.
+    fn read_settings(&mut self, loaded: &Loaded) -> Result<(), Error>;
     fn build(self: Box<Self>, shared: Arc<RuntimeShared>) -> Arc<dyn ErasedService>;
 }
 
@@ -61,10 +63,15 @@ impl<S: Service> Pending for PendingService<S> {
         let at = ServiceOverrides::new(loaded, &self.def.name);
         config::apply(&mut self.def, &at)?;
         self.enabled = runtime.enabled && self.def.runs_in(runtime.environment);
-        if self.enabled {
-            config::read_settings(&mut self.def, &at)?;
-        }
         Ok(())
+    }
+
+    fn read_settings(&mut self, loaded: &Loaded) -> Result<(), Error> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let at = ServiceOverrides::new(loaded, &self.def.name);
+        config::read_settings(&mut self.def, &at)
     }
 
     fn build(self: Box<Self>, shared: Arc<RuntimeShared>) -> Arc<dyn ErasedService> {
@@ -308,8 +315,12 @@ impl RuntimeBuilder {
         if let Some(err) = loaded.unknown_services(&known).next() {
             return Err(err);
         }
+        // Every service's keys first, then the settings, which are the services' own business.
         for service in &mut pending {
             service.configure(&loaded, &config)?;
+        }
+        for service in &mut pending {
+            service.read_settings(&loaded)?;
         }
         // Start-up services first, by order; then the others by descending priority; ties keep
         // registration order (the sort is stable).
