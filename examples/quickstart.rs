@@ -1,19 +1,26 @@
-//! A tour of Sora: four services of different kinds under one supervisor.
+//! A tour of Sora: services of different kinds under one supervisor, tuned by `sora.toml`.
 //!
 //! - `Migrations`, a start-up service, runs first;
 //! - `Translator` answers typed actions (with a priority, a timeout and a correlation id);
-//! - `Cleanup` runs every few seconds and processes batches on demand;
-//! - `Heartbeat` has long-running background work of its own.
+//! - `Cleanup` runs on a schedule with its own typed settings, and processes batches on demand;
+//! - `Heartbeat` has long-running background work of its own;
+//! - `DemoData` runs in development only.
+//!
+//! Each service registers itself with `sora::register!`; `discover()` starts them all, and
+//! `examples/sora.toml` (or the file `SORA_CONFIG` names) overrides what they declare.
 //!
 //! ```sh
-//! cargo run --example quickstart            # stop it with Ctrl-C
-//! cargo run --example quickstart -- --for 5 # or let it stop itself after 5 seconds
+//! cargo run --example quickstart                       # stop it with Ctrl-C
+//! cargo run --example quickstart -- --for 5            # or let it stop itself after 5 seconds
+//! SORA_ENV=production cargo run --example quickstart   # DemoData is disabled
+//! SORA__SERVICES__CLEANUP__INTERVAL=1s cargo run --example quickstart
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sora::config::{Config, Environment};
 use sora::{
     Action, BoxError, Command, Context, Definition, Handler, Runtime, Schedule, Service, Startup,
 };
@@ -24,7 +31,8 @@ struct Migrations;
 
 impl Service for Migrations {
     fn define(def: &mut Definition<Self>) {
-        def.startup(Startup::order(1).timeout(Duration::from_secs(30)));
+        def.name("migrations")
+            .startup(Startup::order(1).timeout(Duration::from_secs(30)));
     }
 
     async fn start(&self, ctx: &Context) -> Result<(), BoxError> {
@@ -35,6 +43,8 @@ impl Service for Migrations {
         Ok(())
     }
 }
+
+sora::register!(Migrations);
 
 /// Translates text: the seeds' translation service.
 #[derive(Default)]
@@ -55,9 +65,11 @@ impl Action for Translate {
 
 impl Service for Translator {
     fn define(def: &mut Definition<Self>) {
-        def.action::<Translate>().concurrency(4);
+        def.name("translator").action::<Translate>();
     }
 }
+
+sora::register!(Translator);
 
 impl Handler<Translate> for Translator {
     async fn handle(&self, t: Translate, ctx: &Context) -> Result<String, BoxError> {
@@ -74,23 +86,46 @@ impl Handler<Translate> for Translator {
     }
 }
 
-/// Deletes old records every few seconds, and a batch on demand.
+/// Deletes old records on a schedule, and a batch on demand.
 #[derive(Default)]
 struct Cleanup {
     deleted: AtomicU64,
 }
 
+/// The cleanup's own settings, read from `[services.cleanup.settings]`.
+#[derive(Debug, Deserialize)]
+struct CleanupOptions {
+    #[serde(default = "CleanupOptions::default_retention")]
+    retention_days: u32,
+    #[serde(default = "CleanupOptions::default_batch")]
+    batch_size: u64,
+}
+
+impl CleanupOptions {
+    fn default_retention() -> u32 {
+        90
+    }
+    fn default_batch() -> u64 {
+        100
+    }
+}
+
 impl Service for Cleanup {
     fn define(def: &mut Definition<Self>) {
-        def.periodic(Schedule::every(Duration::from_secs(2)).run_on_start())
-            .command(Command::PROCESS_BATCH);
+        def.name("cleanup")
+            .periodic(Schedule::every(Duration::from_secs(60)))
+            .command(Command::PROCESS_BATCH)
+            .settings::<CleanupOptions>();
     }
 
     async fn tick(&self, ctx: &Context) -> Result<(), BoxError> {
-        let total = self.deleted.fetch_add(10, Ordering::Relaxed) + 10;
+        let options = ctx.settings::<CleanupOptions>().ok_or("no settings")?;
+        let batch = options.batch_size;
+        let total = self.deleted.fetch_add(batch, Ordering::Relaxed) + batch;
         println!(
-            "[{}] scheduled run: deleted 10 old records ({total} so far)",
-            ctx.name()
+            "[{}] scheduled run: deleted {batch} records older than {} days ({total} so far)",
+            ctx.name(),
+            options.retention_days
         );
         Ok(())
     }
@@ -108,11 +143,17 @@ impl Service for Cleanup {
     }
 }
 
+sora::register!(Cleanup);
+
 /// Background work of its own: beats until it is told to stop.
 #[derive(Default)]
 struct Heartbeat;
 
 impl Service for Heartbeat {
+    fn define(def: &mut Definition<Self>) {
+        def.name("heartbeat");
+    }
+
     async fn run(&self, ctx: &Context) -> Result<(), BoxError> {
         let mut beats = 0u64;
         loop {
@@ -129,23 +170,55 @@ impl Service for Heartbeat {
     }
 }
 
+sora::register!(Heartbeat);
+
+/// Fills the (pretend) database with sample rows; meant for development only.
+#[derive(Default)]
+struct DemoData;
+
+impl Service for DemoData {
+    fn define(def: &mut Definition<Self>) {
+        def.name("demo-data").run_in([Environment::Development]);
+    }
+
+    async fn start(&self, ctx: &Context) -> Result<(), BoxError> {
+        println!("[{}] seeded 3 sample files", ctx.name());
+        Ok(())
+    }
+}
+
+sora::register!(DemoData);
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // A bad `sora.toml` or variable reads as one line naming the key and the source.
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let run_for = std::env::args()
         .skip_while(|a| a != "--for")
         .nth(1)
         .map(|s| s.parse::<u64>().map(Duration::from_secs))
         .transpose()?;
 
-    let runtime = Runtime::builder()
-        .service(Translator::default)
-        .service(Cleanup::default)
-        .service(Heartbeat::default)
-        .service(Migrations::default)
-        .shutdown_timeout(Duration::from_secs(10))
-        .start()
-        .await?;
-    println!("runtime ready: {}", runtime.is_ready().await);
+    // The example's own file, wherever it is run from, unless SORA_CONFIG names another.
+    let config = match std::env::var_os("SORA_CONFIG") {
+        Some(_) => Config::load(),
+        None => Config::file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sora.toml")),
+    };
+    let runtime = Runtime::builder().discover().config(config).start().await?;
+    println!(
+        "runtime ready: {} (environment {})",
+        runtime.is_ready().await,
+        runtime.environment()
+    );
 
     // Typed actions, with options, and several at once (the translator runs 4 at a time).
     let translator = runtime.service::<Translator>()?;
@@ -166,7 +239,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The same action by name, with JSON, as the HTTP plane and the CLI will call it.
     let by_name = runtime
-        .service_by_name("Translator")?
+        .service_by_name("translator")?
         .act_json(
             "translate",
             serde_json::json!({"file_id": "notes", "to": "fr"}),
@@ -186,7 +259,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let status = service.status().await?;
         let info = service.info().await?;
         println!(
-            "{:<11} kinds {:?}, state {:?}, runs {}, calls {}, health {:?}",
+            "{:<10} kinds {:?}, state {:?}, runs {}, calls {}, health {:?}",
             service.name(),
             info.kinds,
             status.state,

@@ -52,3 +52,7 @@ struct GettingStartedGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/events.md")]
 struct EventsGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/configuration.md")]
+struct ConfigurationGuide;

@@ -192,6 +192,10 @@ impl RuntimeBuilder {
     ///
     /// Discovered services start after explicit ones of the same kind and priority, in the
     /// order of their names.
+    ///
+    /// # Panics
+    ///
+    /// [`start`](Self::start) panics if two registered services have the same name.
     pub fn discover(mut self) -> Self {
         self.discover = true;
         self
@@ -292,8 +296,15 @@ impl RuntimeBuilder {
         let loaded = self.config.read()?;
         let config = self.runtime_config(&loaded);
         if self.discover {
+            let mut discovered = HashSet::new();
             for found in crate::discovery::all() {
-                if self.names.insert(found.name().to_owned()) {
+                let name = found.name().to_owned();
+                assert!(
+                    discovered.insert(name.clone()),
+                    "two services registered with `sora::register!` are named `{name}`"
+                );
+                // An explicit registration of the same name wins.
+                if !self.names.contains(&name) {
                     self.pending.push(found);
                 }
             }
