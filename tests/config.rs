@@ -73,10 +73,7 @@ impl Handler<ReadOptions> for Cleanup {
 }
 
 fn cleanup(journal: &Journal) -> impl Fn() -> Cleanup + Send + Sync + 'static {
-    let journal = journal.clone();
-    move || Cleanup {
-        journal: journal.clone(),
-    }
+    with_journal(journal, |journal| Cleanup { journal })
 }
 
 /// Neither periodic nor start-up, no settings; runs in development only.
@@ -104,10 +101,7 @@ impl Handler<WhoAmI> for DevTools {
 }
 
 fn dev_tools(journal: &Journal) -> impl Fn() -> DevTools + Send + Sync + 'static {
-    let journal = journal.clone();
-    move || DevTools {
-        journal: journal.clone(),
-    }
+    with_journal(journal, |journal| DevTools { journal })
 }
 
 /// A start-up service, so that start-up keys apply to it.
@@ -127,10 +121,16 @@ impl Service for Migrations {
 }
 
 fn migrations(journal: &Journal) -> impl Fn() -> Migrations + Send + Sync + 'static {
+    with_journal(journal, |journal| Migrations { journal })
+}
+
+/// A factory for a service that holds nothing but a journal.
+fn with_journal<S: 'static>(
+    journal: &Journal,
+    make: fn(Journal) -> S,
+) -> impl Fn() -> S + Send + Sync + 'static {
     let journal = journal.clone();
-    move || Migrations {
-        journal: journal.clone(),
-    }
+    move || make(journal.clone())
 }
 
 /// The three services, registered with nothing pinned.

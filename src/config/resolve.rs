@@ -89,6 +89,18 @@ impl<'a> ServiceOverrides<'a> {
     fn error(&self, field: &str, message: String) -> Error {
         self.loaded.error_at(&self.path(field), message)
     }
+
+    /// Refuses the first of `keys` that is set: they belong to services that are `what`, and
+    /// service `name` is not.
+    fn refuse(&self, name: &str, what: &str, keys: &[(&str, bool)]) -> Result<(), Error> {
+        match keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(self.error(
+                key,
+                format!("service `{name}` is not {what}, so it has no `{key}`"),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Sets `value` on the definition unless the program pinned the field.
@@ -162,35 +174,23 @@ fn apply_schedule<S: Service>(
     at: &ServiceOverrides<'_>,
     table: &ServiceFile,
 ) -> Result<(), Error> {
-    let keys = [
-        ("interval", table.interval.is_some()),
-        ("initial_delay", table.initial_delay.is_some()),
-        ("run_on_start", table.run_on_start.is_some()),
-    ];
+    if table.interval.is_some_and(|i| i.is_zero()) {
+        return Err(at.error("interval", "expected a duration above zero".into()));
+    }
     let pinned = def.is_pinned(Field::Schedule);
     let Some(schedule) = &mut def.schedule else {
-        return match keys.iter().find(|(_, set)| *set) {
-            Some((key, _)) => Err(at.error(
-                key,
-                format!(
-                    "service `{}` is not periodic, so it has no `{key}`",
-                    def.name
-                ),
-            )),
-            None => Ok(()),
-        };
+        let keys = [
+            ("interval", table.interval.is_some()),
+            ("initial_delay", table.initial_delay.is_some()),
+            ("run_on_start", table.run_on_start.is_some()),
+        ];
+        return at.refuse(&def.name, "periodic", &keys);
     };
-    if pinned {
-        return Ok(());
+    if !pinned {
+        schedule.period = table.interval.unwrap_or(schedule.period);
+        schedule.initial_delay = table.initial_delay.unwrap_or(schedule.initial_delay);
+        schedule.run_on_start = table.run_on_start.unwrap_or(schedule.run_on_start);
     }
-    if let Some(interval) = table.interval {
-        if interval.is_zero() {
-            return Err(at.error("interval", "expected a duration above zero".into()));
-        }
-        schedule.period = interval;
-    }
-    schedule.initial_delay = table.initial_delay.unwrap_or(schedule.initial_delay);
-    schedule.run_on_start = table.run_on_start.unwrap_or(schedule.run_on_start);
     Ok(())
 }
 
@@ -199,22 +199,14 @@ fn apply_startup<S: Service>(
     at: &ServiceOverrides<'_>,
     table: &ServiceFile,
 ) -> Result<(), Error> {
-    let keys = [
-        ("startup_order", table.startup_order.is_some()),
-        ("continue_on_failure", table.continue_on_failure.is_some()),
-    ];
     let pinned = def.is_pinned(Field::Startup);
     match &mut def.startup {
         None => {
-            if let Some((key, _)) = keys.iter().find(|(_, set)| *set) {
-                return Err(at.error(
-                    key,
-                    format!(
-                        "service `{}` is not a start-up service, so it has no `{key}`",
-                        def.name
-                    ),
-                ));
-            }
+            let keys = [
+                ("startup_order", table.startup_order.is_some()),
+                ("continue_on_failure", table.continue_on_failure.is_some()),
+            ];
+            at.refuse(&def.name, "a start-up service", &keys)?;
         }
         Some(startup) if !pinned => {
             startup.order = table.startup_order.unwrap_or(startup.order);
