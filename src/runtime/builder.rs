@@ -154,6 +154,9 @@ impl RuntimeBuilder {
 
     /// Registers a service and overrides what it declared (name, schedule, policies...).
     ///
+    /// What `define` sets here is the program's explicit choice: configuration (file or
+    /// environment) does not change it.
+    ///
     /// # Examples
     ///
     /// ```
