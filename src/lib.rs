@@ -4,6 +4,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
+//! | `http` (default) | the HTTP control plane ([`http`]), served by axum |
 //! | `cluster` | builds ractor with its `cluster` feature, so service messages can cross nodes |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -16,6 +17,9 @@ mod error;
 pub mod event;
 pub mod handle;
 mod host;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod registry;
 pub mod runtime;
 pub mod service;

@@ -81,6 +81,8 @@ pub(crate) struct RuntimeShared {
     pub(crate) events: Arc<EventsShared>,
     /// When the runtime's start must be over; set as it begins.
     startup_deadline: OnceLock<tokio::time::Instant>,
+    /// Where the control plane listens, if it is served.
+    pub(crate) http_address: OnceLock<Option<std::net::SocketAddr>>,
 }
 
 impl RuntimeShared {
@@ -96,6 +98,7 @@ impl RuntimeShared {
             config,
             events: EventsShared::new(),
             startup_deadline: OnceLock::new(),
+            http_address: OnceLock::new(),
         })
     }
 
@@ -450,6 +453,12 @@ impl RuntimeHandle {
             out.push((service.name().to_owned(), health));
         }
         out
+    }
+
+    /// Where the HTTP control plane listens, if the runtime serves it: the bound address, so
+    /// port 0 shows the port picked.
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.shared.http_address.get().copied().flatten()
     }
 
     /// The environment the runtime runs in: from the builder, `SORA_ENV`, the configuration, or

@@ -107,6 +107,8 @@ pub struct RuntimeBuilder {
     without: Vec<String>,
     config: Config,
     overrides: Overrides,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::HttpConfig>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -130,6 +132,8 @@ impl RuntimeBuilder {
             without: Vec::new(),
             config: Config::default(),
             overrides: Overrides::default(),
+            #[cfg(feature = "http")]
+            http: None,
         }
     }
 
@@ -207,6 +211,16 @@ impl RuntimeBuilder {
     /// Leaves out the service of this name: it is not registered, even if discovered.
     pub fn without(mut self, name: impl Into<String>) -> Self {
         self.without.push(name.into());
+        self
+    }
+
+    /// Serves the HTTP control plane (see [`http`](crate::http)) while the runtime runs.
+    ///
+    /// The address is bound before any service starts: a taken port fails the start with
+    /// [`Error::StartupFailed`] naming `http`.
+    #[cfg(feature = "http")]
+    pub fn http(mut self, config: crate::http::HttpConfig) -> Self {
+        self.http = Some(config);
         self
     }
 
@@ -353,8 +367,26 @@ impl RuntimeBuilder {
     /// if the start outlasted the runtime's start-up timeout;
     /// whatever had started is stopped in order first.
     pub async fn start(self) -> Result<Runtime, Error> {
+        #[cfg(feature = "http")]
+        let http = self.http.clone();
         let (config, pending) = self.resolve()?;
         let shared = RuntimeShared::new(config);
+        #[cfg(feature = "http")]
+        let http = match http {
+            Some(http) => {
+                let address = http.address;
+                let bound =
+                    crate::http::Bound::bind(http)
+                        .await
+                        .map_err(|e| Error::StartupFailed {
+                            service: "http".into(),
+                            reason: format!("cannot listen on {address}: {e}"),
+                        })?;
+                let _ = shared.http_address.set(bound.local_addr().ok());
+                Some(bound)
+            }
+            None => None,
+        };
         let services: Vec<Arc<dyn ErasedService>> = pending
             .into_iter()
             .map(|p| p.build(shared.clone()))
@@ -377,6 +409,10 @@ impl RuntimeBuilder {
         match supervisor.call(SupervisorMessage::Start, None).await {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
                 shared.phase.store(RUNNING, Ordering::Release);
+                #[cfg(feature = "http")]
+                if let Some(http) = http {
+                    http.serve(runtime.handle());
+                }
                 Ok(runtime)
             }
             Ok(ractor::rpc::CallResult::Success(Err(err))) => {
