@@ -219,6 +219,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         runtime.is_ready().await,
         runtime.environment()
     );
+    if let Some(address) = runtime.http_address() {
+        println!("control plane: http://{address}  (try: curl http://{address}/api/services)");
+    }
 
     // Typed actions, with options, and several at once (the translator runs 4 at a time).
     let translator = runtime.service::<Translator>()?;

@@ -77,6 +77,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use layer::Layer;
 pub(crate) use resolve::{Loaded, ServiceOverrides, apply, read_settings};
+use schema::Secret;
 
 /// The file [`Config::load`] reads when `SORA_CONFIG` does not name another.
 pub const DEFAULT_FILE: &str = "sora.toml";
@@ -157,12 +158,14 @@ impl std::str::FromStr for Environment {
 /// # runtime.shutdown().await }
 /// # fn main() { let _ = run; }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a configuration is read only when given to the runtime builder"]
 pub struct Config {
     figment: Figment,
     /// Read from `SORA_ENV`, which outranks the file.
     environment: Option<Result<Environment, String>>,
+    /// Read from `SORA_TOKEN`, which outranks the file.
+    token: Option<Secret>,
     /// A file that was asked for by name and is missing.
     missing: Option<PathBuf>,
 }
@@ -188,6 +191,7 @@ impl Config {
         Config {
             figment: Figment::from(Layer::file(Toml::string(text))),
             environment: None,
+            token: None,
             missing: None,
         }
     }
@@ -201,9 +205,14 @@ impl Config {
         }
         let figment = figment.merge(Layer::env(Env::prefixed(layer::ENV_PREFIX).split("__")));
         let environment = std::env::var("SORA_ENV").ok().map(|v| v.parse());
+        let token = std::env::var("SORA_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret);
         Config {
             figment,
             environment,
+            token,
             missing,
         }
     }
@@ -236,7 +245,28 @@ impl Config {
             figment: self.figment.clone(),
             file,
             environment,
+            token: self.token.clone(),
         })
+    }
+}
+
+impl fmt::Debug for Config {
+    /// The sources only: values (tokens among them) are never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sources: Vec<String> = self
+            .figment
+            .metadata()
+            .map(|m| match &m.source {
+                Some(figment::Source::File(path)) => path.display().to_string(),
+                _ => m.name.to_string(),
+            })
+            .collect();
+        f.debug_struct("Config")
+            .field("sources", &sources)
+            .field("environment", &self.environment)
+            .field("token", &self.token)
+            .field("missing", &self.missing)
+            .finish()
     }
 }
 
@@ -246,6 +276,7 @@ impl Default for Config {
         Config {
             figment: Figment::new(),
             environment: None,
+            token: None,
             missing: None,
         }
     }

@@ -60,3 +60,7 @@ struct EventsGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/configuration.md")]
 struct ConfigurationGuide;
+
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../docs/operations.md")]
+struct OperationsGuide;

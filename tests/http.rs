@@ -473,3 +473,74 @@ async fn the_server_stops_with_the_runtime() {
     .await;
     assert!(refused.is_connect() || refused.is_request(), "{refused}");
 }
+
+#[tokio::test]
+async fn the_configuration_file_can_serve_the_plane() {
+    let config = sora::config::Config::toml(
+        "[http]\naddress = \"127.0.0.1:0\"\ntoken = \"from-file\"\nbody_limit = 64\n",
+    );
+    assert!(
+        !format!("{config:?}").contains("from-file"),
+        "a token never shows in Debug"
+    );
+    let journal = Journal::default();
+    let runtime = Runtime::builder()
+        .service(translator(&journal, None))
+        .config(config)
+        .start()
+        .await
+        .unwrap();
+    let address = runtime.http_address().expect("served from [http]");
+    assert!(address.ip().is_loopback());
+    let url = format!("http://{address}/api/services/Translator/actions/who-am-i");
+    let client = reqwest::Client::new();
+    let denied = client.post(&url).send().await.unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    let allowed = client
+        .post(&url)
+        .bearer_auth("from-file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    let big = client
+        .post(&url)
+        .bearer_auth("from-file")
+        .body("x".repeat(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    runtime.shutdown().await.unwrap();
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's own error type
+fn sora_token_outranks_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "sora.toml",
+            "[http]\naddress = \"127.0.0.1:0\"\ntoken = \"old\"\n",
+        )?;
+        jail.set_env("SORA_TOKEN", "new");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let journal = Journal::default();
+            let node = Runtime::builder()
+                .service(translator(&journal, None))
+                .config(sora::config::Config::load())
+                .start()
+                .await
+                .unwrap();
+            let address = node.http_address().unwrap();
+            let url = format!("http://{address}/api/services/Translator/actions/who-am-i");
+            let client = reqwest::Client::new();
+            for (token, want) in [("old", StatusCode::UNAUTHORIZED), ("new", StatusCode::OK)] {
+                let response = client.post(&url).bearer_auth(token).send().await.unwrap();
+                assert_eq!(response.status(), want, "token {token}");
+            }
+            node.shutdown().await.unwrap();
+        });
+        Ok(())
+    });
+}

@@ -3,24 +3,71 @@
 use figment::{Figment, Metadata, Source};
 
 use super::layer::{ENV_NAME, ENV_PREFIX};
-use super::schema::{FileConfig, ServiceFile};
+use super::schema::{FileConfig, Secret, ServiceFile};
 use super::{Environment, service_key};
 use crate::Error;
 use crate::service::{Definition, Field, Service};
 
 /// The configuration, read and checked against the schema.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Loaded {
     pub(crate) figment: Figment,
     pub(crate) file: FileConfig,
     /// `SORA_ENV`, which outranks the `environment` key.
     pub(crate) environment: Option<Environment>,
+    /// `SORA_TOKEN`, which outranks `http.token`.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) token: Option<Secret>,
 }
 
 impl Loaded {
     /// The environment the configuration chooses, if it chooses one.
     pub(crate) fn environment(&self) -> Option<Environment> {
         self.environment.or(self.file.environment)
+    }
+
+    /// The control plane's settings: `explicit` (the builder's) over the `[http]` table; the
+    /// token from the builder, else `SORA_TOKEN`, else the file. `None` if neither asks for it.
+    #[cfg(feature = "http")]
+    pub(crate) fn http(
+        &self,
+        explicit: Option<crate::http::HttpConfig>,
+    ) -> Option<crate::http::HttpConfig> {
+        let file = self.file.http.as_ref();
+        let mut http = match (explicit, file) {
+            (Some(http), _) => http,
+            (None, Some(file)) => {
+                let mut http = crate::http::HttpConfig::default();
+                if let Some(address) = file.address {
+                    http.address = address;
+                }
+                if let Some(limit) = file.body_limit {
+                    http.body_limit = limit;
+                }
+                http
+            }
+            (None, None) => return None,
+        };
+        if http.token.is_none() {
+            let token = self
+                .token
+                .clone()
+                .or_else(|| file.and_then(|f| f.token.clone()));
+            http.token = token.map(|t| std::sync::Arc::from(t.0));
+        }
+        Some(http)
+    }
+
+    /// Refuses an `[http]` table in a build without the control plane.
+    #[cfg(not(feature = "http"))]
+    pub(crate) fn refuse_http(&self) -> Result<(), Error> {
+        match &self.file.http {
+            Some(_) => Err(self.error_at(
+                &["http".to_owned()],
+                "this build has no HTTP control plane (the `http` feature is off)".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The `[services.KEY]` tables that name no registered service.

@@ -23,6 +23,28 @@ pub(crate) struct FileConfig {
     pub(crate) strategy: Option<Strategy>,
     #[serde(default)]
     pub(crate) services: BTreeMap<String, ServiceFile>,
+    pub(crate) http: Option<HttpFile>,
+}
+
+/// `[http]`: the control plane, served when the table is present.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) struct HttpFile {
+    pub(crate) address: Option<std::net::SocketAddr>,
+    pub(crate) token: Option<Secret>,
+    pub(crate) body_limit: Option<usize>,
+}
+
+/// A value that is never shown in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }
 
 /// One `[services.NAME]` table.

@@ -84,6 +84,15 @@ impl<S: Service> Pending for PendingService<S> {
     }
 }
 
+/// Everything `start` needs, configured.
+struct Resolved {
+    config: RuntimeConfig,
+    /// In start order.
+    pending: Vec<Box<dyn Pending>>,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::HttpConfig>,
+}
+
 /// What the program set on the builder: above any configuration.
 #[derive(Debug, Default)]
 struct Overrides {
@@ -309,8 +318,10 @@ impl RuntimeBuilder {
     }
 
     /// Every service to register, configured, in start order.
-    fn resolve(mut self) -> Result<(RuntimeConfig, Vec<Box<dyn Pending>>), Error> {
+    fn resolve(mut self) -> Result<Resolved, Error> {
         let loaded = self.config.read()?;
+        #[cfg(not(feature = "http"))]
+        loaded.refuse_http()?;
         let config = self.runtime_config(&loaded);
         if self.discover {
             let mut discovered = HashSet::new();
@@ -353,7 +364,12 @@ impl RuntimeBuilder {
         // Start-up services first, by order; then the others by descending priority; ties keep
         // registration order (the sort is stable).
         pending.sort_by_key(|p| p.start_key());
-        Ok((config, pending))
+        Ok(Resolved {
+            config,
+            pending,
+            #[cfg(feature = "http")]
+            http: loaded.http(self.http.take()),
+        })
     }
 
     /// Reads the configuration, spawns the supervision tree and starts every enabled service:
@@ -367,12 +383,11 @@ impl RuntimeBuilder {
     /// if the start outlasted the runtime's start-up timeout;
     /// whatever had started is stopped in order first.
     pub async fn start(self) -> Result<Runtime, Error> {
-        #[cfg(feature = "http")]
-        let http = self.http.clone();
-        let (config, pending) = self.resolve()?;
+        let resolved = self.resolve()?;
+        let (config, pending) = (resolved.config, resolved.pending);
         let shared = RuntimeShared::new(config);
         #[cfg(feature = "http")]
-        let http = match http {
+        let http = match resolved.http {
             Some(http) => {
                 let address = http.address;
                 let bound =
