@@ -132,6 +132,27 @@ impl<S: Service> ServiceHandle<S> {
         ErasedService::tell(&*self.cell, command)
     }
 
+    /// Pauses a periodic service's schedule: its ticks are skipped (and counted as skipped)
+    /// until [`resume`](Self::resume); status reports `paused`. A run in progress finishes, and
+    /// an explicit trigger still runs. The pause outlasts restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownCommand`] if the service is not periodic, [`Error::ServiceDisabled`] if
+    /// it is disabled.
+    pub fn pause(&self) -> Result<(), Error> {
+        ErasedService::set_paused(&*self.cell, true)
+    }
+
+    /// Resumes a paused schedule; the next tick runs as scheduled.
+    ///
+    /// # Errors
+    ///
+    /// As [`pause`](Self::pause).
+    pub fn resume(&self) -> Result<(), Error> {
+        ErasedService::set_paused(&*self.cell, false)
+    }
+
     /// The service's status snapshot. Answers at once, even while the service is busy.
     ///
     /// # Errors
@@ -298,6 +319,24 @@ impl ServiceRef {
     /// As [`ServiceHandle::tell`].
     pub fn tell(&self, command: Command) -> Result<(), Error> {
         self.inner.tell(command)
+    }
+
+    /// Pauses a periodic service's schedule; see [`ServiceHandle::pause`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceHandle::pause`].
+    pub fn pause(&self) -> Result<(), Error> {
+        self.inner.set_paused(true)
+    }
+
+    /// Resumes a paused schedule; see [`ServiceHandle::resume`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceHandle::pause`].
+    pub fn resume(&self) -> Result<(), Error> {
+        self.inner.set_paused(false)
     }
 
     /// The service's status snapshot.

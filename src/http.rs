@@ -12,6 +12,8 @@
 //! | GET | `/api/services/{name}/status` | its [`ServiceStatus`](crate::ServiceStatus) |
 //! | POST | `/api/services/{name}/trigger` | runs a periodic service now |
 //! | POST | `/api/services/{name}/check-queue` | the check-queue command |
+//! | POST | `/api/services/{name}/pause` | a periodic service skips its ticks until resumed |
+//! | POST | `/api/services/{name}/resume` | its schedule runs again |
 //! | POST | `/api/services/{name}/process-batch` | body `{"batchSize": 100, "filter": "..."}`, both optional |
 //! | POST | `/api/services/{name}/commands/{command}` | a custom command; the JSON body is its arguments |
 //! | POST | `/api/services/{name}/actions/{action}` | JSON parameters in, JSON reply out |
@@ -127,6 +129,8 @@ pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
             "/api/services/{name}/check-queue",
             post(routes::check_queue),
         )
+        .route("/api/services/{name}/pause", post(routes::pause))
+        .route("/api/services/{name}/resume", post(routes::resume))
         .route(
             "/api/services/{name}/process-batch",
             post(routes::process_batch),

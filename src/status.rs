@@ -106,6 +106,9 @@ pub struct ServiceStatus {
     pub events_emitted: u64,
     /// Events of its that subscribers lost to their overflow policy.
     pub events_dropped: u64,
+    /// Whether an operator paused its schedule (see
+    /// [`ServiceHandle::pause`](crate::ServiceHandle::pause)).
+    pub paused: bool,
 }
 
 /// What kind of service this is; one service may be several.

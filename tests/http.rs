@@ -544,3 +544,34 @@ fn sora_token_outranks_the_file() {
         Ok(())
     });
 }
+
+#[tokio::test]
+async fn pause_and_resume_show_in_status() {
+    let node = node().await;
+    let send = |path: &'static str| {
+        let request = node.post(path);
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let no_content = (StatusCode::NO_CONTENT, Value::Null);
+    assert_eq!(send("/api/services/batcher/pause").await, no_content);
+    assert_eq!(
+        node.get("/api/services/batcher/status").await.1["paused"],
+        true
+    );
+    assert_eq!(send("/api/services/batcher/resume").await, no_content);
+    assert_eq!(
+        node.get("/api/services/batcher/status").await.1["paused"],
+        false
+    );
+    let (status, body) = send("/api/services/Translator/pause").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_command"))
+    );
+    let (status, body) = send("/api/services/Off/pause").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("service_disabled"))
+    );
+    node.stop().await;
+}

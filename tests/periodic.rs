@@ -271,3 +271,56 @@ async fn a_service_without_a_schedule_refuses_trigger() {
     assert!(matches!(err, Error::UnknownCommand { .. }), "{err}");
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_schedule_skips_its_ticks_until_resumed() {
+    for missed in [MissedTick::Skip, MissedTick::Delay] {
+        let journal = Journal::default();
+        let schedule = Schedule::every(Duration::from_secs(10)).missed_ticks(missed);
+        let (runtime, cleanup) = start_with(&journal, Duration::ZERO, schedule).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(runs(&journal), ["run@10"], "{missed:?}");
+
+        cleanup.pause().unwrap();
+        assert!(cleanup.status().await.unwrap().paused);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            runs(&journal),
+            ["run@10"],
+            "{missed:?}: no run while paused"
+        );
+        let status = cleanup.status().await.unwrap();
+        assert_eq!(status.skipped, 3, "{missed:?}: ticks at 20, 30, 40 skipped");
+
+        // A trigger is an operator's explicit request: it runs even while paused.
+        cleanup.trigger().await.unwrap();
+        assert_eq!(runs(&journal), ["run@10", "run@45"], "{missed:?}");
+
+        cleanup.resume().unwrap();
+        assert!(!cleanup.status().await.unwrap().paused);
+        // Skip: the fixed-rate tick at 50; Delay: one period after the triggered run, at 55.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert_eq!(
+            runs(&journal).len(),
+            3,
+            "{missed:?}: the schedule runs again"
+        );
+        runtime.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_periodic_service_can_be_paused() {
+    let journal = Journal::default();
+    let runtime = Runtime::builder()
+        .service(translator(&journal, None))
+        .start()
+        .await
+        .unwrap();
+    let translator = runtime.service::<Translator>().unwrap();
+    assert!(matches!(
+        translator.pause(),
+        Err(Error::UnknownCommand { command, .. }) if command == "pause"
+    ));
+    runtime.shutdown().await.unwrap();
+}

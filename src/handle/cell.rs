@@ -214,6 +214,7 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
         options: CallOptions,
     ) -> BoxFuture<'static, Result<(), Error>>;
     fn tell(&self, command: Command) -> Result<(), Error>;
+    fn set_paused(&self, paused: bool) -> Result<(), Error>;
     fn health(self: Arc<Self>) -> BoxFuture<'static, Health>;
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool>;
 }
@@ -343,6 +344,26 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     fn tell(&self, command: Command) -> Result<(), Error> {
         let call = EnvelopeKind::command(command, CallOptions::default(), None);
         self.deliver(call, Delivery::Batched)
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), Error> {
+        if !self.shared.enabled {
+            return Err(self.shared.unavailable());
+        }
+        if self.def.schedule.is_none() {
+            return Err(Error::UnknownCommand {
+                service: self.name().to_owned(),
+                command: if paused { "pause" } else { "resume" }.to_owned(),
+            });
+        }
+        let was = self
+            .shared
+            .paused
+            .swap(paused, std::sync::atomic::Ordering::Relaxed);
+        if was != paused {
+            tracing::info!(service = self.name(), paused, "schedule paused or resumed");
+        }
+        Ok(())
     }
 
     fn health(self: Arc<Self>) -> BoxFuture<'static, Health> {

@@ -286,7 +286,16 @@ fn on_tick<S: Service>(state: &mut HostState<S>) {
         cell.shared
             .set_next_run(Some(Instant::now() + schedule.period));
     }
-    if state.ticks.running {
+    if cell.shared.paused.load(Ordering::Relaxed) {
+        cell.shared.skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(service = %cell.shared.name, "tick skipped: the service is paused");
+        if schedule.missed == MissedTick::Delay {
+            // No run will end to schedule the next tick: keep the clock going.
+            cell.shared
+                .set_next_run(Some(Instant::now() + schedule.period));
+            state.ticker = Some(tick_after(state.inc.host.clone(), schedule.period));
+        }
+    } else if state.ticks.running {
         cell.shared.skipped.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(service = %cell.shared.name, "tick skipped: the last run is still going");
         if schedule.missed == MissedTick::RunOnce {

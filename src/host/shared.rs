@@ -32,6 +32,8 @@ pub(crate) struct ServiceShared {
     pub(crate) settings: Option<SettingsValue>,
     /// Whether it runs in this runtime; a disabled service is never started.
     pub(crate) enabled: bool,
+    /// Paused by an operator: its scheduled ticks are skipped until it is resumed.
+    pub(crate) paused: AtomicBool,
     state: AtomicU8,
     pub(crate) runs: AtomicU64,
     pub(crate) skipped: AtomicU64,
@@ -80,6 +82,7 @@ impl ServiceShared {
             events: events.into_boxed_slice(),
             settings,
             enabled,
+            paused: AtomicBool::new(false),
             state: AtomicU8::new(state.as_u8()),
             runs: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -246,6 +249,7 @@ impl ServiceShared {
             last_failure: self.last_failure(),
             events_emitted: self.source.emitted.load(Ordering::Relaxed),
             events_dropped: self.source.dropped.load(Ordering::Relaxed),
+            paused: self.paused.load(Ordering::Relaxed),
         }
     }
 }

@@ -181,6 +181,22 @@ pub(crate) async fn check_queue(
     run_command(&api, &name, Command::CheckQueue, options).await
 }
 
+pub(crate) async fn pause(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    service(&api, &name)?.pause()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn resume(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    service(&api, &name)?.resume()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The body of `process-batch`: `{"batchSize": 100, "filter": "..."}`, both optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
