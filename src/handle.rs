@@ -249,6 +249,15 @@ impl ServiceRef {
         self.chain().on::<E>()
     }
 
+    /// Starts a subscription chain with a clause for every event the service emits, each
+    /// payload decoded from JSON into `T`.
+    pub fn on_any<T>(&self) -> On<T, (), Decoded>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.chain().on_any()
+    }
+
     fn chain(&self) -> Chain {
         let events = self.inner.shared().runtime.events.clone();
         Chain::new(events, Target::Service(self.inner.clone()))

@@ -418,6 +418,26 @@ impl RuntimeHandle {
         self.chain().on_named(event)
     }
 
+    /// Starts a subscription chain with a clause for every event of every service, each
+    /// payload decoded from JSON into `T` (`serde_json::Value` takes any).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sora::Error> {
+    /// # let runtime = sora::Runtime::builder().start().await?;
+    /// let all = runtime.on_any::<serde_json::Value>().stream().await?;
+    /// # drop(all);
+    /// # runtime.shutdown().await }
+    /// ```
+    pub fn on_any<T>(&self) -> On<T, (), Decoded>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.chain().on_any()
+    }
+
     fn chain(&self) -> Chain {
         let services = self.shared.by_name.iter().map(|e| e.clone()).collect();
         Chain::new(self.shared.events.clone(), Target::Any(services))

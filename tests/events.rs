@@ -699,3 +699,54 @@ async fn shutdown_delivers_what_was_emitted_then_ends_every_subscription() {
     let late = runtime.on::<Numbered>().stream().await.unwrap_err();
     assert!(matches!(late, Error::ShuttingDown), "{late}");
 }
+
+#[tokio::test]
+async fn a_subscription_to_any_event_hears_every_name_from_its_target() {
+    let runtime = start().await;
+    let mut everything = runtime
+        .on_any::<serde_json::Value>()
+        .capture()
+        .await
+        .unwrap();
+    let mut emitter_only = runtime
+        .service_by_name("Emitter")
+        .unwrap()
+        .on_any::<serde_json::Value>()
+        .capture()
+        .await
+        .unwrap();
+    runtime
+        .service::<Emitter>()
+        .unwrap()
+        .act(burst("a", 2))
+        .await
+        .unwrap();
+    runtime
+        .service::<Translator>()
+        .unwrap()
+        .act(Translate {
+            text: "olá".into(),
+            to: "en".into(),
+        })
+        .await
+        .unwrap();
+    let all = everything.wait_for(3).await;
+    let seen: Vec<(&str, &str)> = all.iter().map(|e| (e.service(), e.name())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("Emitter", "numbered"),
+            ("Emitter", "numbered"),
+            ("Translator", "TranslationCompleted")
+        ]
+    );
+    assert_eq!(all[1].payload()["n"], 2);
+    assert_eq!(all[2].payload()["to"], "en");
+    emitter_only.wait_for(2).await;
+    // Everything emitted has been fanned out: nothing from the translator came in.
+    runtime.events().flush().await;
+    let mine = emitter_only.events();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|e| e.service() == "Emitter"));
+    runtime.shutdown().await.unwrap();
+}

@@ -142,6 +142,15 @@ impl<S> Chain<S> {
         On::new(self, Arc::from(event), check)
     }
 
+    /// Adds a clause for events of every name from the chain's target, each payload decoded
+    /// from JSON into `T` (`serde_json::Value` takes any): for logs, audits and relays.
+    pub fn on_any<T>(self) -> On<T, S, Decoded>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        On::new(self, Arc::from(super::index::ANY_EVENT), Ok(()))
+    }
+
     /// Subscribes every clause of the chain; events emitted after this returns reach them.
     ///
     /// # Errors

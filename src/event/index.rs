@@ -177,6 +177,9 @@ impl Member {
 type Groups = Vec<(TypeId, Box<dyn AnyGroup>)>;
 
 /// Event name -> its groups; subscription id -> where it is.
+/// The name under which a subscription takes events of every name.
+pub(crate) const ANY_EVENT: &str = "*";
+
 #[derive(Default)]
 pub(crate) struct Index {
     events: HashMap<Arc<str>, Groups>,
@@ -199,12 +202,15 @@ impl Index {
         }
     }
 
-    /// Offers `record` to every subscription of its name; returns those that have ended.
+    /// Offers `record` to every subscription of its name and to every subscription of any
+    /// name; returns those that have ended.
     pub(crate) fn fan_out(&mut self, record: &Shared) -> Vec<Arc<dyn Deliver>> {
         let mut gone = Vec::new();
-        if let Some(groups) = self.events.get_mut(&*record.meta().name) {
-            for (_, group) in groups.iter_mut() {
-                group.fan_out(record, &mut gone);
+        for name in [&*record.meta().name, ANY_EVENT] {
+            if let Some(groups) = self.events.get_mut(name) {
+                for (_, group) in groups.iter_mut() {
+                    group.fan_out(record, &mut gone);
+                }
             }
         }
         for sub in &gone {
