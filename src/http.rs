@@ -17,6 +17,7 @@
 //! | POST | `/api/services/{name}/process-batch` | body `{"batchSize": 100, "filter": "..."}`, both optional |
 //! | POST | `/api/services/{name}/commands/{command}` | a custom command; the JSON body is its arguments |
 //! | POST | `/api/services/{name}/actions/{action}` | JSON parameters in, JSON reply out |
+//! | GET | `/api/events` | server-sent events, `?service=S&event=E`; `Last-Event-ID` resumes |
 //! | GET | `/health` | every service's health; 200 when healthy or degraded, 503 when unhealthy |
 //! | GET | `/health/live` | 200 while the runtime runs |
 //! | GET | `/health/ready` | 200 once start-up is over and every service is ready |
@@ -31,6 +32,7 @@
 //! [`RuntimeBuilder::http`]: crate::RuntimeBuilder::http
 
 mod error;
+mod live;
 mod routes;
 
 use std::net::SocketAddr;
@@ -121,8 +123,11 @@ impl Default for HttpConfig {
 }
 
 /// The control plane's endpoints over `runtime`, to serve or to mount in another router.
+///
+/// Call it inside a Tokio runtime: it subscribes to every event at once, for the live stream.
 pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
-    let api = Api { runtime };
+    let live = live::Live::start(&runtime);
+    let api = Api { runtime, live };
     let calls = Router::new()
         .route("/api/services/{name}/trigger", post(routes::trigger))
         .route(
@@ -148,6 +153,7 @@ pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
         .route("/api/services", get(routes::list))
         .route("/api/services/{name}", get(routes::info))
         .route("/api/services/{name}/status", get(routes::status))
+        .route("/api/events", get(live::events))
         .route("/health", get(routes::health))
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))

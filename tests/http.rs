@@ -24,11 +24,13 @@ impl Service for Batcher {
             .periodic(Schedule::every(Duration::from_secs(3600)))
             .command(Command::PROCESS_BATCH)
             .command(Command::CHECK_QUEUE)
-            .command("reindex");
+            .command("reindex")
+            .emits::<Ticked>();
     }
 
-    async fn tick(&self, _: &Context) -> Result<(), BoxError> {
+    async fn tick(&self, ctx: &Context) -> Result<(), BoxError> {
         self.journal.push("tick");
+        ctx.emit(Ticked)?;
         Ok(())
     }
 
@@ -41,6 +43,14 @@ impl Service for Batcher {
         });
         Ok(())
     }
+}
+
+/// Emitted by every run of the batcher.
+#[derive(Debug, serde::Serialize)]
+struct Ticked;
+
+impl sora::Event for Ticked {
+    const NAME: &'static str = "ticked";
 }
 
 /// Registered, disabled.
@@ -572,6 +582,195 @@ async fn pause_and_resume_show_in_status() {
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::CONFLICT, Some("service_disabled"))
+    );
+    node.stop().await;
+}
+
+/// One server-sent event as a client reads it.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Sse {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
+/// Reads server-sent events from a streaming response.
+struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(node: &Node, path: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut request = node.client.get(format!("{}{path}", node.base));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped).
+    async fn next(&mut self) -> Sse {
+        use futures::StreamExt;
+        within(async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let mut sse = Sse::default();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("id: ") {
+                            sse.id = Some(v.to_owned());
+                        } else if let Some(v) = line.strip_prefix("event: ") {
+                            sse.event = Some(v.to_owned());
+                        } else if let Some(v) = line.strip_prefix("data: ") {
+                            sse.data.push_str(v);
+                        }
+                    }
+                    if sse.event.is_some() || !sse.data.is_empty() {
+                        return sse;
+                    }
+                    continue;
+                }
+                let chunk = self.body.next().await.expect("the stream ended").unwrap();
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await
+    }
+}
+
+async fn translate(node: &Node, text: &str) {
+    node.runtime
+        .service::<Translator>()
+        .unwrap()
+        .act(Translate {
+            text: text.into(),
+            to: "en".into(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn events_stream_live_with_ids_and_filters() {
+    let node = node().await;
+    let mut all = SseReader::open(&node, "/api/events", None).await;
+    let mut translations = SseReader::open(&node, "/api/events?service=Translator", None).await;
+    let mut ticks = SseReader::open(&node, "/api/events?event=ticked", None).await;
+    node.runtime
+        .service::<Batcher>()
+        .unwrap()
+        .trigger()
+        .await
+        .unwrap();
+    translate(&node, "olá").await;
+
+    let first = all.next().await;
+    assert_eq!(first.event.as_deref(), Some("ticked"));
+    let second = all.next().await;
+    assert_eq!(second.event.as_deref(), Some("TranslationCompleted"));
+    let data: Value = serde_json::from_str(&second.data).unwrap();
+    assert_eq!(data["service"], "Translator");
+    assert_eq!(data["payload"], json!({"text": "olá", "to": "en"}));
+    assert_eq!(second.id, Some(data["id"].to_string()));
+    let (a, b): (u64, u64) = (
+        first.id.unwrap().parse().unwrap(),
+        second.id.unwrap().parse().unwrap(),
+    );
+    assert!(a < b, "ids increase");
+
+    // The filtered streams saw only theirs.
+    assert_eq!(
+        translations.next().await.event.as_deref(),
+        Some("TranslationCompleted")
+    );
+    assert_eq!(ticks.next().await.event.as_deref(), Some("ticked"));
+
+    let (status, body) = node.get("/api/events?service=Nobody").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_service"))
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_what_it_missed() {
+    let node = node().await;
+    let mut client = SseReader::open(&node, "/api/events", None).await;
+    translate(&node, "one").await;
+    let seen = client.next().await.id.unwrap();
+    drop(client);
+    translate(&node, "two").await;
+    translate(&node, "three").await;
+    // A watcher proves the ring has both before the client comes back.
+    let mut watcher = SseReader::open(&node, "/api/events", Some(&seen)).await;
+    let missed = [watcher.next().await, watcher.next().await];
+    let texts: Vec<String> = missed
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.data).unwrap()["payload"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
+    translate(&node, "four").await;
+    let live: Value = serde_json::from_str(&watcher.next().await.data).unwrap();
+    assert_eq!(live["payload"]["text"], "four", "then it follows live");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_gap_larger_than_the_ring_is_reported() {
+    let node = node().await;
+    let mut first = SseReader::open(&node, "/api/events", None).await;
+    translate(&node, "0").await;
+    let start = first.next().await.id.unwrap();
+    // More events than the ring keeps (1024).
+    for n in 1..=1100 {
+        translate(&node, &n.to_string()).await;
+    }
+    let mut last = String::new();
+    for _ in 0..1100 {
+        last = first.next().await.id.unwrap();
+    }
+    let mut late = SseReader::open(&node, "/api/events", Some(&start)).await;
+    let gap = late.next().await;
+    assert_eq!(gap.event.as_deref(), Some("gap"));
+    let gap: Value = serde_json::from_str(&gap.data).unwrap();
+    let start: u64 = start.parse().unwrap();
+    let last: u64 = last.parse().unwrap();
+    assert_eq!(gap["from"], start + 1);
+    let to = gap["to"].as_u64().unwrap();
+    assert_eq!(to, last - 1024, "everything older than the ring's oldest");
+    // Then the ring, from its oldest event.
+    let next = late.next().await;
+    assert_eq!(next.id, Some((to + 1).to_string()));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_last_event_id_is_refused() {
+    let node = node().await;
+    let response = node
+        .client
+        .get(format!("{}/api/events", node.base))
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
     );
     node.stop().await;
 }

@@ -386,6 +386,10 @@ where
     ///
     /// The errors of [`Chain::subscribe`].
     pub async fn stream(self) -> Result<EventStream<T>, Error> {
+        self.stream_now()
+    }
+
+    pub(crate) fn stream_now(self) -> Result<EventStream<T>, Error> {
         let (mut chain, member, sub) = self.build(Sink::Poll);
         chain.clauses.push(Clause {
             member,

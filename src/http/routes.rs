@@ -25,6 +25,7 @@ pub(crate) const CORRELATION_HEADER: &str = "x-correlation-id";
 #[derive(Clone)]
 pub(crate) struct Api {
     pub(crate) runtime: RuntimeHandle,
+    pub(crate) live: Arc<super::live::Live>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,251 @@
+//! Live events: every event the services emit, kept in a bounded ring and streamed to clients
+//! as server-sent events; a client that reconnects with `Last-Event-ID` gets what it missed.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::{Stream, StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::routes::Api;
+use crate::runtime::RuntimeHandle;
+
+/// How many recent events the ring keeps for clients that reconnect.
+pub(crate) const RING: usize = 1024;
+
+/// One event as the stream sends it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LiveEvent {
+    id: u64,
+    service: String,
+    event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    emitted_at_ms: u64,
+    payload: serde_json::Value,
+    /// The JSON of all of the above, rendered once for every client.
+    #[serde(skip)]
+    json: String,
+}
+
+/// The ring of recent events and the channel of new ones.
+pub(crate) struct Live {
+    state: Mutex<Ring>,
+}
+
+struct Ring {
+    events: VecDeque<Arc<LiveEvent>>,
+    /// The newest id seen, kept when the ring is empty.
+    newest: u64,
+    /// Closed (taken) when the runtime's events end, which ends every client's stream.
+    tx: Option<broadcast::Sender<Arc<LiveEvent>>>,
+}
+
+impl Live {
+    /// Subscribes to every event of `runtime` and keeps the ring.
+    pub(crate) fn start(runtime: &RuntimeHandle) -> Arc<Live> {
+        let (tx, _) = broadcast::channel(RING);
+        let live = Arc::new(Live {
+            state: Mutex::new(Ring {
+                events: VecDeque::with_capacity(RING),
+                newest: 0,
+                tx: Some(tx),
+            }),
+        });
+        let feed = runtime
+            .on_any::<serde_json::Value>()
+            .queue(RING * 4, crate::Overflow::DropOldest)
+            .stream_now();
+        let feeder = live.clone();
+        match feed {
+            Ok(mut events) => {
+                tokio::spawn(async move {
+                    while let Some(e) = events.next().await {
+                        let at = e
+                            .emitted_at()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default();
+                        let mut event = LiveEvent {
+                            id: e.id(),
+                            service: e.service().to_owned(),
+                            event: e.name().to_owned(),
+                            correlation_id: e.correlation_id().map(str::to_owned),
+                            emitted_at_ms: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
+                            payload: e.payload().clone(),
+                            json: String::new(),
+                        };
+                        event.json = serde_json::to_string(&event).unwrap_or_default();
+                        feeder.push(Arc::new(event));
+                    }
+                    feeder.close();
+                });
+            }
+            Err(err) => {
+                tracing::warn!(%err, "control plane: no live events");
+                live.close();
+            }
+        }
+        live
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, event: Arc<LiveEvent>) {
+        let mut ring = self.ring();
+        if ring.events.len() == RING {
+            ring.events.pop_front();
+        }
+        ring.newest = event.id;
+        ring.events.push_back(event.clone());
+        if let Some(tx) = &ring.tx {
+            let _ = tx.send(event);
+        }
+    }
+
+    fn close(&self) {
+        self.ring().tx = None;
+    }
+
+    /// What a client gets: the events after `last` still in the ring, the gap if some are gone,
+    /// and the channel of new ones (opened under the same lock, so nothing falls between).
+    fn attach(&self, last: Option<u64>) -> Attached {
+        let ring = self.ring();
+        let (backlog, gap) = match last {
+            None => (Vec::new(), None),
+            Some(last) => {
+                let backlog: Vec<_> = ring
+                    .events
+                    .iter()
+                    .filter(|e| e.id > last)
+                    .cloned()
+                    .collect();
+                let oldest_kept = ring.events.front().map_or(ring.newest + 1, |e| e.id);
+                let gap = (last + 1 < oldest_kept && last < ring.newest).then(|| Gap {
+                    from: Some(last + 1),
+                    to: Some(oldest_kept - 1),
+                    missed: None,
+                });
+                (backlog, gap)
+            }
+        };
+        Attached {
+            backlog,
+            gap,
+            rx: ring.tx.as_ref().map(broadcast::Sender::subscribe),
+        }
+    }
+}
+
+struct Attached {
+    backlog: Vec<Arc<LiveEvent>>,
+    gap: Option<Gap>,
+    rx: Option<broadcast::Receiver<Arc<LiveEvent>>>,
+}
+
+/// Events a client cannot get: older than the ring, or dropped because it read too slowly.
+#[derive(Debug, Serialize)]
+struct Gap {
+    /// The first id missed, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<u64>,
+    /// The last id missed, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<u64>,
+    /// How many were missed, when the ids are not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missed: Option<u64>,
+}
+
+impl Gap {
+    fn event(&self) -> SseEvent {
+        SseEvent::default()
+            .event("gap")
+            .data(serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// `GET /api/events?service=S&event=E`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    service: Option<String>,
+    event: Option<String>,
+}
+
+enum Item {
+    Event(Arc<LiveEvent>),
+    Lagged(u64),
+}
+
+pub(crate) async fn events(
+    State(api): State<Api>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(name) = &query.service {
+        api.runtime.service_by_name(name)?;
+    }
+    let last = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event id"))?,
+        ),
+        None => None,
+    };
+    let Attached { backlog, gap, rx } = api.live.attach(last);
+    let live = stream::unfold(rx, |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Ok(event) => Some((Item::Event(event), Some(rx))),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some((Item::Lagged(n), Some(rx))),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    });
+    let wanted = move |e: &LiveEvent| {
+        query.service.as_deref().is_none_or(|s| s == e.service)
+            && query.event.as_deref().is_none_or(|n| n == e.event)
+    };
+    let items = stream::iter(backlog.into_iter().map(Item::Event)).chain(live);
+    let events = items.filter_map(move |item| {
+        let out = match item {
+            Item::Event(e) if wanted(&e) => Some(
+                SseEvent::default()
+                    .id(e.id.to_string())
+                    .event(&e.event)
+                    .data(&e.json),
+            ),
+            Item::Event(_) => None,
+            Item::Lagged(n) => Some(
+                Gap {
+                    from: None,
+                    to: None,
+                    missed: Some(n),
+                }
+                .event(),
+            ),
+        };
+        std::future::ready(out)
+    });
+    let stream = stream::iter(gap.map(|g| g.event()))
+        .chain(events)
+        .map(Ok::<_, Infallible>);
+    Ok(
+        Sse::new(Box::pin(stream) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>)
+            .keep_alive(KeepAlive::default()),
+    )
+}
