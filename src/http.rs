@@ -209,7 +209,7 @@ impl Bound {
     }
 
     /// Serves until the runtime has stopped.
-    pub(crate) fn serve(self, runtime: RuntimeHandle) {
+    pub(crate) fn serve(self, runtime: RuntimeHandle) -> tokio::task::JoinHandle<()> {
         let app = router(runtime.clone(), &self.config);
         let address = self.local_addr().ok();
         tokio::spawn(async move {
@@ -223,6 +223,6 @@ impl Bound {
             {
                 tracing::error!(%err, "control plane stopped");
             }
-        });
+        })
     }
 }

@@ -45,6 +45,9 @@ const STOPPED: u8 = 3;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How long shutdown waits for the control plane's open requests once the services are down.
+const HTTP_STOP: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub(crate) struct RuntimeConfig {
     pub(crate) strategy: Strategy,
@@ -83,6 +86,8 @@ pub(crate) struct RuntimeShared {
     startup_deadline: OnceLock<tokio::time::Instant>,
     /// Where the control plane listens, if it is served.
     pub(crate) http_address: OnceLock<Option<std::net::SocketAddr>>,
+    /// The control plane's server, which stops once the runtime has.
+    pub(crate) http_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RuntimeShared {
@@ -99,6 +104,7 @@ impl RuntimeShared {
             events: EventsShared::new(),
             startup_deadline: OnceLock::new(),
             http_address: OnceLock::new(),
+            http_task: std::sync::Mutex::new(None),
         })
     }
 
@@ -167,8 +173,24 @@ impl RuntimeShared {
             self.finish(Ok(()));
         }
         let outcome = self.wait().await;
+        self.stop_http().await;
         self.phase.store(STOPPED, Ordering::Release);
         outcome
+    }
+
+    /// Waits (a little) for the control plane to close its connections and stop listening.
+    async fn stop_http(&self) {
+        let task = self
+            .http_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut task) = task {
+            if tokio::time::timeout(HTTP_STOP, &mut task).await.is_err() {
+                tracing::warn!("the control plane did not stop within {HTTP_STOP:?}; aborting it");
+                task.abort();
+            }
+        }
     }
 }
 

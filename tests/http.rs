@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sora::http::HttpConfig;
@@ -471,16 +472,17 @@ async fn the_server_stops_with_the_runtime() {
     let node = node().await;
     let base = node.base.clone();
     let client = node.client.clone();
+    // An open event stream does not hold the shutdown up: it ends with the runtime.
+    let mut events = SseReader::open(&node, "/api/events", None).await;
     node.stop().await;
-    let refused = within(async {
-        loop {
-            match client.get(format!("{base}/health/live")).send().await {
-                Err(err) => break err,
-                Ok(_) => tokio::task::yield_now().await,
-            }
-        }
-    })
-    .await;
+    let ended = within(events.body.next()).await;
+    assert!(ended.is_none_or(|chunk| chunk.is_err()), "the stream ended");
+    // Once shutdown has returned, nothing listens any more.
+    let refused = client
+        .get(format!("{base}/health/live"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(refused.is_connect() || refused.is_request(), "{refused}");
 }
 
@@ -617,7 +619,6 @@ impl SseReader {
 
     /// The next event (keep-alive comments skipped).
     async fn next(&mut self) -> Sse {
-        use futures::StreamExt;
         within(async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {

@@ -426,7 +426,8 @@ impl RuntimeBuilder {
                 shared.phase.store(RUNNING, Ordering::Release);
                 #[cfg(feature = "http")]
                 if let Some(http) = http {
-                    http.serve(runtime.handle());
+                    let task = http.serve(runtime.handle());
+                    *shared.http_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
                 }
                 Ok(runtime)
             }
