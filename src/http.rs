@@ -18,6 +18,7 @@
 //! | POST | `/api/services/{name}/commands/{command}` | a custom command; the JSON body is its arguments |
 //! | POST | `/api/services/{name}/actions/{action}` | JSON parameters in, JSON reply out |
 //! | GET | `/api/events` | server-sent events, `?service=S&event=E`; `Last-Event-ID` resumes |
+//! | GET | `/metrics` | Prometheus text: per service and per action |
 //! | GET | `/health` | every service's health; 200 when healthy or degraded, 503 when unhealthy |
 //! | GET | `/health/live` | 200 while the runtime runs |
 //! | GET | `/health/ready` | 200 once start-up is over and every service is ready |
@@ -33,6 +34,7 @@
 
 mod error;
 mod live;
+pub(crate) mod metrics;
 mod routes;
 
 use std::net::SocketAddr;
@@ -127,7 +129,12 @@ impl Default for HttpConfig {
 /// Call it inside a Tokio runtime: it subscribes to every event at once, for the live stream.
 pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
     let live = live::Live::start(&runtime);
-    let api = Api { runtime, live };
+    let metrics = runtime.metrics();
+    let api = Api {
+        runtime,
+        live,
+        metrics,
+    };
     let calls = Router::new()
         .route("/api/services/{name}/trigger", post(routes::trigger))
         .route(
@@ -154,6 +161,7 @@ pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
         .route("/api/services/{name}", get(routes::info))
         .route("/api/services/{name}/status", get(routes::status))
         .route("/api/events", get(live::events))
+        .route("/metrics", get(routes::metrics))
         .route("/health", get(routes::health))
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))

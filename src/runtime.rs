@@ -88,6 +88,9 @@ pub(crate) struct RuntimeShared {
     pub(crate) http_address: OnceLock<Option<std::net::SocketAddr>>,
     /// The control plane's server, which stops once the runtime has.
     pub(crate) http_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The runtime's metrics, kept once something serves them.
+    #[cfg(feature = "http")]
+    pub(crate) metrics: OnceLock<Arc<crate::http::metrics::Metrics>>,
 }
 
 impl RuntimeShared {
@@ -105,6 +108,8 @@ impl RuntimeShared {
             startup_deadline: OnceLock::new(),
             http_address: OnceLock::new(),
             http_task: std::sync::Mutex::new(None),
+            #[cfg(feature = "http")]
+            metrics: OnceLock::new(),
         })
     }
 
@@ -176,6 +181,14 @@ impl RuntimeShared {
         self.stop_http().await;
         self.phase.store(STOPPED, Ordering::Release);
         outcome
+    }
+
+    /// The runtime's metrics, kept from now on.
+    #[cfg(feature = "http")]
+    pub(crate) fn metrics(&self) -> Arc<crate::http::metrics::Metrics> {
+        self.metrics
+            .get_or_init(|| Arc::new(crate::http::metrics::Metrics::new()))
+            .clone()
     }
 
     /// Waits (a little) for the control plane to close its connections and stop listening.
@@ -495,6 +508,12 @@ impl RuntimeHandle {
             out.push((service.name().to_owned(), health));
         }
         out
+    }
+
+    /// The runtime's metrics, kept from the first call on.
+    #[cfg(feature = "http")]
+    pub(crate) fn metrics(&self) -> Arc<crate::http::metrics::Metrics> {
+        self.shared.metrics()
     }
 
     /// Where the HTTP control plane listens, if the runtime serves it: the bound address, so

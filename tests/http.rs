@@ -775,3 +775,96 @@ async fn a_bad_last_event_id_is_refused() {
     );
     node.stop().await;
 }
+
+/// The value of the sample `name{labels}` in Prometheus text, if it is there.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_move_when_actions_run() {
+    let node = node().await;
+    let scrape = || async {
+        let response = node
+            .client
+            .get(format!("{}/metrics", node.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    let calls = "sora_service_calls_total{service=\"Translator\"}";
+    assert_eq!(sample(&before, calls), Some(0.0));
+    assert_eq!(
+        sample(&before, "sora_service_up{service=\"Translator\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&before, "sora_service_up{service=\"Off\"}"),
+        Some(0.0)
+    );
+
+    translate(&node, "one").await;
+    translate(&node, "two").await;
+    let refused = node
+        .post("/api/services/Translator/actions/refuse")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    node.runtime
+        .service::<Batcher>()
+        .unwrap()
+        .trigger()
+        .await
+        .unwrap();
+
+    let after = scrape().await;
+    assert_eq!(sample(&after, calls), Some(3.0));
+    assert_eq!(
+        sample(
+            &after,
+            "sora_service_failures_total{service=\"Translator\"}"
+        ),
+        Some(1.0)
+    );
+    let translate = "{service=\"Translator\",action=\"translate\"}";
+    assert_eq!(
+        sample(&after, &format!("sora_action_calls_total{translate}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "sora_action_failures_total{service=\"Translator\",action=\"refuse\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("sora_action_duration_seconds_count{translate}")
+        ),
+        Some(2.0)
+    );
+    assert!(after.contains("sora_action_duration_seconds_bucket{service=\"Translator\",action=\"translate\",le=\"0.0001\"}"), "{after}");
+    assert_eq!(
+        sample(&after, "sora_service_runs_total{service=\"batcher\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&after, "sora_events_emitted_total{service=\"Translator\"}"),
+        Some(2.0)
+    );
+    node.stop().await;
+}

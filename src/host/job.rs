@@ -203,6 +203,7 @@ impl Deadline {
 fn settle<S: Service, T>(
     inc: &Incarnation<S>,
     label: &str,
+    started: Option<Instant>,
     deadline: Option<Deadline>,
     outcome: Outcome<Result<T, BoxError>>,
 ) -> (Result<T, Error>, JobEnd) {
@@ -231,16 +232,34 @@ fn settle<S: Service, T>(
             (Err(err), JobEnd::Panicked(reason))
         }
     };
-    book(inc, result.is_err());
+    book(inc, label, started, result.is_err());
     (result, end)
 }
 
-fn book<S: Service>(inc: &Incarnation<S>, failed: bool) {
+/// Counts a settled call; with metrics served, records it there too (`started` is taken only
+/// then: see [`clock`]).
+fn book<S: Service>(inc: &Incarnation<S>, label: &str, started: Option<Instant>, failed: bool) {
     let shared = &inc.cell.shared;
     shared.calls.fetch_add(1, Ordering::Relaxed);
     if failed {
         shared.failures.fetch_add(1, Ordering::Relaxed);
     }
+    #[cfg(feature = "http")]
+    if let (Some(metrics), Some(started)) = (shared.runtime.metrics.get(), started) {
+        metrics.record(&shared.name, label, started.elapsed(), failed);
+    }
+    #[cfg(not(feature = "http"))]
+    let _ = (label, started);
+}
+
+/// The start of a call, when metrics are kept; nothing (and no clock read) otherwise.
+fn clock<S: Service>(inc: &Incarnation<S>) -> Option<Instant> {
+    #[cfg(feature = "http")]
+    if inc.cell.shared.runtime.metrics.get().is_some() {
+        return Some(Instant::now());
+    }
+    let _ = inc;
+    None
 }
 
 fn timeout(service: &str, label: &str, after: Duration) -> Error {
@@ -261,7 +280,9 @@ fn expired<S: Service>(
     if Instant::now() < d.at {
         return None;
     }
-    book(inc, true);
+    // It waited its whole timeout in the queue: that is its latency.
+    let queued_at = clock(inc).map(|_| d.at.checked_sub(d.after).unwrap_or(d.at));
+    book(inc, label, queued_at, true);
     Some(timeout(inc.cell.name(), label, d.after))
 }
 
@@ -303,6 +324,7 @@ where
                 action = A::NAME,
                 correlation_id = correlation_id.as_deref(),
             );
+            let started = clock(&inc);
             let outcome = guarded_call(
                 inc.svc.handle(action, &ctx),
                 deadline.map(|d| d.at),
@@ -311,7 +333,7 @@ where
                 correlation_id,
             )
             .await;
-            let (result, end) = settle(&inc, A::NAME, deadline, outcome);
+            let (result, end) = settle(&inc, A::NAME, started, deadline, outcome);
             let _ = reply.send(result);
             end
         })
@@ -393,6 +415,7 @@ impl<S: Service> Submit<S> for CommandJob {
                 command = %label,
                 correlation_id = correlation_id.as_deref(),
             );
+            let started = clock(&inc);
             let outcome = guarded_call(
                 inc.svc.command(command, &ctx),
                 deadline.map(|d| d.at),
@@ -401,7 +424,7 @@ impl<S: Service> Submit<S> for CommandJob {
                 correlation_id,
             )
             .await;
-            let (result, end) = settle(&inc, &label, deadline, outcome);
+            let (result, end) = settle(&inc, &label, started, deadline, outcome);
             if let Some(reply) = reply {
                 let _ = reply.send(result);
             }

@@ -26,6 +26,7 @@ pub(crate) const CORRELATION_HEADER: &str = "x-correlation-id";
 pub(crate) struct Api {
     pub(crate) runtime: RuntimeHandle,
     pub(crate) live: Arc<super::live::Live>,
+    pub(crate) metrics: Arc<super::metrics::Metrics>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -316,4 +317,14 @@ pub(crate) async fn ready(State(api): State<Api>) -> Response {
         let body = serde_json::json!({ "status": "not ready" });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
+}
+
+pub(crate) async fn metrics(State(api): State<Api>) -> Response {
+    let text = api.metrics.render(&api.runtime).await;
+    let kind = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, kind);
+    response
 }

@@ -398,6 +398,8 @@ impl RuntimeBuilder {
                             reason: format!("cannot listen on {address}: {e}"),
                         })?;
                 let _ = shared.http_address.set(bound.local_addr().ok());
+                // Calls are counted from the first, start-up included.
+                shared.metrics();
                 Some(bound)
             }
             None => None,
