@@ -136,13 +136,8 @@ pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
         metrics,
     };
     let calls = Router::new()
-        .route("/api/services/{name}/trigger", post(routes::trigger))
-        .route(
-            "/api/services/{name}/check-queue",
-            post(routes::check_queue),
-        )
-        .route("/api/services/{name}/pause", post(routes::pause))
-        .route("/api/services/{name}/resume", post(routes::resume))
+        // trigger, check-queue, pause, resume
+        .route("/api/services/{name}/{verb}", post(routes::verb))
         .route(
             "/api/services/{name}/process-batch",
             post(routes::process_batch),

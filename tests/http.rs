@@ -347,6 +347,18 @@ async fn every_bad_request_gets_its_status_and_stable_code() {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
         ),
+        (
+            "/api/services/batcher/status".into(),
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "/api/services/batcher/launch".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
     ];
     for (path, body, want_status, want_code) in cases {
         let (status, code, whole) = post_code(&node, &path, &body).await;
@@ -710,7 +722,7 @@ async fn a_reconnecting_client_gets_what_it_missed() {
     drop(client);
     translate(&node, "two").await;
     translate(&node, "three").await;
-    // A watcher proves the ring has both before the client comes back.
+    // The client comes back with the last id it saw.
     let mut watcher = SseReader::open(&node, "/api/events", Some(&seen)).await;
     let missed = [watcher.next().await, watcher.next().await];
     let texts: Vec<String> = missed

@@ -163,40 +163,29 @@ async fn run_command(
     Ok(reply(&options, result.map_err(ApiError::from)))
 }
 
-pub(crate) async fn trigger(
+/// `POST /api/services/{name}/{verb}`: `trigger`, `check-queue`, `pause` or `resume`.
+pub(crate) async fn verb(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    Path((name, verb)): Path<(String, String)>,
     query: Result<Query<CallQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    let command = match verb.as_str() {
+        Command::TRIGGER => Command::TriggerNow,
+        Command::CHECK_QUEUE => Command::CheckQueue,
+        "pause" | "resume" => {
+            let service = service(&api, &name)?;
+            if verb == "pause" {
+                service.pause()?;
+            } else {
+                service.resume()?;
+            }
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        _ => return Err(ApiError::not_found()),
+    };
     let options = call_options(query, &headers)?;
-    run_command(&api, &name, Command::TriggerNow, options).await
-}
-
-pub(crate) async fn check_queue(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let options = call_options(query, &headers)?;
-    run_command(&api, &name, Command::CheckQueue, options).await
-}
-
-pub(crate) async fn pause(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
-    service(&api, &name)?.pause()?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) async fn resume(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
-    service(&api, &name)?.resume()?;
-    Ok(StatusCode::NO_CONTENT)
+    run_command(&api, &name, command, options).await
 }
 
 /// The body of `process-batch`: `{"batchSize": 100, "filter": "..."}`, both optional.
