@@ -72,6 +72,7 @@ pub struct HttpConfig {
     pub(crate) address: SocketAddr,
     pub(crate) token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
+    pub(crate) open_probes: bool,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -80,6 +81,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("address", &self.address)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("body_limit", &self.body_limit)
+            .field("open_probes", &self.open_probes)
             .finish()
     }
 }
@@ -94,6 +96,7 @@ impl HttpConfig {
             address,
             token: None,
             body_limit: 1024 * 1024,
+            open_probes: true,
         }
     }
 
@@ -107,6 +110,13 @@ impl HttpConfig {
     /// calls a service (every `POST`). Reading endpoints and health stay open.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Arc::from(token.into()));
+        self
+    }
+
+    /// Whether health and metrics stay open when a token is set (default `true`, so that probes
+    /// and scrapers need no secret); with `false` they need the token too.
+    pub fn open_probes(mut self, open: bool) -> Self {
+        self.open_probes = open;
         self
     }
 
@@ -151,15 +161,23 @@ pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
             config.token.clone(),
             require_token,
         ));
+    let mut probes = Router::new()
+        .route("/metrics", get(routes::metrics))
+        .route("/health", get(routes::health))
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready));
+    if !config.open_probes {
+        probes = probes.route_layer(middleware::from_fn_with_state(
+            config.token.clone(),
+            require_token,
+        ));
+    }
     Router::new()
         .route("/api/services", get(routes::list))
         .route("/api/services/{name}", get(routes::info))
         .route("/api/services/{name}/status", get(routes::status))
         .route("/api/events", get(live::events))
-        .route("/metrics", get(routes::metrics))
-        .route("/health", get(routes::health))
-        .route("/health/live", get(routes::live))
-        .route("/health/ready", get(routes::ready))
+        .merge(probes)
         .merge(calls)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

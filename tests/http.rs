@@ -880,3 +880,21 @@ async fn metrics_move_when_actions_run() {
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn probes_can_require_the_token_too() {
+    let node = Node::start(HttpConfig::local(0).token(TOKEN).open_probes(false)).await;
+    for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+        assert_eq!(node.get(path).await.0, StatusCode::UNAUTHORIZED, "{path}");
+        let url = format!("{}{path}", node.base);
+        let allowed = node
+            .client
+            .get(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(allowed.status(), StatusCode::OK, "{path}");
+    }
+    node.stop().await;
+}

@@ -44,6 +44,9 @@ impl Loaded {
                 if let Some(limit) = file.body_limit {
                     http.body_limit = limit;
                 }
+                if let Some(open) = file.open_probes {
+                    http.open_probes = open;
+                }
                 http
             }
             (None, None) => return None,

@@ -34,6 +34,7 @@ pub(crate) struct HttpFile {
     pub(crate) address: Option<std::net::SocketAddr>,
     pub(crate) token: Option<Secret>,
     pub(crate) body_limit: Option<usize>,
+    pub(crate) open_probes: Option<bool>,
 }
 
 /// A value that is never shown in logs or `Debug` output.
