@@ -771,6 +771,18 @@ async fn a_gap_larger_than_the_ring_is_reported() {
 }
 
 #[tokio::test]
+async fn any_last_event_id_is_taken_without_harm() {
+    let node = node().await;
+    for id in ["0", "18446744073709551615"] {
+        let mut client = SseReader::open(&node, "/api/events", Some(id)).await;
+        translate(&node, id).await;
+        let event = client.next().await;
+        assert_eq!(event.event.as_deref(), Some("TranslationCompleted"), "{id}");
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_last_event_id_is_refused() {
     let node = node().await;
     let response = node

@@ -130,9 +130,14 @@ impl Live {
                     .filter(|e| e.id > last)
                     .cloned()
                     .collect();
-                let oldest_kept = ring.events.front().map_or(ring.newest + 1, |e| e.id);
-                let gap = (last + 1 < oldest_kept && last < ring.newest).then(|| Gap {
-                    from: Some(last + 1),
+                // Any id a client sends is taken: arithmetic saturates instead of overflowing.
+                let oldest_kept = ring
+                    .events
+                    .front()
+                    .map_or(ring.newest.saturating_add(1), |e| e.id);
+                let first_missed = last.saturating_add(1);
+                let gap = (first_missed < oldest_kept && last < ring.newest).then(|| Gap {
+                    from: Some(first_missed),
                     to: Some(oldest_kept - 1),
                     missed: None,
                 });
