@@ -231,6 +231,12 @@ impl CommandRequest {
         self.options.correlation_id = Some(id.into());
         self
     }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: CallOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl IntoFuture for CommandRequest {

@@ -151,14 +151,7 @@ async fn run_command(
     command: Command,
     options: CallOptions,
 ) -> ApiResult<Response> {
-    let service = service(api, name)?;
-    let mut request = service.command(command).priority(options.priority);
-    if let Some(timeout) = options.timeout {
-        request = request.timeout(timeout);
-    }
-    if let Some(id) = &options.correlation_id {
-        request = request.correlation_id(id.clone());
-    }
+    let request = service(api, name)?.command(command).options(options.clone());
     let result = request.await.map(|()| StatusCode::NO_CONTENT);
     Ok(reply(&options, result.map_err(ApiError::from)))
 }
