@@ -130,15 +130,12 @@ impl fmt::Display for Environment {
 impl std::str::FromStr for Environment {
     type Err = String;
 
+    /// The names and aliases of the configuration: `production`, `prod`…, in any case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Environment::Development),
-            "production" | "prod" => Ok(Environment::Production),
-            "testing" | "test" => Ok(Environment::Testing),
-            _ => Err(format!(
-                "expected one of `development`, `production`, `testing`, found `{s}`"
-            )),
-        }
+        use serde::de::IntoDeserializer;
+        let name = s.trim().to_ascii_lowercase();
+        Environment::deserialize(name.into_deserializer())
+            .map_err(|e: serde::de::value::Error| e.to_string())
     }
 }
 
@@ -162,8 +159,6 @@ impl std::str::FromStr for Environment {
 #[must_use = "a configuration is read only when given to the runtime builder"]
 pub struct Config {
     figment: Figment,
-    /// Read from `SORA_ENV`, which outranks the file.
-    environment: Option<Result<Environment, String>>,
     /// Read from `SORA_TOKEN`, which outranks the file.
     token: Option<Secret>,
     /// A file that was asked for by name and is missing.
@@ -190,7 +185,6 @@ impl Config {
     pub fn toml(text: &str) -> Self {
         Config {
             figment: Figment::from(Layer::file(Toml::string(text))),
-            environment: None,
             token: None,
             missing: None,
         }
@@ -203,15 +197,17 @@ impl Config {
         if exists {
             figment = figment.merge(Layer::file(Toml::file_exact(path)));
         }
-        let figment = figment.merge(Layer::env(Env::prefixed(layer::ENV_PREFIX).split("__")));
-        let environment = std::env::var("SORA_ENV").ok().map(|v| v.parse());
+        // `SORA_ENV` is the `environment` key, above the file and the `SORA__` variables.
+        let sora_env = Env::raw().only(&["SORA_ENV"]).map(|_| "environment".into());
+        let figment = figment
+            .merge(Layer::env(Env::prefixed(layer::ENV_PREFIX).split("__")))
+            .merge(Layer::named(sora_env, layer::SORA_ENV));
         let token = std::env::var("SORA_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
             .map(Secret);
         Config {
             figment,
-            environment,
             token,
             missing,
         }
@@ -230,21 +226,9 @@ impl Config {
             .figment
             .extract()
             .map_err(|e| resolve::config_error(&self.figment, &[], e))?;
-        let environment = match &self.environment {
-            Some(Ok(env)) => Some(*env),
-            Some(Err(message)) => {
-                return Err(Error::Config {
-                    origin: "environment variable SORA_ENV".into(),
-                    key: "environment".into(),
-                    message: message.clone(),
-                });
-            }
-            None => None,
-        };
         Ok(Loaded {
             figment: self.figment.clone(),
             file,
-            environment,
             token: self.token.clone(),
         })
     }
@@ -263,7 +247,6 @@ impl fmt::Debug for Config {
             .collect();
         f.debug_struct("Config")
             .field("sources", &sources)
-            .field("environment", &self.environment)
             .field("token", &self.token)
             .field("missing", &self.missing)
             .finish()
@@ -275,7 +258,6 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             figment: Figment::new(),
-            environment: None,
             token: None,
             missing: None,
         }
@@ -290,4 +272,18 @@ pub(crate) fn service_key(name: &str) -> String {
             c => c.to_ascii_lowercase(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Environment;
+
+    #[test]
+    fn environments_parse_by_name_and_alias_in_any_case() {
+        assert_eq!("Production".parse(), Ok(Environment::Production));
+        assert_eq!(" dev ".parse(), Ok(Environment::Development));
+        assert_eq!("TEST".parse(), Ok(Environment::Testing));
+        let err = "staging".parse::<Environment>().unwrap_err();
+        assert!(err.contains("unknown variant `staging`"), "{err}");
+    }
 }

@@ -15,28 +15,43 @@ pub(crate) const ENV_PREFIX: &str = "SORA__";
 /// The name given to the variables' source; errors from it name the variable instead.
 pub(crate) const ENV_NAME: &str = "environment variable";
 
+/// The name of the `SORA_ENV` variable's source, which is also how errors name it.
+pub(crate) const SORA_ENV: &str = "environment variable SORA_ENV";
+
 /// A provider whose `services` table has its keys in service-key form.
 pub(crate) struct Layer<P> {
     inner: P,
-    env: bool,
+    /// The source's name in errors; the provider's own when `None`.
+    name: Option<&'static str>,
 }
 
 impl<P: Provider> Layer<P> {
     pub(crate) fn file(inner: P) -> Self {
-        Layer { inner, env: false }
+        Layer { inner, name: None }
     }
 
+    /// The `SORA__` variables.
     pub(crate) fn env(inner: P) -> Self {
-        Layer { inner, env: true }
+        Layer {
+            inner,
+            name: Some(ENV_NAME),
+        }
+    }
+
+    /// A source known by `name`.
+    pub(crate) fn named(inner: P, name: &'static str) -> Self {
+        Layer {
+            inner,
+            name: Some(name),
+        }
     }
 }
 
 impl<P: Provider> Provider for Layer<P> {
     fn metadata(&self) -> Metadata {
-        if self.env {
-            Metadata::named(ENV_NAME)
-        } else {
-            self.inner.metadata()
+        match self.name {
+            Some(name) => Metadata::named(name),
+            None => self.inner.metadata(),
         }
     }
 

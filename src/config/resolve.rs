@@ -4,7 +4,7 @@ use figment::{Figment, Metadata, Source};
 
 use super::layer::{ENV_NAME, ENV_PREFIX};
 use super::schema::{FileConfig, Secret, ServiceFile};
-use super::{Environment, service_key};
+use super::service_key;
 use crate::Error;
 use crate::service::{Definition, Field, Service};
 
@@ -13,19 +13,12 @@ use crate::service::{Definition, Field, Service};
 pub(crate) struct Loaded {
     pub(crate) figment: Figment,
     pub(crate) file: FileConfig,
-    /// `SORA_ENV`, which outranks the `environment` key.
-    pub(crate) environment: Option<Environment>,
     /// `SORA_TOKEN`, which outranks `http.token`.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) token: Option<Secret>,
 }
 
 impl Loaded {
-    /// The environment the configuration chooses, if it chooses one.
-    pub(crate) fn environment(&self) -> Option<Environment> {
-        self.environment.or(self.file.environment)
-    }
-
     /// The control plane's settings: `explicit` (the builder's) over the `[http]` table; the
     /// token from the builder, else `SORA_TOKEN`, else the file. `None` if neither asks for it.
     #[cfg(feature = "http")]
@@ -98,11 +91,7 @@ impl Loaded {
     }
 
     fn origin_of(&self, path: &[String]) -> String {
-        // The value's own source, or the nearest table's.
-        let meta = (1..=path.len())
-            .rev()
-            .find_map(|n| self.figment.find_metadata(&path[..n].join(".")));
-        origin(meta, path)
+        origin(nearest_metadata(&self.figment, path), path)
     }
 
     fn error_at(&self, path: &[String], message: String) -> Error {
@@ -307,16 +296,22 @@ pub(crate) fn config_error(figment: &Figment, prefix: &[&str], err: figment::Err
         .map(|s| (*s).to_owned())
         .chain(err.path.iter().cloned())
         .collect();
-    let meta = err.metadata.as_ref().or_else(|| {
-        (1..=path.len())
-            .rev()
-            .find_map(|n| figment.find_metadata(&path[..n].join(".")))
-    });
+    let meta = err
+        .metadata
+        .as_ref()
+        .or_else(|| nearest_metadata(figment, &path));
     Error::Config {
         origin: origin(meta, &path),
         key: path.join("."),
         message: err.kind.to_string(),
     }
+}
+
+/// The source of the value at `path`, or of the nearest table that holds it.
+fn nearest_metadata<'a>(figment: &'a Figment, path: &[String]) -> Option<&'a Metadata> {
+    (1..=path.len())
+        .rev()
+        .find_map(|n| figment.find_metadata(&path[..n].join(".")))
 }
 
 /// Where a value came from, in words: a file's path, or the variable that set it.

@@ -151,7 +151,9 @@ async fn run_command(
     command: Command,
     options: CallOptions,
 ) -> ApiResult<Response> {
-    let request = service(api, name)?.command(command).options(options.clone());
+    let request = service(api, name)?
+        .command(command)
+        .options(options.clone());
     let result = request.await.map(|()| StatusCode::NO_CONTENT);
     Ok(reply(&options, result.map_err(ApiError::from)))
 }

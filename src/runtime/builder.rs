@@ -312,7 +312,7 @@ impl RuntimeBuilder {
             enabled: o.enabled.or(f.enabled).unwrap_or(d.enabled),
             environment: o
                 .environment
-                .or(loaded.environment())
+                .or(loaded.file.environment)
                 .unwrap_or(d.environment),
         }
     }
