@@ -721,15 +721,7 @@ async fn a_subscription_to_any_event_hears_every_name_from_its_target() {
         .act(burst("a", 2))
         .await
         .unwrap();
-    runtime
-        .service::<Translator>()
-        .unwrap()
-        .act(Translate {
-            text: "olá".into(),
-            to: "en".into(),
-        })
-        .await
-        .unwrap();
+    translate_en(&runtime, "olá").await;
     let all = everything.wait_for(3).await;
     let seen: Vec<(&str, &str)> = all.iter().map(|e| (e.service(), e.name())).collect();
     assert_eq!(

@@ -659,15 +659,7 @@ impl SseReader {
 }
 
 async fn translate(node: &Node, text: &str) {
-    node.runtime
-        .service::<Translator>()
-        .unwrap()
-        .act(Translate {
-            text: text.into(),
-            to: "en".into(),
-        })
-        .await
-        .unwrap();
+    translate_en(&node.runtime, text).await;
 }
 
 #[tokio::test]

@@ -40,14 +40,7 @@ async fn two_runtimes_in_one_process_are_isolated() {
         .unwrap();
     let calls = [(&first, "one"), (&second, "two"), (&first, "three")];
     for (rt, text) in calls {
-        rt.service::<Translator>()
-            .unwrap()
-            .act(Translate {
-                text: text.into(),
-                to: "en".into(),
-            })
-            .await
-            .unwrap();
+        translate_en(rt, text).await;
     }
     assert_eq!(ja.entries(), ["translate:one", "translate:three"]);
     assert_eq!(jb.entries(), ["translate:two"]);

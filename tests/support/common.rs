@@ -58,6 +58,21 @@ impl Gate {
     }
 }
 
+/// Has the runtime's [`Translator`] translate `text` into English; returns the reply.
+pub async fn translate_en(runtime: &sora::RuntimeHandle, text: &str) -> String {
+    let translate = Translate {
+        text: text.into(),
+        to: "en".into(),
+    };
+    let translator = runtime
+        .service::<Translator>()
+        .expect("a translator is registered");
+    translator
+        .act(translate)
+        .await
+        .expect("the translation succeeds")
+}
+
 /// A factory for a [`Translator`] that records into `journal` and, with a gate, waits at it.
 pub fn translator(
     journal: &Journal,
