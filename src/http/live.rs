@@ -31,7 +31,8 @@ pub(crate) struct LiveEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
     emitted_at_ms: u64,
-    payload: serde_json::Value,
+    /// The payload's JSON as the event record encoded it, passed through untouched.
+    payload: Box<serde_json::value::RawValue>,
     /// The JSON of all of the above, rendered once for every client.
     #[serde(skip)]
     json: String,
@@ -62,7 +63,7 @@ impl Live {
             }),
         });
         let feed = runtime
-            .on_any::<serde_json::Value>()
+            .on_any::<Box<serde_json::value::RawValue>>()
             .queue(RING * 4, crate::Overflow::DropOldest)
             .stream_now();
         let feeder = live.clone();
@@ -80,7 +81,7 @@ impl Live {
                             event: e.name().to_owned(),
                             correlation_id: e.correlation_id().map(str::to_owned),
                             emitted_at_ms: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
-                            payload: e.payload().clone(),
+                            payload: e.payload().to_owned(),
                             json: String::new(),
                         };
                         event.json = serde_json::to_string(&event).unwrap_or_default();
