@@ -608,6 +608,13 @@ struct Sse {
     data: String,
 }
 
+impl Sse {
+    /// The event's data, as JSON.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
 /// Reads server-sent events from a streaming response.
 struct SseReader {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
@@ -680,7 +687,7 @@ async fn events_stream_live_with_ids_and_filters() {
     assert_eq!(first.event.as_deref(), Some("ticked"));
     let second = all.next().await;
     assert_eq!(second.event.as_deref(), Some("TranslationCompleted"));
-    let data: Value = serde_json::from_str(&second.data).unwrap();
+    let data = second.json();
     assert_eq!(data["service"], "Translator");
     assert_eq!(data["payload"], json!({"text": "olá", "to": "en"}));
     assert_eq!(second.id, Some(data["id"].to_string()));
@@ -717,18 +724,13 @@ async fn a_reconnecting_client_gets_what_it_missed() {
     // The client comes back with the last id it saw.
     let mut watcher = SseReader::open(&node, "/api/events", Some(&seen)).await;
     let missed = [watcher.next().await, watcher.next().await];
-    let texts: Vec<String> = missed
+    let texts: Vec<Value> = missed
         .iter()
-        .map(|e| {
-            serde_json::from_str::<Value>(&e.data).unwrap()["payload"]["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|e| e.json()["payload"]["text"].clone())
         .collect();
-    assert_eq!(texts, ["two", "three"]);
+    assert_eq!(texts, [json!("two"), json!("three")]);
     translate(&node, "four").await;
-    let live: Value = serde_json::from_str(&watcher.next().await.data).unwrap();
+    let live = watcher.next().await.json();
     assert_eq!(live["payload"]["text"], "four", "then it follows live");
     node.stop().await;
 }
@@ -750,7 +752,7 @@ async fn a_gap_larger_than_the_ring_is_reported() {
     let mut late = SseReader::open(&node, "/api/events", Some(&start)).await;
     let gap = late.next().await;
     assert_eq!(gap.event.as_deref(), Some("gap"));
-    let gap: Value = serde_json::from_str(&gap.data).unwrap();
+    let gap = gap.json();
     let start: u64 = start.parse().unwrap();
     let last: u64 = last.parse().unwrap();
     assert_eq!(gap["from"], start + 1);
