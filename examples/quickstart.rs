@@ -63,9 +63,22 @@ impl Action for Translate {
     type Reply = String;
 }
 
+/// Emitted once a file is translated (`sora events` shows it).
+#[derive(Debug, Serialize)]
+struct Translated {
+    file_id: String,
+    to: String,
+}
+
+impl sora::Event for Translated {
+    const NAME: &'static str = "Translated";
+}
+
 impl Service for Translator {
     fn define(def: &mut Definition<Self>) {
-        def.name("translator").action::<Translate>();
+        def.name("translator")
+            .action::<Translate>()
+            .emits::<Translated>();
     }
 }
 
@@ -82,7 +95,12 @@ impl Handler<Translate> for Translator {
             t.to,
             ctx.correlation_id()
         );
-        Ok(format!("{}.{}.txt", t.file_id, t.to))
+        let reply = format!("{}.{}.txt", t.file_id, t.to);
+        ctx.emit(Translated {
+            file_id: t.file_id,
+            to: t.to,
+        })?;
+        Ok(reply)
     }
 }
 
@@ -115,7 +133,8 @@ impl Service for Cleanup {
         def.name("cleanup")
             .periodic(Schedule::every(Duration::from_secs(60)))
             .command(Command::PROCESS_BATCH)
-            .settings::<CleanupOptions>();
+            .settings::<CleanupOptions>()
+            .emits::<CleanedUp>();
     }
 
     async fn tick(&self, ctx: &Context) -> Result<(), BoxError> {
@@ -127,6 +146,7 @@ impl Service for Cleanup {
             ctx.name(),
             options.retention_days
         );
+        ctx.emit(CleanedUp { deleted: batch })?;
         Ok(())
     }
 
@@ -138,9 +158,22 @@ impl Service for Cleanup {
                 "[{}] batch of {size} processed (filter {filter:?})",
                 ctx.name()
             );
+            ctx.emit(CleanedUp {
+                deleted: size as u64,
+            })?;
         }
         Ok(())
     }
+}
+
+/// Emitted by every run and batch of the cleanup.
+#[derive(Debug, Serialize)]
+struct CleanedUp {
+    deleted: u64,
+}
+
+impl sora::Event for CleanedUp {
+    const NAME: &'static str = "CleanedUp";
 }
 
 sora::register!(Cleanup);
@@ -220,7 +253,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         runtime.environment()
     );
     if let Some(address) = runtime.http_address() {
-        println!("control plane: http://{address}  (try: curl http://{address}/api/services)");
+        println!(
+            "control plane: http://{address}  (try: sora services, or curl http://{address}/api/services)"
+        );
     }
 
     // Typed actions, with options, and several at once (the translator runs 4 at a time).

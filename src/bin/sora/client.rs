@@ -1,0 +1,366 @@
+//! The node's control plane, as the CLI calls it.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::output::Output;
+use crate::sse;
+
+/// Why a command failed; each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    /// The command line asked for something impossible.
+    #[error("{0}")]
+    Usage(String),
+    /// Nothing answered at the URL.
+    #[error("cannot reach the node at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The node answered with an error.
+    #[error("{message} [{code}, HTTP {status}]{}", field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+    /// The node answered something that is not the control plane's answer.
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+}
+
+impl Failure {
+    /// A probe said the node is unhealthy or not ready.
+    pub(crate) const UNHEALTHY: u8 = 6;
+
+    /// The process's exit code:
+    ///
+    /// | code | meaning |
+    /// |---|---|
+    /// | 0 | done |
+    /// | 1 | the node refused or failed the request (400, 405, 409, 413, 429, 500, …) |
+    /// | 2 | the command line is wrong |
+    /// | 3 | the node cannot be reached |
+    /// | 4 | the token is missing or wrong (401) |
+    /// | 5 | no such service, action, command or path (404) |
+    /// | 6 | unavailable (503), or a health probe says unhealthy or not ready |
+    /// | 7 | the call timed out (504) |
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Unreachable { .. } => 3,
+            Failure::Api { status, .. } => match *status {
+                StatusCode::UNAUTHORIZED => 4,
+                StatusCode::NOT_FOUND => 5,
+                StatusCode::SERVICE_UNAVAILABLE => Self::UNHEALTHY,
+                StatusCode::GATEWAY_TIMEOUT => 7,
+                _ => 1,
+            },
+            Failure::Protocol(_) => 1,
+        }
+    }
+}
+
+/// Reads a JSON argument given on the command line.
+pub(crate) fn json_arg(text: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| Failure::Usage(format!("not JSON: {e}: {text}")))
+}
+
+/// The options of a command or an action.
+#[derive(Debug, Default)]
+pub(crate) struct Call {
+    pub(crate) priority: i32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) correlation_id: Option<String>,
+}
+
+/// Which events to follow.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) event: Option<String>,
+}
+
+/// One of the health endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Health,
+    Live,
+    Ready,
+}
+
+/// How often `events` reconnects in a row before it gives up, and the longest pause between.
+const RECONNECTS: u32 = 10;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A client of one node.
+#[derive(Debug)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl Client {
+    pub(crate) fn new(url: &str, token: Option<String>) -> Result<Self, Failure> {
+        let base =
+            Url::parse(url).map_err(|e| Failure::Usage(format!("bad --url `{url}`: {e}")))?;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(Failure::Usage(format!(
+                "bad --url `{url}`: not an http URL"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("sora-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::Usage(format!("cannot build an HTTP client: {e}")))?;
+        let token = token.filter(|t| !t.is_empty());
+        Ok(Client { http, base, token })
+    }
+
+    /// `path` under the node's URL; each segment in `parts` is percent-encoded.
+    fn url(&self, parts: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in `new`")
+            .pop_if_empty()
+            .extend(parts);
+        url
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
+        let response = self
+            .authorized(request)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(refusal(response).await)
+        }
+    }
+
+    fn unreachable(&self, err: &reqwest::Error) -> Failure {
+        // reqwest's own message repeats the URL; the innermost cause says what went wrong.
+        let mut cause: &dyn std::error::Error = err;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        Failure::Unreachable {
+            url: self.base.to_string(),
+            reason: cause.to_string(),
+        }
+    }
+
+    async fn get(&self, parts: &[&str]) -> Result<Value, Failure> {
+        let response = self.send(self.http.get(self.url(parts))).await?;
+        body(response).await
+    }
+
+    async fn post(
+        &self,
+        parts: &[&str],
+        call: Call,
+        json: Option<Value>,
+    ) -> Result<Response, Failure> {
+        let mut request = self.http.post(self.url(parts));
+        if call.priority != 0 {
+            request = request.query(&[("priority", call.priority)]);
+        }
+        if let Some(timeout) = call.timeout {
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            request = request.query(&[("timeoutMs", ms)]);
+        }
+        if let Some(id) = call.correlation_id {
+            request = request.header("x-correlation-id", id);
+        }
+        if let Some(json) = json {
+            request = request.json(&json);
+        }
+        self.send(request).await
+    }
+
+    pub(crate) async fn services(&self) -> Result<Value, Failure> {
+        self.get(&["api", "services"]).await
+    }
+
+    pub(crate) async fn status(&self, name: &str) -> Result<Value, Failure> {
+        self.get(&["api", "services", name, "status"]).await
+    }
+
+    pub(crate) async fn info(&self, name: &str) -> Result<Value, Failure> {
+        self.get(&["api", "services", name]).await
+    }
+
+    /// `trigger`, `check-queue`, `pause` or `resume`.
+    pub(crate) async fn verb(&self, name: &str, verb: &str, call: Call) -> Result<(), Failure> {
+        self.post(&["api", "services", name, verb], call, None)
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn batch(
+        &self,
+        name: &str,
+        size: Option<usize>,
+        filter: Option<String>,
+        call: Call,
+    ) -> Result<(), Failure> {
+        let body = serde_json::json!({ "batchSize": size, "filter": filter });
+        self.post(
+            &["api", "services", name, "process-batch"],
+            call,
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub(crate) async fn command(
+        &self,
+        name: &str,
+        command: &str,
+        args: Option<Value>,
+        call: Call,
+    ) -> Result<(), Failure> {
+        self.post(&["api", "services", name, "commands", command], call, args)
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn act(
+        &self,
+        name: &str,
+        action: &str,
+        params: Option<Value>,
+        call: Call,
+    ) -> Result<Value, Failure> {
+        let parts = ["api", "services", name, "actions", action];
+        body(self.post(&parts, call, params).await?).await
+    }
+
+    /// The probe's body, and whether it says up (200) or down (503).
+    pub(crate) async fn health(&self, probe: Probe) -> Result<(bool, Value), Failure> {
+        let parts: &[&str] = match probe {
+            Probe::Health => &["health"],
+            Probe::Live => &["health", "live"],
+            Probe::Ready => &["health", "ready"],
+        };
+        let request = self.authorized(self.http.get(self.url(parts)));
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        match response.status() {
+            StatusCode::OK => Ok((true, body(response).await?)),
+            // Down, with a report (health, ready) or an error (live, while shutting down).
+            StatusCode::SERVICE_UNAVAILABLE => Ok((false, body(response).await?)),
+            _ => Err(refusal(response).await),
+        }
+    }
+
+    /// Prints events as they come until `count` have, reconnecting with `Last-Event-ID` when
+    /// the stream ends, so that nothing the node still keeps is lost or repeated.
+    pub(crate) async fn follow(
+        &self,
+        filter: &EventFilter,
+        since: Option<u64>,
+        count: Option<u64>,
+        out: &Output,
+    ) -> Result<(), Failure> {
+        let mut last = since;
+        let mut printed = 0u64;
+        let mut attempts = 0u32;
+        let mut connected_once = false;
+        if count == Some(0) {
+            return Ok(());
+        }
+        loop {
+            let mut request = self.http.get(self.url(&["api", "events"])).query(filter);
+            if let Some(id) = last {
+                request = request.header("last-event-id", id.to_string());
+            }
+            match self.send(request).await {
+                Ok(response) => {
+                    connected_once = true;
+                    attempts = 0;
+                    let mut parser = sse::Parser::default();
+                    let mut bytes = response.bytes_stream();
+                    while let Some(Ok(chunk)) = bytes.next().await {
+                        for event in parser.feed(&chunk) {
+                            if let Some(id) = event.id.as_deref().and_then(|id| id.parse().ok()) {
+                                last = Some(id);
+                            }
+                            out.event(&event)?;
+                            if event.event.as_deref() != Some("gap") {
+                                printed += 1;
+                                if count.is_some_and(|n| printed >= n) {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                }
+                // Nothing listens (yet, or any more): try again, a few times.
+                Err(failure @ Failure::Unreachable { .. }) => {
+                    if !connected_once || attempts >= RECONNECTS {
+                        return Err(failure);
+                    }
+                }
+                Err(failure) => return Err(failure),
+            }
+            attempts += 1;
+            let backoff = Duration::from_millis(250 * 2u64.pow(attempts.min(5)));
+            tokio::time::sleep(backoff.min(MAX_BACKOFF)).await;
+        }
+    }
+}
+
+/// A success's JSON body.
+async fn body(response: Response) -> Result<Value, Failure> {
+    let text = response
+        .text()
+        .await
+        .map_err(|e| Failure::Protocol(format!("the body could not be read: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| Failure::Protocol(format!("not JSON ({e}): {text}")))
+}
+
+/// An error answer: the plane's `{code, message, field}`, or what else came back.
+async fn refusal(response: Response) -> Failure {
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        code: String,
+        message: String,
+        field: Option<String>,
+    }
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<ApiError>(&text) {
+        Ok(err) => Failure::Api {
+            status,
+            code: err.code,
+            message: err.message,
+            field: err.field,
+        },
+        Err(_) => Failure::Api {
+            status,
+            code: "http".into(),
+            message: format!("the node answered {status} {}", text.trim()),
+            field: None,
+        },
+    }
+}

@@ -1,0 +1,262 @@
+//! `sora`: drives a running Sora node through its HTTP control plane.
+//!
+//! ```text
+//! sora services                         every service: kinds, state, health
+//! sora status cleanup                   one service's counters
+//! sora trigger cleanup                  run a periodic service now
+//! sora act translator translate --params '{"text": "hello", "to": "fr"}'
+//! sora events --service translator      follow the live events
+//! ```
+//!
+//! Exit codes are stable, for scripts: see [`Failure::exit_code`].
+
+mod client;
+mod output;
+mod sse;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use client::{Call, Client, Failure};
+
+/// Drive a running Sora node: list, inspect, poke and call its services, follow its events.
+#[derive(Debug, Parser)]
+#[command(name = "sora", version)]
+struct Cli {
+    /// Where the node's control plane listens.
+    #[arg(
+        long,
+        env = "SORA_URL",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
+    url: String,
+
+    /// The bearer token the node requires for calls.
+    #[arg(long, env = "SORA_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+
+    /// Print JSON for scripts instead of tables for people.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// List every service with its kinds, state and health.
+    Services,
+    /// Show a service's status: state, runs, skips, failures, queue, restarts, events.
+    Status {
+        /// The service's name.
+        name: String,
+    },
+    /// Show what a service declared: kinds, schedule, actions, commands, events, policies.
+    Info {
+        /// The service's name.
+        name: String,
+    },
+    /// Run a periodic service now (or once more after its current run).
+    Trigger {
+        /// The service's name.
+        name: String,
+        #[command(flatten)]
+        call: CallArgs,
+    },
+    /// Ask a service to check its queue.
+    CheckQueue {
+        /// The service's name.
+        name: String,
+        #[command(flatten)]
+        call: CallArgs,
+    },
+    /// Ask a service to process a batch.
+    Batch {
+        /// The service's name.
+        name: String,
+        /// How many items to take.
+        #[arg(long)]
+        size: Option<usize>,
+        /// Which items to take.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        call: CallArgs,
+    },
+    /// Send one of a service's own commands.
+    Command {
+        /// The service's name.
+        name: String,
+        /// The command's name.
+        command: String,
+        /// The command's arguments, as JSON.
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
+        #[command(flatten)]
+        call: CallArgs,
+    },
+    /// Call an action and print its reply.
+    Act {
+        /// The service's name.
+        name: String,
+        /// The action's name.
+        action: String,
+        /// The action's parameters, as JSON.
+        #[arg(long, value_name = "JSON")]
+        params: Option<String>,
+        #[command(flatten)]
+        call: CallArgs,
+    },
+    /// Pause a periodic service's schedule: its ticks are skipped until it is resumed.
+    Pause {
+        /// The service's name.
+        name: String,
+    },
+    /// Resume a paused service's schedule.
+    Resume {
+        /// The service's name.
+        name: String,
+    },
+    /// Follow the live events, reconnecting without losing any the node still keeps.
+    Events {
+        /// Only this service's events.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only events of this name.
+        #[arg(long)]
+        event: Option<String>,
+        /// Start after this event id (the events the node still keeps come first).
+        #[arg(long, value_name = "ID")]
+        since: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Show the node's health; exits 6 when it is unhealthy.
+    Health {
+        /// Only whether the runtime is alive (`/health/live`).
+        #[arg(long, conflicts_with = "ready")]
+        live: bool,
+        /// Only whether start-up is over and every service is ready (`/health/ready`).
+        #[arg(long)]
+        ready: bool,
+    },
+}
+
+/// The options of a command or an action.
+#[derive(Debug, Args)]
+struct CallArgs {
+    /// Among queued calls, the higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Give up after this long (`500ms`, `2s`, `1m`); the handler is cancelled.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Carried into the handler's context and tracing span, and echoed back.
+    #[arg(long, value_name = "ID")]
+    correlation_id: Option<String>,
+}
+
+impl From<CallArgs> for Call {
+    fn from(args: CallArgs) -> Self {
+        Call {
+            priority: args.priority,
+            timeout: args.timeout,
+            correlation_id: args.correlation_id,
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("sora: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let client = Client::new(&cli.url, cli.token)?;
+    let out = output::Output::new(cli.json);
+    match cli.command {
+        Cmd::Services => out.services(&client.services().await?)?,
+        Cmd::Status { name } => out.status(&client.status(&name).await?)?,
+        Cmd::Info { name } => out.info(&client.info(&name).await?)?,
+        Cmd::Trigger { name, call } => {
+            client.verb(&name, "trigger", call.into()).await?;
+            out.done(&name, "triggered");
+        }
+        Cmd::CheckQueue { name, call } => {
+            client.verb(&name, "check-queue", call.into()).await?;
+            out.done(&name, "checked its queue");
+        }
+        Cmd::Batch {
+            name,
+            size,
+            filter,
+            call,
+        } => {
+            client.batch(&name, size, filter, call.into()).await?;
+            out.done(&name, "processed a batch");
+        }
+        Cmd::Command {
+            name,
+            command,
+            args,
+            call,
+        } => {
+            let args = args.as_deref().map(client::json_arg).transpose()?;
+            client.command(&name, &command, args, call.into()).await?;
+            out.done(&name, &format!("ran `{command}`"));
+        }
+        Cmd::Act {
+            name,
+            action,
+            params,
+            call,
+        } => {
+            let params = params.as_deref().map(client::json_arg).transpose()?;
+            out.reply(&client.act(&name, &action, params, call.into()).await?)?;
+        }
+        Cmd::Pause { name } => {
+            client.verb(&name, "pause", Call::default()).await?;
+            out.done(&name, "paused");
+        }
+        Cmd::Resume { name } => {
+            client.verb(&name, "resume", Call::default()).await?;
+            out.done(&name, "resumed");
+        }
+        Cmd::Events {
+            service,
+            event,
+            since,
+            count,
+        } => {
+            let filter = client::EventFilter { service, event };
+            client.follow(&filter, since, count, &out).await?;
+        }
+        Cmd::Health { live, ready } => {
+            let probe = if live {
+                client::Probe::Live
+            } else if ready {
+                client::Probe::Ready
+            } else {
+                client::Probe::Health
+            };
+            let (up, report) = client.health(probe).await?;
+            out.health(probe, &report);
+            if !up {
+                return Ok(ExitCode::from(Failure::UNHEALTHY));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

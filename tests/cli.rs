@@ -1,0 +1,464 @@
+//! The `sora` binary, run against a live node on 127.0.0.1.
+
+#![cfg(feature = "cli")]
+
+#[path = "support/common.rs"]
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sora::http::HttpConfig;
+use sora::{BoxError, Command, Context, Definition, Health, Runtime, Schedule, Service};
+use support::*;
+
+const TOKEN: &str = "cli-secret";
+
+/// Periodic and pokable: records its runs and commands, emits on every run.
+struct Batcher {
+    journal: Journal,
+}
+
+impl Service for Batcher {
+    fn define(def: &mut Definition<Self>) {
+        def.name("batcher")
+            .periodic(Schedule::every(Duration::from_secs(3600)))
+            .command(Command::PROCESS_BATCH)
+            .command(Command::CHECK_QUEUE)
+            .command("reindex")
+            .emits::<Ticked>();
+    }
+
+    async fn tick(&self, ctx: &Context) -> Result<(), BoxError> {
+        self.journal.push("tick");
+        ctx.emit(Ticked)?;
+        Ok(())
+    }
+
+    async fn command(&self, command: Command, _: &Context) -> Result<(), BoxError> {
+        self.journal.push(match command {
+            Command::ProcessBatch { size, filter } => format!("batch:{size:?}:{filter:?}"),
+            Command::CheckQueue => "check-queue".into(),
+            Command::Custom { name, args } => format!("{name}:{args:?}"),
+            other => format!("{other:?}"),
+        });
+        Ok(())
+    }
+}
+
+/// Emitted by every run of the batcher.
+#[derive(Debug, serde::Serialize)]
+struct Ticked;
+
+impl sora::Event for Ticked {
+    const NAME: &'static str = "ticked";
+}
+
+/// Registered, disabled.
+#[derive(Default)]
+struct Off;
+
+impl Service for Off {
+    fn define(def: &mut Definition<Self>) {
+        def.enabled(false);
+    }
+}
+
+/// Reports itself unhealthy.
+#[derive(Default)]
+struct Sick;
+
+impl Service for Sick {
+    async fn health(&self, _: &Context) -> Health {
+        Health::unhealthy("the disk is full")
+    }
+}
+
+struct Node {
+    runtime: Runtime,
+    url: String,
+    journal: Journal,
+}
+
+async fn node() -> Node {
+    let journal = Journal::default();
+    let batcher = {
+        let journal = journal.clone();
+        move || Batcher {
+            journal: journal.clone(),
+        }
+    };
+    let runtime = Runtime::builder()
+        .service(translator(&journal, None))
+        .service(batcher)
+        .service(Off::default)
+        .http(HttpConfig::local(0).token(TOKEN))
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}", runtime.http_address().unwrap());
+    Node {
+        runtime,
+        url,
+        journal,
+    }
+}
+
+impl Node {
+    /// Runs `sora --url <node> --token <token> args..`.
+    async fn sora(&self, args: &[&str]) -> Run {
+        let mut full = vec!["--url", &self.url, "--token", TOKEN];
+        full.extend_from_slice(args);
+        sora(&full).await
+    }
+
+    async fn stop(self) {
+        self.runtime.shutdown().await.unwrap();
+    }
+}
+
+/// What a run of the binary left.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "sora failed: {self:?}");
+        &self.stdout
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok().trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Runs the binary with `args`, without the caller's `SORA_*` variables.
+async fn sora(args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output: Output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sora"))
+            .args(&args)
+            .env_remove("SORA_URL")
+            .env_remove("SORA_TOKEN")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    Run {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn services_are_listed_for_people_and_for_scripts() {
+    let node = node().await;
+
+    let table = node.sora(&["services"]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "KINDS", "STATE", "HEALTH"]
+    );
+    let batcher = lines.iter().find(|l| l.starts_with("batcher ")).unwrap();
+    assert!(batcher.contains("periodic, pokable"), "{batcher}");
+    let off = lines.iter().find(|l| l.starts_with("Off ")).unwrap();
+    assert!(off.contains("disabled"), "{off}");
+
+    let json = node.sora(&["--json", "services"]).await.json();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Off", "Translator", "batcher"]);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn status_and_info_show_what_the_node_reports() {
+    let node = node().await;
+    let status = node.sora(&["status", "batcher"]).await;
+    let line = |key: &str| {
+        status
+            .ok()
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no `{key}` in {status:?}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("name"), "batcher");
+    assert_eq!(line("paused"), "false");
+    // A duration reads as people write one, not as serde's `{secs, nanos}`.
+    assert!(
+        line("next_run_in").ends_with('s'),
+        "{}",
+        line("next_run_in")
+    );
+
+    let info = node.sora(&["--json", "info", "Translator"]).await.json();
+    assert_eq!(info["actions"][0], "translate");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn commands_reach_the_service() {
+    let node = node().await;
+    assert_eq!(
+        node.sora(&["trigger", "batcher"]).await.ok(),
+        "batcher: triggered\n"
+    );
+    node.sora(&["check-queue", "batcher"]).await.ok();
+    node.sora(&["batch", "batcher", "--size", "5", "--filter", "old"])
+        .await
+        .ok();
+    let done = node
+        .sora(&[
+            "--json",
+            "command",
+            "batcher",
+            "reindex",
+            "--args",
+            r#"{"full":true}"#,
+        ])
+        .await
+        .json();
+    assert_eq!(done, json!({"service": "batcher", "ok": true}));
+    let journal = node.journal.entries();
+    for entry in [
+        "tick",
+        "check-queue",
+        r#"batch:Some(5):Some("old")"#,
+        r#"reindex:Some("{\"full\":true}")"#,
+    ] {
+        assert!(journal.iter().any(|e| e == entry), "{entry} in {journal:?}");
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn pause_and_resume_show_in_status() {
+    let node = node().await;
+    node.sora(&["pause", "batcher"]).await.ok();
+    let status = node.sora(&["--json", "status", "batcher"]).await.json();
+    assert_eq!(status["paused"], true);
+    node.sora(&["resume", "batcher"]).await.ok();
+    let status = node.sora(&["--json", "status", "batcher"]).await.json();
+    assert_eq!(status["paused"], false);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn actions_answer_with_their_reply() {
+    let node = node().await;
+    let params = r#"{"text": "bonjour", "to": "en"}"#;
+    let reply = node
+        .sora(&[
+            "--json",
+            "act",
+            "Translator",
+            "translate",
+            "--params",
+            params,
+        ])
+        .await
+        .json();
+    assert_eq!(reply, "[en] bonjour");
+    let who = node
+        .sora(&[
+            "--json",
+            "act",
+            "Translator",
+            "who-am-i",
+            "--correlation-id",
+            "upload-7",
+            "--priority",
+            "-3",
+        ])
+        .await
+        .json();
+    assert_eq!(who, "upload-7");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn exit_codes_tell_scripts_what_went_wrong() {
+    let node = node().await;
+    let cases: [(&[&str], i32, &str); 8] = [
+        // The node refused the request: bad parameters, naming the field.
+        (
+            &[
+                "act",
+                "Translator",
+                "translate",
+                "--params",
+                r#"{"text": 1}"#,
+            ],
+            1,
+            "text",
+        ),
+        // A disabled service.
+        (&["trigger", "Off"], 1, "service_disabled"),
+        // Bad JSON on the command line never leaves the machine.
+        (
+            &["act", "Translator", "translate", "--params", "{"],
+            2,
+            "not JSON",
+        ),
+        // No such service, action, command.
+        (&["status", "nobody"], 5, "unknown_service"),
+        (&["act", "Translator", "nope"], 5, "unknown_action"),
+        (&["command", "batcher", "nope"], 5, "unknown_command"),
+        // The handler outlives the timeout.
+        (
+            &[
+                "act",
+                "Translator",
+                "sleep",
+                "--params",
+                "60000",
+                "--timeout",
+                "50ms",
+            ],
+            7,
+            "timeout",
+        ),
+        // A malformed duration.
+        (&["trigger", "batcher", "--timeout", "soon"], 2, "soon"),
+    ];
+    for (args, code, says) in cases {
+        let run = node.sora(args).await;
+        assert_eq!(run.code, code, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {run:?}");
+    }
+
+    // A missing or wrong token.
+    let url = node.url.clone();
+    let run = sora(&["--url", &url, "trigger", "batcher"]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    let run = sora(&["--url", &url, "--token", "guess", "trigger", "batcher"]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(!node.journal.entries().contains(&"tick".to_owned()));
+
+    // Nothing listens any more.
+    node.stop().await;
+    let run = sora(&["--url", &url, "services"]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("cannot reach"), "{run:?}");
+}
+
+#[tokio::test]
+async fn health_exits_non_zero_when_unhealthy() {
+    let node = node().await;
+    let run = node.sora(&["health"]).await;
+    assert!(run.ok().starts_with("healthy\n"), "{run:?}");
+    node.sora(&["health", "--live"]).await.ok();
+    node.sora(&["health", "--ready"]).await.ok();
+    node.stop().await;
+
+    let sick = Runtime::builder()
+        .service(Sick::default)
+        .http(HttpConfig::local(0))
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}", sick.http_address().unwrap());
+    let run = sora(&["--url", &url, "--json", "health"]).await;
+    assert_eq!(run.code, 6, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["services"][0]["reason"], "the disk is full");
+    sick.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_are_followed_from_where_the_caller_left_off() {
+    let node = node().await;
+    node.sora(&["trigger", "batcher"]).await.ok();
+    node.sora(&["trigger", "batcher"]).await.ok();
+    eventually(|| async { node.journal.count("tick") == 2 }).await;
+
+    // Two events are kept by the node; the third comes while the command follows.
+    let url = node.url.clone();
+    let follower = tokio::spawn(async move {
+        sora(&[
+            "--url",
+            &url,
+            "--json",
+            "events",
+            "--service",
+            "batcher",
+            "--since",
+            "0",
+            "--count",
+            "3",
+        ])
+        .await
+    });
+    node.sora(&["trigger", "batcher"]).await.ok();
+    let run = within(follower).await.unwrap();
+    let events: Vec<Value> = run
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{run:?}");
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(events.iter().all(|e| e["event"] == "ticked"));
+
+    // For people: one line per event.
+    let run = node.sora(&["events", "--since", "0", "--count", "1"]).await;
+    assert!(
+        run.ok().starts_with(&format!("#{} batcher ticked", ids[0])),
+        "{run:?}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_resumed_with_the_last_event_id() {
+    use axum::http::HeaderMap;
+
+    // A node that ends every stream after one event, and resumes after the id it is given.
+    async fn events(headers: HeaderMap) -> String {
+        let last: u64 = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let id = last + 1;
+        let data = json!({"id": id, "service": "s", "event": "e", "payload": null});
+        format!("id: {id}\nevent: e\ndata: {data}\n\n")
+    }
+    let app = axum::Router::new().route("/api/events", axum::routing::get(events));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let run = within(sora(&["--url", &url, "--json", "events", "--count", "3"])).await;
+    let ids: Vec<u64> = run
+        .ok()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    server.abort();
+}
