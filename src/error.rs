@@ -107,6 +107,16 @@ pub enum Error {
         /// The disabled service.
         service: String,
     },
+    /// The service's queue holds as many calls as its limit allows
+    /// ([`Definition::queue_limit`](crate::Definition::queue_limit)): the call was refused
+    /// at once, whatever its priority. Retry later.
+    #[error("service `{service}` is overloaded: {limit} calls already wait for it")]
+    Overloaded {
+        /// The service that was called.
+        service: String,
+        /// Its queue limit.
+        limit: usize,
+    },
     /// The runtime is shutting down and takes no new work.
     #[error("the runtime is shutting down")]
     ShuttingDown,
@@ -172,6 +182,7 @@ impl Error {
             Error::ServiceFailed { .. } => "service_failed",
             Error::ServiceUnavailable { .. } => "service_unavailable",
             Error::ServiceDisabled { .. } => "service_disabled",
+            Error::Overloaded { .. } => "overloaded",
             Error::ShuttingDown => "shutting_down",
             Error::StartupFailed { .. } => "startup_failed",
             Error::CriticalFailure { .. } => "critical_failure",

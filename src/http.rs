@@ -27,8 +27,8 @@
 //! echoes. Errors are JSON, `{"code": "...", "message": "...", "field": "..."}`, with the stable
 //! codes of [`Error::code`](crate::Error::code) and these statuses: 400 malformed JSON or
 //! parameters, 401 a missing or wrong token, 404 an unknown service, action, command or path,
-//! 405 a wrong method, 409 a disabled service, 413 a body over the limit, 503 a service that
-//! cannot take calls, 504 a timeout.
+//! 405 a wrong method, 409 a disabled or stopping service, 413 a body over the limit, 429 a
+//! service whose queue is at its limit, 503 a service that cannot take calls now, 504 a timeout.
 //!
 //! [`RuntimeBuilder::http`]: crate::RuntimeBuilder::http
 

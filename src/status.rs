@@ -94,6 +94,8 @@ pub struct ServiceStatus {
     pub failures: u64,
     /// Actions and commands completed (successful or not).
     pub calls: u64,
+    /// Actions and commands refused because its queue was at its limit.
+    pub rejected: u64,
     /// Actions and commands waiting for a free slot.
     pub queue_depth: usize,
     /// Actions and commands in progress.
@@ -174,6 +176,8 @@ pub struct ServiceInfo {
     pub critical: bool,
     /// How many actions and commands it runs at once.
     pub concurrency: usize,
+    /// How many calls may wait for a free slot (`None`: no limit).
+    pub queue_limit: Option<usize>,
     /// Its restart policy.
     pub restart: Restart,
     /// Whether it runs in this runtime: enabled, and meant for the runtime's environment.

@@ -227,6 +227,7 @@ async fn the_file_overrides_what_the_service_declares() {
         interval = "2h"
         initial_delay = "90s"
         concurrency = 3
+        queue_limit = 500
         priority = 7
         critical = true
         restart = { policy = "transient", max_restarts = 2, within = "1m" }
@@ -244,6 +245,7 @@ async fn the_file_overrides_what_the_service_declares() {
     assert_eq!(schedule.period, Duration::from_secs(7200));
     assert_eq!(schedule.initial_delay, Duration::from_secs(90));
     assert_eq!(info.concurrency, 3);
+    assert_eq!(info.queue_limit, Some(500));
     assert_eq!(info.priority, 7);
     assert!(info.critical);
     assert_eq!(info.restart.policy, RestartPolicy::Transient);

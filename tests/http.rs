@@ -904,3 +904,74 @@ async fn probes_can_require_the_token_too() {
     }
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_429_and_a_stopping_service_409() {
+    let journal = Journal::default();
+    let gate = Gate::default();
+    let runtime = Runtime::builder()
+        .service_with(translator(&journal, Some(&gate)), |def| {
+            def.queue_limit(1);
+        })
+        .http(HttpConfig::local(0))
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", runtime.http_address().unwrap());
+    let client = reqwest::Client::new();
+    let work = |label: &'static str| {
+        let request = client
+            .post(format!("{base}/api/services/Translator/actions/work"))
+            .json(&label);
+        tokio::spawn(async move { read(request.send().await.unwrap()).await })
+    };
+    let translator = runtime.service::<Translator>().unwrap();
+
+    // One call holds the only slot, one waits: the queue is at its limit of one.
+    let running = work("a");
+    until(|| async { journal.count("begin:a") == 1 }).await;
+    let queued = work("b");
+    until(|| async { translator.status().await.unwrap().queue_depth == 1 }).await;
+    let (status, body) = within(work("c")).await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "overloaded");
+    let status = translator.status().await.unwrap();
+    assert_eq!((status.rejected, status.queue_depth), (1, 1));
+    let info = translator.info().await.unwrap();
+    assert_eq!(info.queue_limit, Some(1));
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sora_service_rejected_total{service=\"Translator\"} 1"),
+        "{metrics}"
+    );
+
+    // Shutting down: the held call finishes, new calls conflict with the stopping service.
+    let handle = runtime.handle();
+    let stopping = tokio::spawn(async move { runtime.shutdown().await });
+    until(|| async { handle.is_shutting_down() }).await;
+    let (status, body) = within(work("d")).await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "shutting_down");
+    let live = client
+        .get(format!("{base}/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::SERVICE_UNAVAILABLE);
+    gate.open(2);
+    assert_eq!(within(running).await.unwrap().0, StatusCode::OK);
+    // The queued call was refused, or ran, as the shutdown reached it: never lost.
+    let (status, _) = within(queued).await.unwrap();
+    assert!(
+        [StatusCode::OK, StatusCode::CONFLICT].contains(&status),
+        "{status}"
+    );
+    within(stopping).await.unwrap().unwrap();
+}

@@ -178,6 +178,9 @@ pub(crate) fn apply<S: Service>(
             d.concurrency = v
         });
     }
+    over(def, Field::QueueLimit, table.queue_limit, |d, v| {
+        d.queue_limit = Some(v)
+    });
     if table.settings.is_some() && def.settings.is_none() {
         return Err(at.error(
             "settings",

@@ -57,6 +57,7 @@ pub(crate) struct ServiceFile {
     pub(crate) priority: Option<i32>,
     pub(crate) critical: Option<bool>,
     pub(crate) concurrency: Option<usize>,
+    pub(crate) queue_limit: Option<usize>,
     #[serde(default, with = "duration")]
     pub(crate) interval: Option<Duration>,
     #[serde(default, with = "duration")]

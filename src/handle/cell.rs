@@ -125,6 +125,7 @@ impl<S: Service> ServiceCell<S> {
             events: def.events.iter().map(|d| d.name.to_string()).collect(),
             critical: def.critical,
             concurrency: def.concurrency,
+            queue_limit: def.queue_limit,
             restart: def.restart,
             enabled: self.shared.enabled,
             run_in: def.run_in.clone(),

@@ -68,7 +68,7 @@ impl<S: Service> Incarnation<S> {
         cell: Arc<ServiceCell<S>>,
         host: ActorRef<ServiceMessage<S>>,
     ) -> Self {
-        let limit = cell.def.concurrency;
+        let (limit, queue_limit) = (cell.def.concurrency, cell.def.queue_limit);
         let gate = Arc::new(Gate::default());
         cell.shared.set_gate(gate.clone());
         let life = Arc::new(Life {
@@ -79,7 +79,7 @@ impl<S: Service> Incarnation<S> {
         Incarnation {
             svc: Arc::new(svc),
             cell,
-            sched: Scheduler::new(limit, gate),
+            sched: Scheduler::new(limit, queue_limit, gate),
             cancel_reason: OnceLock::new(),
             host,
             ctx: Context::new(life),
@@ -128,6 +128,13 @@ impl<S: Service> Incarnation<S> {
         match self.sched.admit(job.into_job()) {
             Admit::Run(job) => self.start(job.run(self.clone())),
             Admit::Queued => {}
+            Admit::Full(job, limit) => {
+                self.cell.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                job.reject(Error::Overloaded {
+                    service: self.cell.name().to_owned(),
+                    limit,
+                });
+            }
             Admit::Closed(job, err) => job.reject(err),
         }
     }

@@ -75,6 +75,8 @@ pub(crate) enum Admit<S: Service> {
     Run(Box<dyn Job<S>>),
     /// Queued behind others.
     Queued,
+    /// The queue is at its limit: refused.
+    Full(Box<dyn Job<S>>, usize),
     /// The queue is closed (the incarnation is stopping or failed).
     Closed(Box<dyn Job<S>>, Error),
 }
@@ -88,14 +90,21 @@ struct Queue<S: Service> {
 pub(crate) struct Scheduler<S: Service> {
     gate: std::sync::Arc<Gate>,
     limit: usize,
+    /// How many jobs may wait; `usize::MAX` for no limit.
+    queue_limit: usize,
     queue: Mutex<Queue<S>>,
 }
 
 impl<S: Service> Scheduler<S> {
-    pub(crate) fn new(limit: usize, gate: std::sync::Arc<Gate>) -> Self {
+    pub(crate) fn new(
+        limit: usize,
+        queue_limit: Option<usize>,
+        gate: std::sync::Arc<Gate>,
+    ) -> Self {
         Scheduler {
             gate,
             limit: limit.clamp(1, !SLOW),
+            queue_limit: queue_limit.unwrap_or(usize::MAX),
             queue: Mutex::new(Queue {
                 heap: BinaryHeap::new(),
                 seq: 0,
@@ -127,7 +136,7 @@ impl<S: Service> Scheduler<S> {
     }
 
     /// Admits a job that [`Self::try_enter`] turned away: it runs if a slot has been freed since,
-    /// and waits in the queue otherwise.
+    /// waits in the queue otherwise, and is refused if the queue is at its limit.
     pub(crate) fn admit(&self, job: Box<dyn Job<S>>) -> Admit<S> {
         let mut queue = self.lock();
         if let Some(err) = &queue.closed {
@@ -138,6 +147,9 @@ impl<S: Service> Scheduler<S> {
         loop {
             let (next, runs) = if current & SLOW == 0 && current < self.limit {
                 (current + 1, true)
+            } else if queue.heap.len() >= self.queue_limit {
+                // Not queued, so the flag stays as it is: set only by a job that waits.
+                return Admit::Full(job, self.queue_limit);
             } else {
                 (current | SLOW, false)
             };
@@ -234,7 +246,7 @@ mod tests {
 
     fn scheduler(limit: usize) -> (Scheduler<Probe>, Arc<Gate>) {
         let gate = Arc::new(Gate::default());
-        (Scheduler::new(limit, gate.clone()), gate)
+        (Scheduler::new(limit, None, gate.clone()), gate)
     }
 
     #[test]
@@ -292,6 +304,32 @@ mod tests {
         ));
         assert!(s.finish().is_none(), "a closed queue hands nothing on");
         assert_eq!(gate.running(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_newcomers_whatever_their_priority() {
+        let gate = Arc::new(Gate::default());
+        let s: Scheduler<Probe> = Scheduler::new(1, Some(2), gate.clone());
+        assert!(s.try_enter());
+        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Queued));
+        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Queued));
+        assert!(matches!(s.admit(Box::new(Tagged(9))), Admit::Full(_, 2)));
+        assert_eq!(gate.queued(), 2);
+        // One leaves the queue for the slot: there is room again.
+        assert!(s.finish().is_some());
+        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Queued));
+    }
+
+    #[test]
+    fn a_zero_limit_refuses_rather_than_queues_and_keeps_the_fast_path() {
+        let gate = Arc::new(Gate::default());
+        let s: Scheduler<Probe> = Scheduler::new(1, Some(0), gate.clone());
+        assert!(s.try_enter());
+        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Full(_, 0)));
+        assert!(s.finish().is_none());
+        assert!(s.try_enter(), "nothing ever waited: the fast path is open");
+        assert!(s.finish().is_none());
+        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Run(_)));
     }
 
     /// Finishes the job holding a slot and every job handed on to that slot.

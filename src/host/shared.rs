@@ -39,6 +39,8 @@ pub(crate) struct ServiceShared {
     pub(crate) skipped: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) calls: AtomicU64,
+    /// Calls refused because the queue was at its limit.
+    pub(crate) rejected: AtomicU64,
     pub(crate) restarts: AtomicU64,
     /// The current incarnation's running and queued jobs.
     gate: ArcSwap<Gate>,
@@ -88,6 +90,7 @@ impl ServiceShared {
             skipped: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             gate: ArcSwap::from_pointee(Gate::default()),
             tick_running: AtomicBool::new(false),
@@ -243,6 +246,7 @@ impl ServiceShared {
             skipped: self.skipped.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
             queue_depth: self.gate.load().queued(),
             in_flight: self.in_flight(),
             restarts: self.restarts.load(Ordering::Relaxed),

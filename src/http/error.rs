@@ -59,10 +59,11 @@ impl From<Error> for ApiError {
             | Error::UnknownEvent { .. } => StatusCode::NOT_FOUND,
             Error::BadParameters { .. } => StatusCode::BAD_REQUEST,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::ServiceDisabled { .. } => StatusCode::CONFLICT,
+            // The service is off, or stopping with its runtime: the call conflicts with its state.
+            Error::ServiceDisabled { .. } | Error::ShuttingDown => StatusCode::CONFLICT,
+            Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::ServiceUnavailable { .. }
             | Error::ServiceFailed { .. }
-            | Error::ShuttingDown
             | Error::StartupFailed { .. }
             | Error::CriticalFailure { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

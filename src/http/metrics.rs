@@ -98,6 +98,7 @@ impl Metrics {
                 let service = [("service", s.name.clone())];
                 counter!("sora_service_calls_total", &service).absolute(s.calls);
                 counter!("sora_service_failures_total", &service).absolute(s.failures);
+                counter!("sora_service_rejected_total", &service).absolute(s.rejected);
                 counter!("sora_service_runs_total", &service).absolute(s.runs);
                 counter!("sora_service_skipped_ticks_total", &service).absolute(s.skipped);
                 counter!("sora_service_restarts_total", &service).absolute(s.restarts);

@@ -280,7 +280,9 @@ pub(crate) async fn health(State(api): State<Api>) -> Response {
 
 pub(crate) async fn live(State(api): State<Api>) -> Response {
     if api.runtime.is_shutting_down() {
-        let err: ApiError = Error::ShuttingDown.into();
+        // A probe says down (503), where a call to a stopping service conflicts (409).
+        let mut err = ApiError::from(Error::ShuttingDown);
+        err.status = StatusCode::SERVICE_UNAVAILABLE;
         return err.into_response();
     }
     (

@@ -46,6 +46,7 @@ pub struct Definition<S: Service> {
     pub(crate) startup: Option<Startup>,
     pub(crate) critical: bool,
     pub(crate) concurrency: usize,
+    pub(crate) queue_limit: Option<usize>,
     pub(crate) restart: Restart,
     pub(crate) actions: Vec<ActionEntry<S>>,
     pub(crate) commands: Vec<String>,
@@ -77,6 +78,7 @@ pub(crate) enum Field {
     StopTimeout = 1 << 8,
     Restart = 1 << 9,
     Settings = 1 << 10,
+    QueueLimit = 1 << 11,
 }
 
 /// A service's typed settings: how to read them from configuration, and their value once read.
@@ -106,6 +108,7 @@ impl<S: Service> std::fmt::Debug for Definition<S> {
             .field("startup", &self.startup)
             .field("critical", &self.critical)
             .field("concurrency", &self.concurrency)
+            .field("queue_limit", &self.queue_limit)
             .field("restart", &self.restart)
             .field(
                 "actions",
@@ -128,6 +131,7 @@ impl<S: Service> Definition<S> {
             startup: None,
             critical: false,
             concurrency: 1,
+            queue_limit: None,
             restart: Restart::default(),
             actions: Vec::new(),
             commands: Vec::new(),
@@ -208,6 +212,15 @@ impl<S: Service> Definition<S> {
         );
         self.concurrency = limit;
         self.set(Field::Concurrency)
+    }
+
+    /// How many actions and commands may wait for a free slot (default: no limit). A call that
+    /// finds the queue full is refused at once with [`Error::Overloaded`](crate::Error::Overloaded)
+    /// (HTTP 429), whatever its priority; calls already queued keep their place. With `0`, a call
+    /// that finds every slot busy is refused instead of queued.
+    pub fn queue_limit(&mut self, limit: usize) -> &mut Self {
+        self.queue_limit = Some(limit);
+        self.set(Field::QueueLimit)
     }
 
     /// Sets the restart policy, intensity and backoff.
