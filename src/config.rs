@@ -88,6 +88,7 @@ pub const DEFAULT_FILE: &str = "sora.toml";
 /// Chosen by the `environment` key, the `SORA_ENV` variable, or
 /// [`RuntimeBuilder::environment`](crate::RuntimeBuilder::environment); the default is
 /// `production`, so that a forgotten setting never runs development-only services in production.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {

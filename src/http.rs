@@ -19,6 +19,7 @@
 //! | POST | `/api/services/{name}/actions/{action}` | JSON parameters in, JSON reply out |
 //! | GET | `/api/events` | server-sent events, `?service=S&event=E`; `Last-Event-ID` resumes |
 //! | GET | `/metrics` | Prometheus text: per service and per action |
+//! | GET | `/api/openapi.json` | the OpenAPI 3.1 document of all of these |
 //! | GET | `/health` | every service's health; 200 when healthy or degraded, 503 when unhealthy |
 //! | GET | `/health/live` | 200 while the runtime runs |
 //! | GET | `/health/ready` | 200 once start-up is over and every service is ready |
@@ -35,6 +36,7 @@
 mod error;
 mod live;
 pub(crate) mod metrics;
+pub(crate) mod openapi;
 mod routes;
 
 use std::net::SocketAddr;
@@ -44,7 +46,9 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::runtime::RuntimeHandle;
 use error::ApiError;
@@ -138,51 +142,54 @@ impl Default for HttpConfig {
 ///
 /// Call it inside a Tokio runtime: it subscribes to every event at once, for the live stream.
 pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
-    let live = live::Live::start(&runtime);
-    let metrics = runtime.metrics();
-    let api = Api {
-        runtime,
-        live,
-        metrics,
+    let (app, doc) = endpoints(config).split_for_parts();
+    let openapi = match doc.to_json() {
+        Ok(json) => Arc::from(json),
+        Err(err) => {
+            tracing::error!(%err, "control plane: the OpenAPI document could not be rendered");
+            Arc::from("{}")
+        }
     };
-    let calls = Router::new()
-        // trigger, check-queue, pause, resume
-        .route("/api/services/{name}/{verb}", post(routes::verb))
-        .route(
-            "/api/services/{name}/process-batch",
-            post(routes::process_batch),
-        )
-        .route(
-            "/api/services/{name}/commands/{command}",
-            post(routes::custom_command),
-        )
-        .route("/api/services/{name}/actions/{action}", post(routes::act))
-        .route_layer(middleware::from_fn_with_state(
-            config.token.clone(),
-            require_token,
-        ));
-    let mut probes = Router::new()
-        .route("/metrics", get(routes::metrics))
-        .route("/health", get(routes::health))
-        .route("/health/live", get(routes::live))
-        .route("/health/ready", get(routes::ready));
-    if !config.open_probes {
-        probes = probes.route_layer(middleware::from_fn_with_state(
-            config.token.clone(),
-            require_token,
-        ));
-    }
-    Router::new()
-        .route("/api/services", get(routes::list))
-        .route("/api/services/{name}", get(routes::info))
-        .route("/api/services/{name}/status", get(routes::status))
-        .route("/api/events", get(live::events))
-        .merge(probes)
-        .merge(calls)
-        .fallback(|| async { ApiError::not_found() })
+    let api = Api {
+        live: live::Live::start(&runtime),
+        metrics: runtime.metrics(),
+        runtime,
+        openapi,
+    };
+    app.fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(api)
+}
+
+/// Every endpoint, each added with its OpenAPI description.
+fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
+    let token = || middleware::from_fn_with_state(config.token.clone(), require_token);
+    let calls = OpenApiRouter::new()
+        .routes(routes!(routes::trigger))
+        .routes(routes!(routes::check_queue))
+        .routes(routes!(routes::pause))
+        .routes(routes!(routes::resume))
+        .routes(routes!(routes::process_batch))
+        .routes(routes!(routes::custom_command))
+        .routes(routes!(routes::act))
+        .route_layer(token());
+    let mut probes = OpenApiRouter::new()
+        .routes(routes!(routes::metrics))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::live))
+        .routes(routes!(routes::ready));
+    if !config.open_probes {
+        probes = probes.route_layer(token());
+    }
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::info))
+        .routes(routes!(routes::status))
+        .routes(routes!(live::events))
+        .routes(routes!(routes::openapi))
+        .merge(probes)
+        .merge(calls)
 }
 
 /// Refuses a request without the configured bearer token.

@@ -12,6 +12,7 @@ use crate::service::{MissedTick, Schedule, Startup};
 use crate::supervisor::Restart;
 
 /// Where a service is in its life.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -64,17 +65,21 @@ impl ServiceState {
 }
 
 /// The outcome of the last periodic run.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastRun {
     /// When it started (wall clock).
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::TimeSchema))]
     pub started_at: SystemTime,
     /// How long it took.
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub duration: Duration,
     /// Its error, if it failed.
     pub error: Option<String>,
 }
 
 /// A snapshot of a service's state and counters.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ServiceStatus {
@@ -85,6 +90,7 @@ pub struct ServiceStatus {
     /// The last periodic (or triggered) run.
     pub last_run: Option<LastRun>,
     /// How long until the next scheduled run.
+    #[cfg_attr(feature = "http", schema(value_type = Option<crate::http::openapi::DurationSchema>))]
     pub next_run_in: Option<Duration>,
     /// Periodic runs completed (successful or not).
     pub runs: u64,
@@ -114,6 +120,7 @@ pub struct ServiceStatus {
 }
 
 /// What kind of service this is; one service may be several.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -129,11 +136,14 @@ pub enum ServiceKind {
 }
 
 /// A periodic service's schedule, as reported.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleInfo {
     /// Time between runs.
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub period: Duration,
     /// Delay before the first scheduled run.
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub initial_delay: Duration,
     /// Whether it runs once at start.
     pub run_on_start: bool,
@@ -153,6 +163,7 @@ impl From<&Schedule> for ScheduleInfo {
 }
 
 /// What a service declared about itself.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ServiceInfo {

@@ -29,6 +29,7 @@ pub(crate) use actor::{Supervisor, SupervisorArgs};
 pub(crate) use messages::SupervisorMessage;
 
 /// Whether a service is restarted when it stops.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RestartPolicy {
@@ -58,11 +59,14 @@ pub enum Strategy {
 ///
 /// The n-th consecutive restart waits `initial * factor^(n-1)`, capped at `max`, then moved by a
 /// random fraction of up to `jitter` either way.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Backoff {
     /// The first delay.
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub initial: Duration,
     /// The longest delay.
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub max: Duration,
     /// The growth factor between consecutive delays.
     pub factor: f64,
@@ -99,6 +103,7 @@ impl Backoff {
 }
 
 /// A service's restart settings: policy, intensity and backoff.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Restart {
     /// When to restart.
@@ -106,6 +111,7 @@ pub struct Restart {
     /// At most this many restarts within [`within`](Self::within); one more escalates.
     pub max_restarts: u32,
     /// The window of the intensity limit.
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub within: Duration,
     /// The delay between restarts.
     pub backoff: Backoff,

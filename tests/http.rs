@@ -975,3 +975,233 @@ async fn a_full_queue_answers_429_and_a_stopping_service_409() {
     );
     within(stopping).await.unwrap().unwrap();
 }
+
+/// Whether `value` fits `schema`, for the parts of JSON Schema the OpenAPI document uses:
+/// `$ref`, `type`, `properties`, `required`, `items`, `enum`, `oneOf`, `allOf`. Stricter than
+/// JSON Schema in one way: outside `allOf`, an object may not carry a key the schema does not
+/// document, so that an answer cannot grow fields the document does not know.
+fn fits(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    fits_in(doc, schema, value, at, true)
+}
+
+fn fits_in(
+    doc: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    closed: bool,
+) -> Result<(), String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return fits_in(doc, &doc["components"]["schemas"][name], value, at, closed);
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        let matching = options
+            .iter()
+            .filter(|s| fits_in(doc, s, value, at, closed).is_ok())
+            .count();
+        if matching != 1 {
+            return Err(format!("{at}: {matching} of oneOf fit {value}"));
+        }
+    }
+    // Each part sees only its own keys: together they must document every key.
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        fits_in(doc, part, value, at, false)?;
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            return Err(format!("{at}: {value} is not one of {allowed:?}"));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(()),
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let fits_type = types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+    if !fits_type {
+        return Err(format!("{at}: {value} is not {types:?}"));
+    }
+    if let Value::Object(object) = value {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let key = required.as_str().unwrap();
+            if !object.contains_key(key) {
+                return Err(format!("{at}: `{key}` is missing from {value}"));
+            }
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, field) in object {
+                match properties.get(key) {
+                    Some(property) => fits(doc, property, field, &format!("{at}.{key}"))?,
+                    None if closed => return Err(format!("{at}: `{key}` is not documented")),
+                    None => {}
+                }
+            }
+        }
+    }
+    if let Value::Array(items) = value {
+        for (i, item) in items.iter().enumerate() {
+            fits_in(doc, &schema["items"], item, &format!("{at}[{i}]"), true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks an answer against what the document says of `method path` for its status: the status
+/// is documented, and a JSON body fits the documented schema.
+async fn answers_as_documented(
+    doc: &Value,
+    template: &str,
+    method: &str,
+    response: reqwest::Response,
+) -> StatusCode {
+    let status = response.status();
+    let documented = &doc["paths"][template][method]["responses"][status.as_str()];
+    assert!(
+        documented.is_object(),
+        "{method} {template} answered {status}, which the document does not list"
+    );
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    if kind.starts_with("application/json") {
+        let body: Value = response.json().await.unwrap();
+        let schema = &documented["content"]["application/json"]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {template} {status}: no JSON body documented"
+        );
+        if let Err(err) = fits(doc, schema, &body, "body") {
+            panic!("{method} {template} {status}: {err}");
+        }
+    } else if status != StatusCode::NO_CONTENT {
+        let documented_kinds: Vec<&String> = documented["content"]
+            .as_object()
+            .map(|c| c.keys().collect())
+            .unwrap_or_default();
+        assert!(
+            documented_kinds
+                .iter()
+                .any(|k| kind.starts_with(k.split(';').next().unwrap())),
+            "{method} {template} {status}: {kind} is not among {documented_kinds:?}"
+        );
+    }
+    status
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_answer() {
+    let node = node().await;
+    let (status, doc) = node.get("/api/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+
+    // What docs/operations.md lists is what the document describes.
+    let operations = include_str!("../docs/operations.md");
+    let mut listed: Vec<(String, String)> = operations
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let method = *cells.get(1)?;
+            let path = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+            ["GET", "POST"]
+                .contains(&method)
+                .then(|| (method.to_lowercase(), path.to_owned()))
+        })
+        .collect();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    listed.sort();
+    documented.sort();
+    assert_eq!(
+        listed, documented,
+        "docs/operations.md and the OpenAPI document differ"
+    );
+
+    // Every operation, with good input and with bad: each answer is documented and fits.
+    let good = |template: &str| {
+        template
+            .replace("{name}/actions", "Translator/actions")
+            .replace("{action}", "translate")
+            .replace("{command}", "reindex")
+            .replace("{name}", "batcher")
+    };
+    let body = |path: &str| {
+        if path.contains("/actions/") {
+            json!({"text": "hello", "to": "en"})
+        } else if path.ends_with("process-batch") {
+            json!({"batchSize": 3})
+        } else {
+            Value::Null
+        }
+    };
+    for (method, template) in &documented {
+        let path = good(template);
+        let mut cases = vec![(path.clone(), Some(TOKEN), body(&path))];
+        if template.contains("{name}") {
+            let unknown = path
+                .replace("/batcher", "/nobody")
+                .replace("/Translator", "/nobody");
+            cases.push((unknown, Some(TOKEN), Value::Null));
+        }
+        if method == "post" {
+            cases.push((path.clone(), None, body(&path)));
+            cases.push((format!("{path}?priority=high"), Some(TOKEN), body(&path)));
+        }
+        if template.contains("{action}") {
+            cases.push((path.clone(), Some(TOKEN), json!({"text": 1})));
+        }
+        for (path, token, body) in cases {
+            let url = format!("{}{path}", node.base);
+            let mut request = match method.as_str() {
+                "get" => node.client.get(url),
+                _ => node.client.post(url),
+            };
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if !body.is_null() {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            if template == "/api/events" && response.status() == StatusCode::OK {
+                // A stream that stays open: its type is what can be checked.
+                let kind = response.headers()["content-type"].to_str().unwrap();
+                assert!(kind.starts_with("text/event-stream"), "{kind}");
+                continue;
+            }
+            answers_as_documented(&doc, template, method, response).await;
+        }
+    }
+
+    // A path the document does not list is not served.
+    assert_eq!(
+        node.post("/api/services/batcher/reboot")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    node.stop().await;
+}

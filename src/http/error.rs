@@ -8,13 +8,16 @@ use serde::Serialize;
 use crate::Error;
 
 /// An error as the control plane answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct ApiError {
     #[serde(skip)]
     pub(crate) status: StatusCode,
-    /// Stable and machine-readable: [`Error::code`] or one of the plane's own codes.
+    /// Stable and machine-readable: `unknown_service`, `bad_parameters`, `timeout`, …
+    #[schema(value_type = String, example = "unknown_action")]
     pub(crate) code: &'static str,
+    /// What went wrong, for people.
     pub(crate) message: String,
+    /// The field at fault, when known (`file_id`, `batchSize`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) field: Option<String>,
 }

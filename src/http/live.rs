@@ -21,17 +21,23 @@ use crate::runtime::RuntimeHandle;
 /// How many recent events the ring keeps for clients that reconnect.
 pub(crate) const RING: usize = 1024;
 
-/// One event as the stream sends it.
-#[derive(Debug, Serialize)]
+/// One event as the stream sends it: the `data` of each server-sent event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LiveEvent {
+    /// The bus-wide event id, also the SSE `id`.
     id: u64,
+    /// The emitting service.
     service: String,
+    /// The event's name, also the SSE `event`.
     event: String,
+    /// The correlation id of the action that emitted it, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
+    /// Milliseconds since the Unix epoch.
     emitted_at_ms: u64,
     /// The payload's JSON as the event record encoded it, passed through untouched.
+    #[schema(value_type = Object)]
     payload: Box<serde_json::value::RawValue>,
     /// The JSON of all of the above, rendered once for every client.
     #[serde(skip)]
@@ -182,10 +188,13 @@ impl Gap {
 }
 
 /// `GET /api/events?service=S&event=E`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
+    /// Only this service's events.
     service: Option<String>,
+    /// Only events of this name.
     event: Option<String>,
 }
 
@@ -194,6 +203,20 @@ enum Item {
     Lagged(u64),
 }
 
+/// Live events as server-sent events: `id` the event id, `event` its name, `data` a
+/// [`LiveEvent`]; `event: gap` says which ids were missed. `Last-Event-ID` resumes after an id.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header,
+            description = "Resume after this id: the kept events after it come first"),
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = LiveEvent,
+            description = "The stream; each event's `data` is a LiveEvent"),
+        (status = 400, body = super::error::ApiError, description = "A malformed query or Last-Event-ID"),
+        (status = 404, body = super::error::ApiError, description = "No such service"),
+    ))]
 pub(crate) async fn events(
     State(api): State<Api>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,

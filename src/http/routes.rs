@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::openapi::{CallErrors, ReadErrors};
 use crate::handle::ServiceRef;
 use crate::runtime::RuntimeHandle;
 use crate::service::{Command, Health};
@@ -27,6 +28,8 @@ pub(crate) struct Api {
     pub(crate) runtime: RuntimeHandle,
     pub(crate) live: Arc<super::live::Live>,
     pub(crate) metrics: Arc<super::metrics::Metrics>,
+    /// The OpenAPI document, rendered once.
+    pub(crate) openapi: Arc<str>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -36,7 +39,7 @@ fn service(api: &Api, name: &str) -> ApiResult<ServiceRef> {
 }
 
 /// One line of `GET /api/services`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ServiceSummary {
     name: String,
     kinds: Vec<ServiceKind>,
@@ -44,6 +47,9 @@ pub(crate) struct ServiceSummary {
     health: Health,
 }
 
+/// Every service, in name order: kinds, state, health.
+#[utoipa::path(get, path = "/api/services", tag = "services",
+    responses((status = 200, body = Vec<ServiceSummary>)))]
 pub(crate) async fn list(State(api): State<Api>) -> ApiResult<Json<Vec<ServiceSummary>>> {
     let mut out = Vec::new();
     for service in api.runtime.services() {
@@ -57,6 +63,10 @@ pub(crate) async fn list(State(api): State<Api>) -> ApiResult<Json<Vec<ServiceSu
     Ok(Json(out))
 }
 
+/// What a service declared: kinds, schedule, actions, commands, events, policies.
+#[utoipa::path(get, path = "/api/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 200, body = ServiceInfo), ReadErrors))]
 pub(crate) async fn info(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -64,6 +74,10 @@ pub(crate) async fn info(
     Ok(Json(service(&api, &name)?.info().await?))
 }
 
+/// A service's status: state, runs, skips, failures, calls, queue, restarts, events.
+#[utoipa::path(get, path = "/api/services/{name}/status", tag = "services",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 200, body = ServiceStatus), ReadErrors))]
 pub(crate) async fn status(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -72,10 +86,13 @@ pub(crate) async fn status(
 }
 
 /// The query of a call: `?priority=10&timeoutMs=500`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CallQuery {
+    /// Among queued calls, the higher runs first (default 0).
     priority: Option<i32>,
+    /// Past this many milliseconds the caller gets 504 and the handler is cancelled.
     timeout_ms: Option<u64>,
 }
 
@@ -130,6 +147,18 @@ fn reply(options: &CallOptions, body: impl IntoResponse) -> Response {
     response
 }
 
+/// Calls an action: its parameters as JSON in, its reply as JSON out.
+#[utoipa::path(post, path = "/api/services/{name}/actions/{action}", tag = "calls",
+    params(
+        ("name" = String, Path, description = "The service's name"),
+        ("action" = String, Path, description = "The action's name"),
+        CallQuery,
+        ("X-Correlation-Id" = Option<String>, Header,
+            description = "Reaches the handler's context and tracing span; echoed on the reply"),
+    ),
+    request_body(content = serde_json::Value, description = "The action's parameters"),
+    responses((status = 200, body = serde_json::Value, description = "The action's reply"), CallErrors),
+    security((), ("bearer" = [])))]
 pub(crate) async fn act(
     State(api): State<Api>,
     Path((name, action)): Path<(String, String)>,
@@ -158,39 +187,88 @@ async fn run_command(
     Ok(reply(&options, result.map_err(ApiError::from)))
 }
 
-/// `POST /api/services/{name}/{verb}`: `trigger`, `check-queue`, `pause` or `resume`.
-pub(crate) async fn verb(
+/// Runs a periodic service now (or once more after its current run).
+#[utoipa::path(post, path = "/api/services/{name}/trigger", tag = "calls",
+    params(("name" = String, Path, description = "The service's name"), CallQuery, Correlation),
+    responses((status = 204, description = "Done"), CallErrors),
+    security((), ("bearer" = [])))]
+pub(crate) async fn trigger(
     State(api): State<Api>,
-    Path((name, verb)): Path<(String, String)>,
+    Path(name): Path<String>,
     query: Result<Query<CallQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let command = match verb.as_str() {
-        Command::TRIGGER => Command::TriggerNow,
-        Command::CHECK_QUEUE => Command::CheckQueue,
-        "pause" | "resume" => {
-            let service = service(&api, &name)?;
-            if verb == "pause" {
-                service.pause()?;
-            } else {
-                service.resume()?;
-            }
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-        _ => return Err(ApiError::not_found()),
-    };
     let options = call_options(query, &headers)?;
-    run_command(&api, &name, command, options).await
+    run_command(&api, &name, Command::TriggerNow, options).await
+}
+
+/// Asks a service to check its queue.
+#[utoipa::path(post, path = "/api/services/{name}/check-queue", tag = "calls",
+    params(("name" = String, Path, description = "The service's name"), CallQuery, Correlation),
+    responses((status = 204, description = "Done"), CallErrors),
+    security((), ("bearer" = [])))]
+pub(crate) async fn check_queue(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    query: Result<Query<CallQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let options = call_options(query, &headers)?;
+    run_command(&api, &name, Command::CheckQueue, options).await
+}
+
+/// Pauses a periodic service's schedule: its ticks are skipped until it is resumed.
+#[utoipa::path(post, path = "/api/services/{name}/pause", tag = "calls",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 204, description = "Paused"), CallErrors),
+    security((), ("bearer" = [])))]
+pub(crate) async fn pause(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    service(&api, &name)?.pause()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resumes a paused service's schedule.
+#[utoipa::path(post, path = "/api/services/{name}/resume", tag = "calls",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 204, description = "Resumed"), CallErrors),
+    security((), ("bearer" = [])))]
+pub(crate) async fn resume(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    service(&api, &name)?.resume()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The correlation header, as a documented parameter.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "it only describes the header")]
+struct Correlation {
+    /// Reaches the handler's context and tracing span; echoed on the reply.
+    #[param(rename = "X-Correlation-Id")]
+    x_correlation_id: Option<String>,
 }
 
 /// The body of `process-batch`: `{"batchSize": 100, "filter": "..."}`, both optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BatchBody {
+    /// How many items to take.
     batch_size: Option<usize>,
+    /// Which items to take.
     filter: Option<String>,
 }
 
+/// Asks a service to process a batch.
+#[utoipa::path(post, path = "/api/services/{name}/process-batch", tag = "calls",
+    params(("name" = String, Path, description = "The service's name"), CallQuery, Correlation),
+    request_body(content = Option<BatchBody>, description = "Both fields optional; an empty body is `{}`"),
+    responses((status = 204, description = "Done"), CallErrors),
+    security((), ("bearer" = [])))]
 pub(crate) async fn process_batch(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -215,6 +293,17 @@ pub(crate) async fn process_batch(
     run_command(&api, &name, command, options).await
 }
 
+/// Sends one of a service's own commands; the JSON body is its arguments.
+#[utoipa::path(post, path = "/api/services/{name}/commands/{command}", tag = "calls",
+    params(
+        ("name" = String, Path, description = "The service's name"),
+        ("command" = String, Path, description = "The command's name"),
+        CallQuery,
+        Correlation,
+    ),
+    request_body(content = Option<serde_json::Value>, description = "The command's arguments"),
+    responses((status = 204, description = "Done"), CallErrors),
+    security((), ("bearer" = [])))]
 pub(crate) async fn custom_command(
     State(api): State<Api>,
     Path((name, command)): Path<(String, String)>,
@@ -239,19 +328,30 @@ pub(crate) async fn custom_command(
 }
 
 /// The body of `GET /health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct HealthReport {
+    /// `healthy`, `degraded` or `unhealthy`: the worst of the services'.
+    #[schema(value_type = String, example = "healthy")]
     status: &'static str,
     services: Vec<ServiceHealth>,
 }
 
-#[derive(Debug, Serialize)]
+/// One service's health.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ServiceHealth {
     name: String,
     #[serde(flatten)]
     health: Health,
 }
 
+/// Every service's health: 200 when each is healthy or degraded, 503 when one is unhealthy.
+#[utoipa::path(get, path = "/health", tag = "probes",
+    responses(
+        (status = 200, body = HealthReport, description = "Healthy or degraded"),
+        (status = 401, body = ApiError, description = "Probes need the token (`open_probes = false`)"),
+        (status = 503, body = HealthReport, description = "A service is unhealthy"),
+    ),
+    security((), ("bearer" = [])))]
 pub(crate) async fn health(State(api): State<Api>) -> Response {
     let services: Vec<ServiceHealth> = api
         .runtime
@@ -278,6 +378,21 @@ pub(crate) async fn health(State(api): State<Api>) -> Response {
     (code, Json(HealthReport { status, services })).into_response()
 }
 
+/// A probe's answer: `{"status": "live"}`, `{"status": "ready"}`, `{"status": "not ready"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ProbeReport {
+    #[schema(value_type = String, example = "live")]
+    status: &'static str,
+}
+
+/// 200 while the runtime runs, 503 once it shuts down.
+#[utoipa::path(get, path = "/health/live", tag = "probes",
+    responses(
+        (status = 200, body = ProbeReport),
+        (status = 401, body = ApiError, description = "Probes need the token (`open_probes = false`)"),
+        (status = 503, body = ApiError, description = "The runtime is shutting down"),
+    ),
+    security((), ("bearer" = [])))]
 pub(crate) async fn live(State(api): State<Api>) -> Response {
     if api.runtime.is_shutting_down() {
         // A probe says down (503), where a call to a stopping service conflicts (409).
@@ -285,30 +400,52 @@ pub(crate) async fn live(State(api): State<Api>) -> Response {
         err.status = StatusCode::SERVICE_UNAVAILABLE;
         return err.into_response();
     }
-    (
-        StatusCode::OK,
-        Json(serde_json::json!({ "status": "live" })),
-    )
-        .into_response()
+    (StatusCode::OK, Json(ProbeReport { status: "live" })).into_response()
 }
 
+/// 200 once start-up is over and every service is ready, else 503.
+#[utoipa::path(get, path = "/health/ready", tag = "probes",
+    responses(
+        (status = 200, body = ProbeReport),
+        (status = 401, body = ApiError, description = "Probes need the token (`open_probes = false`)"),
+        (status = 503, body = ProbeReport, description = "Not ready"),
+    ),
+    security((), ("bearer" = [])))]
 pub(crate) async fn ready(State(api): State<Api>) -> Response {
     if api.runtime.is_ready().await {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready" })),
-        )
-            .into_response()
+        (StatusCode::OK, Json(ProbeReport { status: "ready" })).into_response()
     } else {
-        let body = serde_json::json!({ "status": "not ready" });
+        let body = ProbeReport {
+            status: "not ready",
+        };
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
+/// Prometheus text: per service and per action.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses(
+        (status = 200, content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, body = ApiError, description = "Probes need the token (`open_probes = false`)"),
+    ),
+    security((), ("bearer" = [])))]
 pub(crate) async fn metrics(State(api): State<Api>) -> Response {
     let text = api.metrics.render(&api.runtime).await;
     let kind = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, kind);
+    response
+}
+
+/// This document: every endpoint, its parameters, bodies and error bodies.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "services",
+    responses((status = 200, content_type = "application/json", body = Object,
+        description = "An OpenAPI 3.1 document")))]
+pub(crate) async fn openapi(State(api): State<Api>) -> Response {
+    let kind = HeaderValue::from_static("application/json");
+    let mut response = api.openapi.to_string().into_response();
     response
         .headers_mut()
         .insert(axum::http::header::CONTENT_TYPE, kind);

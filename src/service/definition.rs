@@ -456,6 +456,7 @@ impl Schedule {
 /// What a periodic service does with ticks that fall while a run is still in progress.
 ///
 /// Every such tick is skipped and counted in [`ServiceStatus::skipped`](crate::ServiceStatus).
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissedTick {
@@ -472,9 +473,11 @@ pub enum MissedTick {
 
 /// How a start-up service runs: its order among start-up services, its timeout, and whether the
 /// runtime may start without it.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Startup {
     pub(crate) order: i32,
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
     pub(crate) timeout: Duration,
     pub(crate) continue_on_failure: bool,
 }

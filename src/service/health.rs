@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 
 /// The health of a service: what [`Service::health`](crate::Service::health) reports, combined
 /// with what supervision knows.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "reason", rename_all = "lowercase")]
 pub enum Health {
