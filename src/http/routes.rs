@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -96,23 +97,34 @@ pub(crate) struct CallQuery {
     timeout_ms: Option<u64>,
 }
 
-/// The options of a call, from its query and its correlation header.
-fn call_options(
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: &HeaderMap,
-) -> ApiResult<CallOptions> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let correlation_id = match headers.get(CORRELATION_HEADER) {
-        Some(value) => Some(Arc::from(value.to_str().map_err(|_| {
-            ApiError::bad_request("the X-Correlation-Id header is not visible ASCII")
-        })?)),
-        None => None,
-    };
-    Ok(CallOptions {
-        priority: query.priority.unwrap_or(0),
-        timeout: query.timeout_ms.map(Duration::from_millis),
-        correlation_id,
-    })
+/// The options of a call, from its query and its correlation header; reads only those two,
+/// without copying the request's headers.
+pub(crate) struct Call(CallOptions);
+
+impl<S: Send + Sync> FromRequestParts<S> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = match parts.uri.query() {
+            None => CallQuery::default(),
+            Some(_) => {
+                let Query(query) = Query::<CallQuery>::try_from_uri(&parts.uri)
+                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
+                query
+            }
+        };
+        let correlation_id = match parts.headers.get(CORRELATION_HEADER) {
+            Some(value) => Some(Arc::from(value.to_str().map_err(|_| {
+                ApiError::bad_request("the X-Correlation-Id header is not visible ASCII")
+            })?)),
+            None => None,
+        };
+        Ok(Call(CallOptions {
+            priority: query.priority.unwrap_or(0),
+            timeout: query.timeout_ms.map(Duration::from_millis),
+            correlation_id,
+        }))
+    }
 }
 
 /// A body read as JSON; an empty body is `null`.
@@ -162,11 +174,9 @@ fn reply(options: &CallOptions, body: impl IntoResponse) -> Response {
 pub(crate) async fn act(
     State(api): State<Api>,
     Path((name, action)): Path<(String, String)>,
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Call(options): Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let options = call_options(query, &headers)?;
     let params = json_body(body)?;
     let service = service(&api, &name)?;
     let answer = service.act_json(&action, params, options.clone()).await;
@@ -195,10 +205,8 @@ async fn run_command(
 pub(crate) async fn trigger(
     State(api): State<Api>,
     Path(name): Path<String>,
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Call(options): Call,
 ) -> ApiResult<Response> {
-    let options = call_options(query, &headers)?;
     run_command(&api, &name, Command::TriggerNow, options).await
 }
 
@@ -210,10 +218,8 @@ pub(crate) async fn trigger(
 pub(crate) async fn check_queue(
     State(api): State<Api>,
     Path(name): Path<String>,
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Call(options): Call,
 ) -> ApiResult<Response> {
-    let options = call_options(query, &headers)?;
     run_command(&api, &name, Command::CheckQueue, options).await
 }
 
@@ -272,11 +278,9 @@ struct BatchBody {
 pub(crate) async fn process_batch(
     State(api): State<Api>,
     Path(name): Path<String>,
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Call(options): Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let options = call_options(query, &headers)?;
     let batch: BatchBody = match json_body(body)? {
         serde_json::Value::Null => BatchBody::default(),
         value => serde_path_to_error::deserialize(value).map_err(|e| {
@@ -307,11 +311,9 @@ pub(crate) async fn process_batch(
 pub(crate) async fn custom_command(
     State(api): State<Api>,
     Path((name, command)): Path<(String, String)>,
-    query: Result<Query<CallQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Call(options): Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let options = call_options(query, &headers)?;
     let args = match json_body(body)? {
         serde_json::Value::Null => None,
         value => Some(value.to_string()),
