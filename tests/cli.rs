@@ -2,68 +2,20 @@
 
 #![cfg(feature = "cli")]
 
+#[path = "support/plane.rs"]
+mod plane;
 #[path = "support/common.rs"]
 mod support;
 
 use std::process::Output;
-use std::time::Duration;
 
+use plane::{Batcher, Off};
 use serde_json::{Value, json};
 use sora::http::HttpConfig;
-use sora::{BoxError, Command, Context, Definition, Health, Runtime, Schedule, Service};
+use sora::{Context, Health, Runtime, Service};
 use support::*;
 
 const TOKEN: &str = "cli-secret";
-
-/// Periodic and pokable: records its runs and commands, emits on every run.
-struct Batcher {
-    journal: Journal,
-}
-
-impl Service for Batcher {
-    fn define(def: &mut Definition<Self>) {
-        def.name("batcher")
-            .periodic(Schedule::every(Duration::from_secs(3600)))
-            .command(Command::PROCESS_BATCH)
-            .command(Command::CHECK_QUEUE)
-            .command("reindex")
-            .emits::<Ticked>();
-    }
-
-    async fn tick(&self, ctx: &Context) -> Result<(), BoxError> {
-        self.journal.push("tick");
-        ctx.emit(Ticked)?;
-        Ok(())
-    }
-
-    async fn command(&self, command: Command, _: &Context) -> Result<(), BoxError> {
-        self.journal.push(match command {
-            Command::ProcessBatch { size, filter } => format!("batch:{size:?}:{filter:?}"),
-            Command::CheckQueue => "check-queue".into(),
-            Command::Custom { name, args } => format!("{name}:{args:?}"),
-            other => format!("{other:?}"),
-        });
-        Ok(())
-    }
-}
-
-/// Emitted by every run of the batcher.
-#[derive(Debug, serde::Serialize)]
-struct Ticked;
-
-impl sora::Event for Ticked {
-    const NAME: &'static str = "ticked";
-}
-
-/// Registered, disabled.
-#[derive(Default)]
-struct Off;
-
-impl Service for Off {
-    fn define(def: &mut Definition<Self>) {
-        def.enabled(false);
-    }
-}
 
 /// Reports itself unhealthy.
 #[derive(Default)]
