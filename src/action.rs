@@ -113,19 +113,24 @@ pub(crate) struct ActionEntry<S: Service> {
     pub(crate) name: &'static str,
     pub(crate) json: Invoke<S>,
     pub(crate) bincode: Invoke<S>,
+    /// How a typed call leaves for another node, and how its reply comes back.
+    #[cfg(feature = "cluster")]
+    pub(crate) wire: crate::cluster::WireAction,
 }
 
 impl<S: Service> ActionEntry<S> {
     pub(crate) fn of<A>() -> Self
     where
         S: Handler<A>,
-        A: Action + DeserializeOwned,
-        A::Reply: Serialize,
+        A: Action + Serialize + DeserializeOwned,
+        A::Reply: Serialize + DeserializeOwned,
     {
         ActionEntry {
             name: A::NAME,
             json: invoke::<S, A, crate::codec::Json>,
             bincode: invoke::<S, A, crate::codec::Bincode>,
+            #[cfg(feature = "cluster")]
+            wire: crate::cluster::WireAction::of::<A>(),
         }
     }
 
@@ -148,14 +153,23 @@ where
     A::Reply: Serialize,
     C: Codec,
 {
+    let action: A = match C::decode(&params) {
+        Ok(action) => action,
+        Err(e) => {
+            let err = Error::BadParameters {
+                service: cell.name().to_owned(),
+                action: A::NAME.to_owned(),
+                field: e.field,
+                message: e.message,
+            };
+            return Box::pin(async move { Err(err) });
+        }
+    };
+    // Delivered now, not when the future is first polled: calls by name keep the order in
+    // which they were made, as typed calls do, even when each is then awaited on its own task.
+    let reply = cell.call(action, options);
     Box::pin(async move {
-        let action: A = C::decode(&params).map_err(|e| Error::BadParameters {
-            service: cell.name().to_owned(),
-            action: A::NAME.to_owned(),
-            field: e.field,
-            message: e.message,
-        })?;
-        let reply = cell.call(action, options).await?;
+        let reply = reply.await?;
         C::encode(&reply).map_err(|message| Error::Encode {
             service: cell.name().to_owned(),
             action: A::NAME.to_owned(),

@@ -15,7 +15,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// What went wrong with a call into the runtime.
 ///
 /// The enum is `#[non_exhaustive]`: later versions may add cases.
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// It is serializable so that it crosses nodes whole: a remote service answers with the same
+/// error a local one would (the `source` of [`Error::ActionFailed`] stays on the node that
+/// raised it).
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// No service of that name or type is registered in this runtime.
@@ -83,6 +87,7 @@ pub enum Error {
         message: String,
         /// The handler's error itself, when it was raised in this process.
         #[source]
+        #[serde(skip)]
         source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// The service crashed (a panic or a failed hook) while it held or queued the call.
@@ -147,6 +152,15 @@ pub enum Error {
         /// What was wrong, and what was expected.
         message: String,
     },
+    /// Two nodes of a cluster could not understand each other: a message could not be decoded,
+    /// or an action's schema differs between the caller and the node that serves it.
+    #[error("incompatible with node `{node}`: {reason}")]
+    Incompatible {
+        /// The other node.
+        node: String,
+        /// What did not match.
+        reason: String,
+    },
     /// A value could not be encoded for the wire or for a by-name caller.
     #[error("could not encode the reply of `{service}.{action}`: {message}")]
     Encode {
@@ -187,6 +201,7 @@ impl Error {
             Error::StartupFailed { .. } => "startup_failed",
             Error::CriticalFailure { .. } => "critical_failure",
             Error::Encode { .. } => "encode",
+            Error::Incompatible { .. } => "incompatible",
             Error::Config { .. } => "bad_config",
         }
     }

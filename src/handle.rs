@@ -103,7 +103,7 @@ impl<S: Service> ServiceHandle<S> {
     /// [`Error::UnknownCommand`] if the service does not accept it, and the errors of
     /// [`act`](Self::act).
     pub fn command(&self, command: Command) -> CommandRequest {
-        CommandRequest::new(self.cell.clone(), command)
+        CommandRequest::new(Callee::Local(self.cell.clone()), command)
     }
 
     /// Runs the service's periodic work now (or once more after the run in progress).
@@ -159,7 +159,7 @@ impl<S: Service> ServiceHandle<S> {
     ///
     /// Never fails for a local service; the `Result` leaves room for remote ones.
     pub async fn status(&self) -> Result<ServiceStatus, Error> {
-        Ok(self.cell.shared.status())
+        ErasedService::status_routed(&*self.cell).await
     }
 
     /// The service's health: its own check, bounded by a timeout, and what supervision knows.
@@ -168,7 +168,7 @@ impl<S: Service> ServiceHandle<S> {
     ///
     /// Never fails for a local service; the `Result` leaves room for remote ones.
     pub async fn health(&self) -> Result<Health, Error> {
-        Ok(ServiceCell::health(&self.cell).await)
+        ErasedService::health_routed(self.cell.clone()).await
     }
 
     /// What the service declared.
@@ -177,6 +177,10 @@ impl<S: Service> ServiceHandle<S> {
     ///
     /// Never fails for a local service; the `Result` leaves room for remote ones.
     pub async fn info(&self) -> Result<ServiceInfo, Error> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.cell.remote() {
+            return remote.info().await;
+        }
         Ok(self.cell.info())
     }
 
@@ -203,33 +207,83 @@ impl<S: Service> ServiceHandle<S> {
     /// An untyped reference to the same service, for code that works by name.
     pub fn untyped(&self) -> ServiceRef {
         ServiceRef {
-            inner: self.cell.clone(),
+            inner: Callee::Local(self.cell.clone()),
         }
     }
 }
 
 /// An untyped handle to a service, for callers that know it by name.
+///
+/// In a cluster it may stand for a service of another node (see [`cluster`](crate::cluster)).
 #[derive(Clone)]
 pub struct ServiceRef {
-    inner: Arc<dyn ErasedService>,
+    inner: Callee,
+}
+
+/// Where the calls of a [`ServiceRef`] or a [`CommandRequest`] go.
+#[derive(Clone)]
+pub(crate) enum Callee {
+    /// A service registered in this runtime (which may route to another node when it does not
+    /// run here).
+    Local(Arc<dyn ErasedService>),
+    /// A service that only other nodes know.
+    #[cfg(feature = "cluster")]
+    Remote(crate::cluster::RemoteService),
+}
+
+impl Callee {
+    fn name(&self) -> &str {
+        match self {
+            Callee::Local(local) => local.name(),
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.name(),
+        }
+    }
+
+    pub(crate) async fn command(self, command: Command, options: CallOptions) -> Result<(), Error> {
+        match self {
+            Callee::Local(local) => local.command(command, options).await,
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.command(command, options).await,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServiceRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceRef")
             .field("service", &self.inner.name())
+            .field("remote", &self.is_remote())
             .finish()
     }
 }
 
 impl ServiceRef {
     pub(crate) fn new(inner: Arc<dyn ErasedService>) -> Self {
-        ServiceRef { inner }
+        ServiceRef {
+            inner: Callee::Local(inner),
+        }
+    }
+
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote(remote: crate::cluster::RemoteService) -> Self {
+        ServiceRef {
+            inner: Callee::Remote(remote),
+        }
     }
 
     /// The service's name.
     pub fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    /// Whether this handle stands for a service that only other nodes of the cluster know.
+    pub fn is_remote(&self) -> bool {
+        match &self.inner {
+            Callee::Local(_) => false,
+            #[cfg(feature = "cluster")]
+            Callee::Remote(_) => true,
+        }
     }
 
     /// Starts a subscription chain on the service's events with a clause for the event called
@@ -259,8 +313,14 @@ impl ServiceRef {
     }
 
     fn chain(&self) -> Chain {
-        let events = self.inner.shared().runtime.events.clone();
-        Chain::new(events, Target::Service(self.inner.clone()))
+        match &self.inner {
+            Callee::Local(local) => {
+                let events = local.shared().runtime.events.clone();
+                Chain::new(events, Target::Service(local.clone()))
+            }
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => Chain::new(remote.events(), Target::Remote(remote.clone())),
+        }
     }
 
     /// Calls an action by name with JSON parameters and returns its JSON reply.
@@ -305,10 +365,16 @@ impl ServiceRef {
         params: Vec<u8>,
         options: CallOptions,
     ) -> Result<Vec<u8>, Error> {
-        self.inner
-            .clone()
-            .act_encoded(action, format, params, options)
-            .await
+        match &self.inner {
+            Callee::Local(local) => {
+                local
+                    .clone()
+                    .act_encoded(action, format, params, options)
+                    .await
+            }
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.act_encoded(action, format, params, options).await,
+        }
     }
 
     /// Sends a command and waits until it has run; set options on the request, then `.await`
@@ -327,7 +393,11 @@ impl ServiceRef {
     ///
     /// As [`ServiceHandle::tell`].
     pub fn tell(&self, command: Command) -> Result<(), Error> {
-        self.inner.tell(command)
+        match &self.inner {
+            Callee::Local(local) => local.tell(command),
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.tell(command),
+        }
     }
 
     /// Pauses a periodic service's schedule; see [`ServiceHandle::pause`].
@@ -336,7 +406,7 @@ impl ServiceRef {
     ///
     /// As [`ServiceHandle::pause`].
     pub fn pause(&self) -> Result<(), Error> {
-        self.inner.set_paused(true)
+        self.set_paused(true)
     }
 
     /// Resumes a paused schedule; see [`ServiceHandle::resume`].
@@ -345,33 +415,54 @@ impl ServiceRef {
     ///
     /// As [`ServiceHandle::pause`].
     pub fn resume(&self) -> Result<(), Error> {
-        self.inner.set_paused(false)
+        self.set_paused(false)
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), Error> {
+        match &self.inner {
+            Callee::Local(local) => local.set_paused(paused),
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.set_paused(paused),
+        }
     }
 
     /// The service's status snapshot.
     ///
     /// # Errors
     ///
-    /// Never fails for a local service.
+    /// Never fails for a service that runs here; for one of another node, the errors of a
+    /// call to it.
     pub async fn status(&self) -> Result<ServiceStatus, Error> {
-        Ok(self.inner.status())
+        match &self.inner {
+            Callee::Local(local) => local.status_routed().await,
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.status().await,
+        }
     }
 
     /// The service's health.
     ///
     /// # Errors
     ///
-    /// Never fails for a local service.
+    /// As [`status`](Self::status).
     pub async fn health(&self) -> Result<Health, Error> {
-        Ok(self.inner.clone().health().await)
+        match &self.inner {
+            Callee::Local(local) => local.clone().health_routed().await,
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.health().await,
+        }
     }
 
     /// What the service declared.
     ///
     /// # Errors
     ///
-    /// Never fails for a local service.
+    /// As [`status`](Self::status).
     pub async fn info(&self) -> Result<ServiceInfo, Error> {
-        Ok(self.inner.info())
+        match &self.inner {
+            Callee::Local(local) => Ok(local.info()),
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => remote.info().await,
+        }
     }
 }

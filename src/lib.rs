@@ -5,11 +5,15 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `http` (default) | the HTTP control plane ([`http`]), served by axum |
-//! | `cluster` | builds ractor with its `cluster` feature, so service messages can cross nodes |
+//! | `cluster` | services across nodes through `ractor_cluster` ([`cluster`]) |
+//! | `cli` | the `sora` command-line client of the control plane |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod action;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod cluster;
 pub mod codec;
 pub mod config;
 mod discovery;
@@ -64,3 +68,7 @@ struct ConfigurationGuide;
 #[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../docs/operations.md")]
 struct OperationsGuide;
+
+#[cfg(all(doctest, feature = "cluster"))]
+#[doc = include_str!("../docs/cluster.md")]
+struct ClusterGuide;

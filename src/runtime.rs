@@ -91,6 +91,9 @@ pub(crate) struct RuntimeShared {
     /// The runtime's metrics, kept once something serves them.
     #[cfg(feature = "http")]
     pub(crate) metrics: OnceLock<Arc<crate::http::metrics::Metrics>>,
+    /// This runtime's node, when it has joined a cluster.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: OnceLock<Arc<crate::cluster::ClusterShared>>,
 }
 
 impl RuntimeShared {
@@ -110,6 +113,8 @@ impl RuntimeShared {
             http_task: std::sync::Mutex::new(None),
             #[cfg(feature = "http")]
             metrics: OnceLock::new(),
+            #[cfg(feature = "cluster")]
+            cluster: OnceLock::new(),
         })
     }
 
@@ -178,6 +183,10 @@ impl RuntimeShared {
             self.finish(Ok(()));
         }
         let outcome = self.wait().await;
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.stop().await;
+        }
         self.stop_http().await;
         self.phase.store(STOPPED, Ordering::Release);
         outcome
@@ -298,6 +307,10 @@ impl Drop for Runtime {
             if let Some(supervisor) = shared.supervisor.get() {
                 supervisor.kill();
             }
+            #[cfg(feature = "cluster")]
+            if let Some(cluster) = shared.cluster.get() {
+                cluster.leave_now();
+            }
         }
         shared.events.close();
         // Services point back at the runtime; clearing the tables breaks the cycle.
@@ -385,19 +398,26 @@ impl RuntimeHandle {
             })
     }
 
-    /// The untyped handle of the service called `name`.
+    /// The untyped handle of the service called `name`: the one registered here, or, in a
+    /// cluster, one that another node serves.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownService`] if no service has that name.
     pub fn service_by_name(&self, name: &str) -> Result<ServiceRef, Error> {
-        self.shared
-            .by_name
-            .get(name)
-            .map(|e| ServiceRef::new(e.clone()))
-            .ok_or_else(|| Error::UnknownService {
-                name: name.to_owned(),
-            })
+        if let Some(found) = self.shared.by_name.get(name) {
+            return Ok(ServiceRef::new(found.clone()));
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.shared.cluster.get() {
+            if cluster.serves(name) {
+                let remote = crate::cluster::RemoteService::new(name.into(), cluster.clone());
+                return Ok(ServiceRef::remote(remote));
+            }
+        }
+        Err(Error::UnknownService {
+            name: name.to_owned(),
+        })
     }
 
     /// Resolves the service called `name` through the registry actor.
@@ -488,6 +508,10 @@ impl RuntimeHandle {
         if self.shared.phase.load(Ordering::Acquire) != RUNNING {
             return false;
         }
+        #[cfg(feature = "cluster")]
+        if self.shared.cluster.get().is_some_and(|c| !c.is_ready()) {
+            return false;
+        }
         let services: Vec<_> = self.shared.by_name.iter().map(|e| e.clone()).collect();
         for service in services {
             if !service.ready().await {
@@ -514,6 +538,16 @@ impl RuntimeHandle {
     #[cfg(feature = "http")]
     pub(crate) fn metrics(&self) -> Arc<crate::http::metrics::Metrics> {
         self.shared.metrics()
+    }
+
+    /// This runtime's node, when it has joined a cluster.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster(&self) -> Option<crate::cluster::Cluster> {
+        self.shared
+            .cluster
+            .get()
+            .map(|c| crate::cluster::Cluster::new(c.clone()))
     }
 
     /// Where the HTTP control plane listens, if the runtime serves it: the bound address, so

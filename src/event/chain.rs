@@ -31,6 +31,9 @@ pub(crate) enum Target {
     Service(Arc<dyn ErasedService>),
     /// Every service of the runtime that emits the event.
     Any(Vec<Arc<dyn ErasedService>>),
+    /// A service that only other nodes of the cluster know.
+    #[cfg(feature = "cluster")]
+    Remote(crate::cluster::RemoteService),
 }
 
 impl Target {
@@ -38,6 +41,8 @@ impl Target {
         match self {
             Target::Service(service) => Some(service.shared().name.clone()),
             Target::Any(_) => None,
+            #[cfg(feature = "cluster")]
+            Target::Remote(remote) => Some(remote.name().into()),
         }
     }
 
@@ -46,6 +51,14 @@ impl Target {
         let services: &[Arc<dyn ErasedService>] = match self {
             Target::Service(service) => std::slice::from_ref(service),
             Target::Any(all) => all,
+            #[cfg(feature = "cluster")]
+            Target::Remote(remote) => {
+                return Err(Error::ServiceUnavailable {
+                    service: remote.name().to_owned(),
+                    reason: "events of services that run on other nodes are not delivered yet"
+                        .into(),
+                });
+            }
         };
         let declares = |s: &Arc<dyn ErasedService>| {
             s.shared()
@@ -64,7 +77,7 @@ impl Target {
         emits.dedup();
         let service = match self {
             Target::Service(service) => service.name().to_owned(),
-            Target::Any(_) => "*".to_owned(),
+            _ => "*".to_owned(),
         };
         Err(Error::UnknownEvent {
             service,

@@ -38,10 +38,13 @@ impl<S: Service> ServiceCell<S> {
         def: Definition<S>,
         factory: Box<dyn Fn() -> S + Send + Sync>,
         enabled: bool,
+        remote: bool,
         runtime: Arc<RuntimeShared>,
     ) -> Self {
         let settings = def.settings.as_ref().and_then(|s| s.value.clone());
-        let shared = ServiceShared::new(&def.name, def.events.clone(), settings, enabled, runtime);
+        let mut shared =
+            ServiceShared::new(&def.name, def.events.clone(), settings, enabled, runtime);
+        shared.remote = remote;
         ServiceCell {
             shared: Arc::new(shared),
             def,
@@ -75,6 +78,11 @@ impl<S: Service> ServiceCell<S> {
         A: Action,
     {
         let timeout = options.timeout;
+        #[cfg(feature = "cluster")]
+        let (action, options) = match self.call_remote(action, options) {
+            Ok(sent) => return sent,
+            Err(local) => local,
+        };
         let (tx, rx) = oneshot::channel();
         let call = EnvelopeKind::action(action, options, tx.into());
         let sent = self.deliver(call, Delivery::Prompt);
@@ -84,6 +92,65 @@ impl<S: Service> ServiceCell<S> {
             sent.map(|()| rx),
             timeout,
         )
+    }
+
+    /// Where calls go when the service does not run here: to a node that serves it.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote(&self) -> Option<crate::cluster::RemoteService> {
+        crate::cluster::route(&self.shared)
+    }
+
+    /// Sends a typed call to another node when the service runs there and not here; gives the
+    /// call back otherwise. Only declared actions can cross.
+    #[cfg(feature = "cluster")]
+    fn call_remote<A>(
+        &self,
+        action: A,
+        options: CallOptions,
+    ) -> Result<ReplyFuture<A::Reply>, (A, CallOptions)>
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        let Some(remote) = self.remote() else {
+            return Err((action, options));
+        };
+        let Some(entry) = self.def.actions.iter().find(|a| a.name == A::NAME) else {
+            let err = Error::UnknownAction {
+                service: self.name().to_owned(),
+                action: A::NAME.to_owned(),
+            };
+            return Ok(ReplyFuture::new(
+                self.shared.clone(),
+                A::NAME.into(),
+                Err(err),
+                None,
+            ));
+        };
+        let (wire, timeout) = (entry.wire, options.timeout);
+        // Sent now, as a local call is delivered now; only the wait runs on a task.
+        let reply = remote.act_typed(A::NAME, wire, Box::new(action), options);
+        let (tx, rx) = oneshot::channel();
+        let service = self.name().to_owned();
+        tokio::spawn(async move {
+            let reply = reply.await.and_then(|reply| {
+                reply
+                    .downcast::<A::Reply>()
+                    .map(|r| *r)
+                    .map_err(|_| Error::Encode {
+                        service,
+                        action: A::NAME.to_owned(),
+                        message: "the reply is not of the action's type".into(),
+                    })
+            });
+            let _ = tx.send(reply);
+        });
+        Ok(ReplyFuture::new(
+            self.shared.clone(),
+            A::NAME.into(),
+            Ok(rx),
+            timeout,
+        ))
     }
 
     pub(crate) fn command(&self, command: Command, options: CallOptions) -> ReplyFuture<()> {
@@ -195,7 +262,6 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     fn critical(&self) -> bool;
     fn stop_timeout(&self) -> Duration;
     fn info(&self) -> ServiceInfo;
-    fn status(&self) -> ServiceStatus;
     fn detach(&self);
     fn spawn(
         self: Arc<Self>,
@@ -216,8 +282,11 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(), Error>>;
     fn tell(&self, command: Command) -> Result<(), Error>;
     fn set_paused(&self, paused: bool) -> Result<(), Error>;
-    fn health(self: Arc<Self>) -> BoxFuture<'static, Health>;
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool>;
+    /// The status here, or of the node that serves the service when it does not run here.
+    fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>>;
+    /// The health here, or of the node that serves the service when it does not run here.
+    fn health_routed(self: Arc<Self>) -> BoxFuture<'static, Result<Health, Error>>;
 }
 
 impl<S: Service> ErasedService for ServiceCell<S> {
@@ -255,10 +324,6 @@ impl<S: Service> ErasedService for ServiceCell<S> {
 
     fn info(&self) -> ServiceInfo {
         ServiceCell::info(self)
-    }
-
-    fn status(&self) -> ServiceStatus {
-        self.shared.status()
     }
 
     fn detach(&self) {
@@ -322,6 +387,13 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         params: Vec<u8>,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.remote() {
+            let action = action.to_owned();
+            return Box::pin(
+                async move { remote.act_encoded(&action, format, params, options).await },
+            );
+        }
         match self.def.actions.iter().find(|a| a.name == action) {
             Some(entry) => (entry.invoker(format))(self, params, options),
             None => {
@@ -339,15 +411,28 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         command: Command,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<(), Error>> {
-        Box::pin(async move { ServiceCell::command(&self, command, options).await })
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.remote() {
+            return Box::pin(async move { remote.command(command, options).await });
+        }
+        // Delivered now, as typed calls are (see `action::invoke`).
+        Box::pin(ServiceCell::command(&self, command, options))
     }
 
     fn tell(&self, command: Command) -> Result<(), Error> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.remote() {
+            return remote.tell(command);
+        }
         let call = EnvelopeKind::command(command, CallOptions::default(), None);
         self.deliver(call, Delivery::Batched)
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), Error> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.remote() {
+            return remote.set_paused(paused);
+        }
         if !self.shared.enabled {
             return Err(self.shared.unavailable());
         }
@@ -367,11 +452,24 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         Ok(())
     }
 
-    fn health(self: Arc<Self>) -> BoxFuture<'static, Health> {
-        Box::pin(async move { ServiceCell::health(&self).await })
-    }
-
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool> {
         Box::pin(async move { ServiceCell::ready(&self).await })
+    }
+
+    fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.remote() {
+            return Box::pin(async move { remote.status().await });
+        }
+        let status = self.shared.status();
+        Box::pin(async move { Ok(status) })
+    }
+
+    fn health_routed(self: Arc<Self>) -> BoxFuture<'static, Result<Health, Error>> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.remote() {
+            return Box::pin(async move { remote.health().await });
+        }
+        Box::pin(async move { Ok(ServiceCell::health(&self).await) })
     }
 }

@@ -11,7 +11,8 @@ use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::cell::{ErasedService, ServiceCell};
+use super::Callee;
+use super::cell::ServiceCell;
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::host::ServiceShared;
@@ -190,7 +191,7 @@ where
 /// A command being built; `.await` it to wait until it has run.
 #[must_use = "a command is not sent until the request is awaited"]
 pub struct CommandRequest {
-    service: Arc<dyn ErasedService>,
+    service: Callee,
     command: Command,
     options: CallOptions,
 }
@@ -206,7 +207,7 @@ impl std::fmt::Debug for CommandRequest {
 }
 
 impl CommandRequest {
-    pub(crate) fn new(service: Arc<dyn ErasedService>, command: Command) -> Self {
+    pub(crate) fn new(service: Callee, command: Command) -> Self {
         CommandRequest {
             service,
             command,
@@ -244,7 +245,7 @@ impl IntoFuture for CommandRequest {
     type IntoFuture = BoxFuture<'static, Result<(), Error>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        self.service.command(self.command, self.options)
+        Box::pin(self.service.command(self.command, self.options))
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct ServiceShared {
     pub(crate) settings: Option<SettingsValue>,
     /// Whether it runs in this runtime; a disabled service is never started.
     pub(crate) enabled: bool,
+    /// Declared here to reach it on other nodes of a cluster; never run here.
+    pub(crate) remote: bool,
     /// Paused by an operator: its scheduled ticks are skipped until it is resumed.
     pub(crate) paused: AtomicBool,
     state: AtomicU8,
@@ -84,6 +86,7 @@ impl ServiceShared {
             events: events.into_boxed_slice(),
             settings,
             enabled,
+            remote: false,
             paused: AtomicBool::new(false),
             state: AtomicU8::new(state.as_u8()),
             runs: AtomicU64::new(0),
@@ -183,6 +186,12 @@ impl ServiceShared {
     /// Why the service cannot take a call now.
     pub(crate) fn unavailable(&self) -> Error {
         let service = self.name.to_string();
+        if self.remote {
+            return Error::ServiceUnavailable {
+                service,
+                reason: "no node of the cluster serves it".into(),
+            };
+        }
         if !self.enabled {
             return Error::ServiceDisabled { service };
         }

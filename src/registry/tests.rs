@@ -15,6 +15,7 @@ async fn registers_and_resolves_by_name_and_type() {
         crate::Definition::of(),
         Box::new(Alpha::default),
         true,
+        false,
         shared.clone(),
     ));
     let (registry, join) = ractor::Actor::spawn(None, Registry, shared.clone())

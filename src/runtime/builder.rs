@@ -28,6 +28,8 @@ pub(crate) struct PendingService<S: Service> {
     def: Definition<S>,
     factory: Box<dyn Fn() -> S + Send + Sync>,
     enabled: bool,
+    /// Declared here, run by other nodes of the cluster.
+    remote: bool,
 }
 
 impl<S: Service> PendingService<S> {
@@ -43,6 +45,24 @@ impl<S: Service> PendingService<S> {
             def,
             factory: Box::new(factory),
             enabled: true,
+            remote: false,
+        }
+    }
+
+    /// A service that other nodes run: declared here so that typed handles reach it.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote<D>(define: D) -> Self
+    where
+        D: FnOnce(&mut Definition<S>),
+    {
+        let mut def = Definition::<S>::of();
+        def.begin_overrides();
+        define(&mut def);
+        PendingService {
+            def,
+            factory: Box::new(|| unreachable!("a service declared as remote is never started")),
+            enabled: false,
+            remote: true,
         }
     }
 }
@@ -60,6 +80,9 @@ impl<S: Service> Pending for PendingService<S> {
     }
 
     fn configure(&mut self, loaded: &Loaded, runtime: &RuntimeConfig) -> Result<(), Error> {
+        if self.remote {
+            return Ok(());
+        }
         let at = ServiceOverrides::new(loaded, &self.def.name);
         config::apply(&mut self.def, &at)?;
         self.enabled = runtime.enabled && self.def.runs_in(runtime.environment);
@@ -79,6 +102,7 @@ impl<S: Service> Pending for PendingService<S> {
             self.def,
             self.factory,
             self.enabled,
+            self.remote,
             shared,
         ))
     }
@@ -91,6 +115,8 @@ struct Resolved {
     pending: Vec<Box<dyn Pending>>,
     #[cfg(feature = "http")]
     http: Option<crate::http::HttpConfig>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// What the program set on the builder: above any configuration.
@@ -118,6 +144,8 @@ pub struct RuntimeBuilder {
     overrides: Overrides,
     #[cfg(feature = "http")]
     http: Option<crate::http::HttpConfig>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -143,6 +171,8 @@ impl RuntimeBuilder {
             overrides: Overrides::default(),
             #[cfg(feature = "http")]
             http: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 
@@ -202,6 +232,46 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares a service that other nodes of the cluster run: nothing of it runs here, and its
+    /// configuration is not read, but [`RuntimeHandle::service`](crate::RuntimeHandle::service)
+    /// gives a typed handle whose calls go to a node that serves it.
+    ///
+    /// Only its declared actions ([`Definition::action`]) cross nodes; `define` may rename it
+    /// as the other nodes name it.
+    ///
+    /// # Panics
+    ///
+    /// Panics if a service of the same name is already registered.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    #[track_caller]
+    pub fn remote<S: Service>(self) -> Self {
+        self.remote_with::<S, _>(|_| {})
+    }
+
+    /// As [`remote`](Self::remote), with `define` applied to the declaration (a name).
+    ///
+    /// # Panics
+    ///
+    /// Panics if a service of the same name is already registered.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    #[track_caller]
+    pub fn remote_with<S, D>(mut self, define: D) -> Self
+    where
+        S: Service,
+        D: FnOnce(&mut Definition<S>),
+    {
+        let pending = PendingService::remote(define);
+        assert!(
+            self.names.insert(pending.name().to_owned()),
+            "service name `{}` is registered twice",
+            pending.name()
+        );
+        self.pending.push(Box::new(pending));
+        self
+    }
+
     /// Registers every service of the program that [`register!`](crate::register) registered,
     /// wherever it is defined, except those registered here explicitly (under the same name)
     /// and those left out with [`without`](Self::without).
@@ -220,6 +290,17 @@ impl RuntimeBuilder {
     /// Leaves out the service of this name: it is not registered, even if discovered.
     pub fn without(mut self, name: impl Into<String>) -> Self {
         self.without.push(name.into());
+        self
+    }
+
+    /// Makes the runtime a node of a cluster (see [`cluster`](crate::cluster)).
+    ///
+    /// The node listens once every service has started; if it cannot, the services are stopped
+    /// and [`start`](Self::start) fails with [`Error::StartupFailed`] naming `cluster`.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
         self
     }
 
@@ -369,6 +450,8 @@ impl RuntimeBuilder {
             pending,
             #[cfg(feature = "http")]
             http: loaded.http(self.http.take()),
+            #[cfg(feature = "cluster")]
+            cluster: self.cluster.take(),
         })
     }
 
@@ -385,6 +468,8 @@ impl RuntimeBuilder {
     pub async fn start(self) -> Result<Runtime, Error> {
         let resolved = self.resolve()?;
         let (config, pending) = (resolved.config, resolved.pending);
+        #[cfg(feature = "cluster")]
+        let cluster = resolved.cluster;
         let shared = RuntimeShared::new(config);
         #[cfg(feature = "http")]
         let http = match resolved.http {
@@ -425,6 +510,24 @@ impl RuntimeBuilder {
         let runtime = Runtime { handle };
         match supervisor.call(SupervisorMessage::Start, None).await {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
+                #[cfg(feature = "cluster")]
+                if let Some(config) = cluster {
+                    let services = shared
+                        .by_name
+                        .iter()
+                        .filter(|s| s.shared().enabled)
+                        .map(|s| s.name().to_owned())
+                        .collect();
+                    match crate::cluster::ClusterShared::start(config, &shared, services).await {
+                        Ok(node) => {
+                            let _ = shared.cluster.set(node);
+                        }
+                        Err(err) => {
+                            let _ = runtime.shutdown().await;
+                            return Err(err);
+                        }
+                    }
+                }
                 shared.phase.store(RUNNING, Ordering::Release);
                 #[cfg(feature = "http")]
                 if let Some(http) = http {

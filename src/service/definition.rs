@@ -244,10 +244,12 @@ impl<S: Service> Definition<S> {
         self.set(Field::StopTimeout)
     }
 
-    /// Declares an action, making it callable by name (JSON, bincode) and listed in info.
+    /// Declares an action, making it callable by name (JSON, bincode), from other nodes of a
+    /// cluster, and listed in info.
     ///
-    /// Typed calls through a [`ServiceHandle`](crate::ServiceHandle) need no declaration: the
-    /// compiler already knows the handler exists.
+    /// A declared action is a contract on the wire, so both the action and its reply are
+    /// serializable both ways. Typed calls to a service in this process need no declaration:
+    /// the compiler already knows the handler exists.
     ///
     /// # Panics
     ///
@@ -256,8 +258,8 @@ impl<S: Service> Definition<S> {
     pub fn action<A>(&mut self) -> &mut Self
     where
         S: Handler<A>,
-        A: Action + DeserializeOwned,
-        A::Reply: Serialize,
+        A: Action + Serialize + DeserializeOwned,
+        A::Reply: Serialize + DeserializeOwned,
     {
         assert!(
             !self.actions.iter().any(|a| a.name == A::NAME),

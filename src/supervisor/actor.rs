@@ -185,6 +185,13 @@ async fn start_all(
             return Err(Error::ShuttingDown);
         }
         let service = state.slots[idx].service.clone();
+        if service.shared().remote {
+            tracing::debug!(
+                service = service.name(),
+                "runs on other nodes; not started here"
+            );
+            continue;
+        }
         if !service.shared().enabled {
             tracing::info!(service = service.name(), "service disabled; not started");
             continue;

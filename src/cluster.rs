@@ -1,0 +1,108 @@
+//! Services across nodes, through `ractor_cluster` (feature `cluster`).
+//!
+//! A runtime given a [`ClusterConfig`] becomes a node: it listens for other nodes, connects to
+//! its seeds, and serves the services it runs to the nodes that share its secret. A service that
+//! runs on another node is reached through the same handles as a local one:
+//!
+//! - by name: [`RuntimeHandle::service_by_name`](crate::RuntimeHandle::service_by_name) finds a
+//!   service of another node when none of that name runs here;
+//! - by type: declare the type with
+//!   [`RuntimeBuilder::remote`](crate::RuntimeBuilder::remote) (or disable it here) and
+//!   [`RuntimeHandle::service`](crate::RuntimeHandle::service) gives a typed handle whose calls go
+//!   to a node that runs it.
+//!
+//! A call goes to the local service when there is one, otherwise to one of the nodes that serve
+//! it. Actions cross the wire as bincode through the action's declaration
+//! ([`Definition::action`](crate::Definition::action)); priority, timeout and correlation id
+//! travel with them, and errors come back as the same [`Error`](crate::Error) a local caller
+//! would get. A call to a node that is lost meanwhile fails at once with
+//! [`Error::ServiceUnavailable`](crate::Error::ServiceUnavailable) naming the node.
+//!
+//! ractor's process groups are process-wide, so a process is one node at most; a second runtime
+//! with a cluster in the same process fails to start.
+//!
+//! See `docs/cluster.md` for setting a cluster up and what is guaranteed.
+
+mod config;
+mod gateway;
+mod node;
+mod remote;
+mod wire;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+pub use config::{ClusterConfig, ClusterTls, DEFAULT_PORT};
+pub(crate) use node::ClusterShared;
+pub use node::{PeerInfo, PeerState, SeedInfo, SeedState};
+pub(crate) use remote::{RemoteService, route};
+pub(crate) use wire::WireAction;
+
+/// `tokio_rustls`, as ractor_cluster takes it, to build a [`ClusterTls`].
+pub use tokio_rustls as tls;
+
+/// This runtime's node: its name, its peers, its seeds.
+///
+/// Got from [`RuntimeHandle::cluster`](crate::RuntimeHandle::cluster).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    shared: Arc<ClusterShared>,
+}
+
+impl Cluster {
+    pub(crate) fn new(shared: Arc<ClusterShared>) -> Self {
+        Cluster { shared }
+    }
+
+    /// This node's name as its peers know it (`node@host`).
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// The nodes this one has a session with, ready or not.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared.peers()
+    }
+
+    /// The seeds, and where this node stands with each.
+    pub fn seeds(&self) -> Vec<SeedInfo> {
+        self.shared.seeds()
+    }
+
+    /// Whether every seed has authenticated and its services are resolvable.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
+    }
+
+    /// Waits until every seed is ready. A seed that refuses this node (another secret) is
+    /// never ready: bound the wait with a timeout.
+    pub async fn ready(&self) {
+        self.shared.ready().await;
+    }
+
+    /// Waits until `condition` holds. It is checked at once, then after every change of the
+    /// peers, the seeds, or the services other nodes serve; bound the wait with a timeout.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn f(runtime: sora::RuntimeHandle) {
+    /// let cluster = runtime.cluster().expect("a node");
+    /// cluster.wait_until(|c| c.serves("Translator")).await;
+    /// # }
+    /// ```
+    pub async fn wait_until(&self, mut condition: impl FnMut(&Cluster) -> bool) {
+        let me = self.clone();
+        self.shared.wait_until(|_| condition(&me)).await;
+    }
+
+    /// Whether a node of the cluster other than this one serves `service` now.
+    pub fn serves(&self, service: &str) -> bool {
+        self.shared.serves(service)
+    }
+
+    /// How many messages from other nodes could not be decoded (answered with
+    /// [`Error::Incompatible`](crate::Error::Incompatible)).
+    pub fn undecodable(&self) -> u64 {
+        self.shared.undecodable.load(Ordering::Relaxed)
+    }
+}

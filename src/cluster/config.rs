@@ -1,0 +1,144 @@
+//! How a runtime joins a cluster: its node name, where it listens, the shared secret, its seeds.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The port a node listens on when none is configured.
+pub const DEFAULT_PORT: u16 = 7171;
+
+/// How a runtime becomes a node of a cluster (see [`cluster`](crate::cluster)).
+///
+/// # Examples
+///
+/// ```
+/// use sora::cluster::ClusterConfig;
+///
+/// let config = ClusterConfig::new("billing-1", "a shared secret")
+///     .listen("127.0.0.1:7172".parse().unwrap())
+///     .seed("127.0.0.1:7171");
+/// assert_eq!(config.node(), "billing-1");
+/// ```
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub(crate) node: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) secret: String,
+    pub(crate) seeds: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) reconnect: (Duration, Duration),
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) tls: Option<ClusterTls>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node", &self.node)
+            .field("listen", &self.listen)
+            .field("secret", &"<redacted>")
+            .field("seeds", &self.seeds)
+            .field("name", &self.name)
+            .field("reconnect", &self.reconnect)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// A node called `node` that shares `secret` with the other nodes (ractor_cluster's cookie: a
+    /// node with another secret is refused). It listens on `127.0.0.1:7171` and has no seeds.
+    pub fn new(node: impl Into<String>, secret: impl Into<String>) -> Self {
+        ClusterConfig {
+            node: node.into(),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            secret: secret.into(),
+            seeds: Vec::new(),
+            name: "sora".into(),
+            reconnect: (Duration::from_millis(200), Duration::from_secs(5)),
+            handshake_timeout: Duration::from_secs(10),
+            tls: None,
+        }
+    }
+
+    /// The node's name, unique in its cluster.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Where the node listens for other nodes (default `127.0.0.1:7171`).
+    pub fn listen(mut self, address: SocketAddr) -> Self {
+        self.listen = address;
+        self
+    }
+
+    /// A node to connect to at start, as `host:port`; the node keeps reconnecting to it
+    /// whenever the connection is lost. The runtime is ready only once every seed has
+    /// authenticated.
+    pub fn seed(mut self, address: impl Into<String>) -> Self {
+        self.seeds.push(address.into());
+        self
+    }
+
+    /// The cluster's name (default `sora`). Nodes only see services of nodes with the same name,
+    /// so two clusters may share a network and a secret without mixing.
+    pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The delays between attempts to reach a seed: from `min`, doubling up to `max`, with
+    /// jitter (default 200 ms to 5 s).
+    pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect = (min, max.max(min));
+        self
+    }
+
+    /// How long a connection to a seed may take to authenticate before it is dropped and tried
+    /// again (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Encrypts the links between nodes with TLS.
+    pub fn tls(mut self, tls: ClusterTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// TLS for the links between nodes: how this node accepts and how it connects.
+///
+/// Built from `tokio_rustls` (re-exported as [`cluster::tls`](crate::cluster::tls)), as
+/// ractor_cluster takes it.
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+impl ClusterTls {
+    /// TLS with `acceptor` for incoming links and `connector` for outgoing ones, which checks
+    /// the seeds' certificates against `server_name`.
+    pub fn new(
+        acceptor: tokio_rustls::TlsAcceptor,
+        connector: tokio_rustls::TlsConnector,
+        server_name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        ClusterTls {
+            acceptor,
+            connector,
+            server_name,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,179 @@
+//! The gateway: the one actor of a node that other nodes talk to.
+//!
+//! It joins a process group per service this node runs, so that other nodes resolve a service by
+//! name to the gateways that serve it. A request is served on a task of its own, through the
+//! same by-name path as the HTTP plane, so the gateway's mailbox never waits on a service.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+
+use super::wire::{self, Query, Reply, Request};
+use crate::Error;
+use crate::handle::ErasedService;
+use crate::runtime::RuntimeShared;
+
+/// What a gateway receives: bincode envelopes (see `wire.rs`).
+#[derive(RactorClusterMessage)]
+pub(crate) enum GatewayMessage {
+    /// A request that waits for its reply.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// A request whose reply nobody reads.
+    Tell(Vec<u8>),
+}
+
+pub(crate) struct Gateway;
+
+pub(crate) struct GatewayArgs {
+    pub(crate) runtime: Arc<RuntimeShared>,
+    pub(crate) groups: Vec<String>,
+}
+
+impl Actor for Gateway {
+    type Msg = GatewayMessage;
+    type State = Arc<RuntimeShared>;
+    type Arguments = GatewayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GatewayMessage>,
+        args: GatewayArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        for group in args.groups {
+            ractor::pg::join(group, vec![myself.get_cell()]);
+        }
+        // Group changes are how services of other nodes come and go.
+        ractor::pg::monitor_scope(ractor::pg::DEFAULT_SCOPE.into(), myself.get_cell());
+        Ok(args.runtime)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<GatewayMessage>,
+        _runtime: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::demonitor_scope(ractor::pg::DEFAULT_SCOPE.into(), myself.get_id());
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<GatewayMessage>,
+        event: ractor::SupervisionEvent,
+        runtime: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ProcessGroupChanged(_) = event {
+            if let Some(cluster) = runtime.cluster.get() {
+                cluster.bump();
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<GatewayMessage>,
+        message: GatewayMessage,
+        runtime: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // The request reaches its service here, in the order the link delivered it; only the
+        // wait for the reply runs on a task of its own.
+        match message {
+            GatewayMessage::Call(bytes, port) => {
+                let reply = serve(runtime, &bytes);
+                tokio::spawn(async move {
+                    let _ = port.send(wire::encode(&reply.await));
+                });
+            }
+            GatewayMessage::Tell(bytes) => {
+                let reply = serve(runtime, &bytes);
+                tokio::spawn(async move {
+                    if let Err(err) = reply.await {
+                        tracing::debug!(%err, "a request from another node failed");
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves one request from another node as a local caller would be served: the request is
+/// delivered to its service before this returns; the future waits for the answer.
+fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply> {
+    let request: Request = match wire::decode(bytes) {
+        Ok(request) => request,
+        Err(err) => {
+            if let Some(cluster) = runtime.cluster.get() {
+                cluster.undecodable.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(%err, "a request from another node could not be decoded");
+            let err = Error::Incompatible {
+                node: local_node(runtime),
+                reason: format!("the request could not be decoded: {err}"),
+            };
+            return ready(Err(err));
+        }
+    };
+    if runtime.is_shutting_down() {
+        return ready(Err(Error::ShuttingDown));
+    }
+    let service = match local(runtime, request.service()) {
+        Ok(service) => service,
+        Err(err) => return ready(Err(err)),
+    };
+    match request {
+        Request::Act {
+            action,
+            format,
+            params,
+            options,
+            ..
+        } => service.act_encoded(&action, format, params, options),
+        Request::Command {
+            command, options, ..
+        } => {
+            let ran = service.command(command.into(), options);
+            Box::pin(async move { ran.await.map(|()| Vec::new()) })
+        }
+        Request::Tell { command, .. } => ready(service.tell(command.into()).map(|()| Vec::new())),
+        Request::Pause { paused, .. } => ready(service.set_paused(paused).map(|()| Vec::new())),
+        // A served service runs here: these answer locally.
+        Request::Query { query, .. } => Box::pin(async move {
+            Ok(match query {
+                Query::Status => wire::encode(&service.status_routed().await?),
+                Query::Health => wire::encode(&service.health_routed().await?),
+                Query::Info => wire::encode(&service.info()),
+            })
+        }),
+    }
+}
+
+fn ready(reply: Reply) -> BoxFuture<'static, Reply> {
+    Box::pin(std::future::ready(reply))
+}
+
+/// The service called `name` that runs in this process; only those are served to other nodes.
+fn local(runtime: &RuntimeShared, name: &str) -> Result<Arc<dyn ErasedService>, Error> {
+    match runtime.by_name.get(name) {
+        Some(found) if found.shared().enabled => Ok(found.clone()),
+        Some(_) => Err(Error::ServiceDisabled {
+            service: name.to_owned(),
+        }),
+        None => Err(Error::UnknownService {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+fn local_node(runtime: &RuntimeShared) -> String {
+    runtime
+        .cluster
+        .get()
+        .map(|c| c.node.clone())
+        .unwrap_or_default()
+}

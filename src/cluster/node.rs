@@ -1,0 +1,674 @@
+//! The node: ractor_cluster's `NodeServer`, the peers it has sessions with, and the seeds this
+//! node keeps connected to.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorCell, ActorId, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::config::ClusterConfig;
+use super::gateway::{Gateway, GatewayArgs, GatewayMessage};
+use super::wire::{self, Reply, Request};
+use crate::Error;
+use crate::runtime::RuntimeShared;
+
+/// How far a session with another node has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// The link is open; the nodes have not proved they share the secret yet.
+    Connecting,
+    /// The secret matched; the nodes are exchanging their process groups.
+    Authenticated,
+    /// The peer's services are resolvable from here.
+    Ready,
+}
+
+/// Another node this node has a session with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct PeerInfo {
+    /// The peer's name (`node@host`), once it has authenticated.
+    pub node: Option<String>,
+    /// Where the peer listens for other nodes, once it has authenticated.
+    pub listens_on: Option<String>,
+    /// The address of the link's other end.
+    pub address: String,
+    /// Whether this node opened the link.
+    pub outgoing: bool,
+    /// How far the session has come.
+    pub state: PeerState,
+}
+
+/// Where this node stands with one of its seeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SeedState {
+    /// Not reached yet.
+    Connecting,
+    /// Connected and authenticated: its services are resolvable.
+    Ready,
+    /// The seed closed the link before authenticating: its secret differs, or it is not a node.
+    Refused {
+        /// What happened.
+        reason: String,
+    },
+    /// Nothing answered at the seed's address.
+    Unreachable {
+        /// What the connection attempt said.
+        reason: String,
+    },
+}
+
+/// A seed and where this node stands with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct SeedInfo {
+    /// The seed's address as configured.
+    pub address: String,
+    /// Where this node stands with it.
+    pub state: SeedState,
+}
+
+struct Peer {
+    info: PeerInfo,
+    /// Fired when the session ends: calls waiting on this peer fail at once.
+    lost: CancellationToken,
+}
+
+struct Seed {
+    address: String,
+    state: Mutex<SeedState>,
+}
+
+impl Seed {
+    fn set(&self, state: SeedState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    fn get(&self) -> SeedState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One runtime's part in a cluster.
+pub(crate) struct ClusterShared {
+    /// This node's name as its peers know it (`node@host`).
+    pub(crate) node: String,
+    /// The cluster's name: the prefix of every process group this node joins.
+    name: String,
+    config: ClusterConfig,
+    /// The runtime's event bus, where events of other nodes are delivered.
+    events: Arc<crate::event::EventsShared>,
+    server: OnceLock<ActorRef<NodeServerMessage>>,
+    gateway: OnceLock<ActorRef<GatewayMessage>>,
+    peers: DashMap<u64, Peer>,
+    seeds: Vec<Arc<Seed>>,
+    changed: watch::Sender<u64>,
+    /// Requests from other nodes that could not be decoded.
+    pub(crate) undecodable: AtomicU64,
+    next: AtomicUsize,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once the node has left and given the process's slot back.
+    left: AtomicBool,
+}
+
+impl std::fmt::Debug for ClusterShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterShared")
+            .field("node", &self.node)
+            .field("cluster", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a process already hosts a node: ractor's process groups are process-wide, so two
+/// nodes in one process would see each other's services as their own.
+static NODE_IN_PROCESS: Mutex<bool> = Mutex::new(false);
+
+impl ClusterShared {
+    /// The process group of the gateways that serve `service`.
+    pub(crate) fn group(&self, service: &str) -> String {
+        format!("sora:{}:service:{service}", self.name)
+    }
+
+    /// Starts the node: its server, its gateway (in the groups of `services`) and a connector
+    /// per seed.
+    pub(crate) async fn start(
+        config: ClusterConfig,
+        runtime: &Arc<RuntimeShared>,
+        services: Vec<String>,
+    ) -> Result<Arc<Self>, Error> {
+        let refuse = |reason: String| Error::StartupFailed {
+            service: "cluster".into(),
+            reason,
+        };
+        {
+            let mut taken = NODE_IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+            if *taken {
+                return Err(refuse(
+                    "this process already hosts a node of a cluster (ractor's process groups are \
+                     process-wide, so a process can be one node only)"
+                        .into(),
+                ));
+            }
+            *taken = true;
+        }
+        let host = config.listen.ip().to_string();
+        let node = format!("{}@{host}", config.node);
+        let seeds = config
+            .seeds
+            .iter()
+            .map(|address| {
+                Arc::new(Seed {
+                    address: address.clone(),
+                    state: Mutex::new(SeedState::Connecting),
+                })
+            })
+            .collect();
+        let cluster = Arc::new(ClusterShared {
+            node,
+            name: config.name.clone(),
+            seeds,
+            config,
+            events: runtime.events.clone(),
+            server: OnceLock::new(),
+            gateway: OnceLock::new(),
+            peers: DashMap::new(),
+            changed: watch::Sender::new(0),
+            undecodable: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            tasks: Mutex::new(Vec::new()),
+            left: AtomicBool::new(false),
+        });
+        if let Err(err) = cluster.spawn(runtime, services).await {
+            cluster.stop().await;
+            return Err(refuse(err));
+        }
+        Ok(cluster)
+    }
+
+    async fn spawn(
+        self: &Arc<Self>,
+        runtime: &Arc<RuntimeShared>,
+        services: Vec<String>,
+    ) -> Result<(), String> {
+        let config = &self.config;
+        let encryption = config
+            .tls
+            .as_ref()
+            .map(|tls| IncomingEncryptionMode::Tls(tls.acceptor.clone()));
+        let server = NodeServer::new(
+            config.listen.port(),
+            config.secret.clone(),
+            config.node.clone(),
+            config.listen.ip().to_string(),
+            encryption,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(config.listen.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let _ = self.server.set(server.clone());
+        server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "sora".into(),
+                subscription: Box::new(Watcher(Arc::downgrade(self))),
+            })
+            .map_err(|e| e.to_string())?;
+        let groups = services.iter().map(|s| self.group(s)).collect();
+        let args = GatewayArgs {
+            runtime: runtime.clone(),
+            groups,
+        };
+        let (gateway, _) = Actor::spawn(None, Gateway, args)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = self.gateway.set(gateway);
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for seed in &self.seeds {
+            tasks.push(tokio::spawn(keep_connected(
+                Arc::downgrade(self),
+                seed.clone(),
+            )));
+        }
+        tracing::info!(node = %self.node, listen = %config.listen, seeds = ?config.seeds, "joined the cluster");
+        Ok(())
+    }
+
+    /// Leaves the cluster in order: stops connecting, stops the gateway and the server (which
+    /// closes every session), then frees the process's slot.
+    pub(crate) async fn stop(&self) {
+        self.stop_connecting();
+        if let Some(gateway) = self.gateway.get() {
+            gateway.stop(None);
+            let _ = gateway.wait(Some(Duration::from_secs(5))).await;
+        }
+        if let Some(server) = self.server.get() {
+            server.stop(None);
+            let _ = server.wait(Some(Duration::from_secs(5))).await;
+        }
+        self.leave();
+    }
+
+    /// Leaves the cluster at once, without waiting: for a runtime dropped without a shutdown.
+    pub(crate) fn leave_now(&self) {
+        self.stop_connecting();
+        if let Some(gateway) = self.gateway.get() {
+            gateway.kill();
+        }
+        if let Some(server) = self.server.get() {
+            server.kill();
+        }
+        self.leave();
+    }
+
+    fn stop_connecting(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    fn leave(&self) {
+        for peer in self.peers.iter() {
+            peer.lost.cancel();
+        }
+        self.peers.clear();
+        if !self.left.swap(true, Ordering::AcqRel) {
+            *NODE_IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        }
+        self.bump();
+    }
+
+    pub(crate) fn events(&self) -> Arc<crate::event::EventsShared> {
+        self.events.clone()
+    }
+
+    /// Whether every seed has authenticated and exchanged its groups: read from the sessions
+    /// themselves, so it changes the moment a session does.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.seeds.iter().all(|s| self.seed_ready(s))
+    }
+
+    /// Waits until every seed is ready.
+    pub(crate) async fn ready(&self) {
+        self.wait_until(|c| c.is_ready()).await;
+    }
+
+    /// Waits until `condition` holds; it is checked at once and after every change of the
+    /// peers, the seeds or the process groups.
+    pub(crate) async fn wait_until(&self, mut condition: impl FnMut(&Self) -> bool) {
+        let mut changed = self.changed.subscribe();
+        while !condition(self) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = self.peers.iter().map(|p| p.info.clone()).collect();
+        peers.sort_by(|a, b| a.node.cmp(&b.node).then(a.address.cmp(&b.address)));
+        peers
+    }
+
+    pub(crate) fn seeds(&self) -> Vec<SeedInfo> {
+        self.seeds
+            .iter()
+            .map(|s| SeedInfo {
+                address: s.address.clone(),
+                state: match s.get() {
+                    _ if self.seed_ready(s) => SeedState::Ready,
+                    // Ready when last looked at, and the session has just ended.
+                    SeedState::Ready => SeedState::Connecting,
+                    other => other,
+                },
+            })
+            .collect()
+    }
+
+    /// The gateways of other nodes that serve `service`.
+    pub(crate) fn remote_members(&self, service: &str) -> Vec<ActorCell> {
+        ractor::pg::get_members(&self.group(service))
+            .into_iter()
+            .filter(|cell| !cell.get_id().is_local())
+            .collect()
+    }
+
+    /// Whether another node serves `service` now.
+    pub(crate) fn serves(&self, service: &str) -> bool {
+        !self.remote_members(service).is_empty()
+    }
+
+    /// Sends `request` to a node that serves its service and waits for the reply. Fails at once
+    /// with [`Error::ServiceUnavailable`] naming the node if the node is lost meanwhile.
+    pub(crate) async fn request(self: &Arc<Self>, request: Request) -> Reply {
+        self.exchange(request).await.1
+    }
+
+    /// Sends a query and decodes its answer.
+    pub(crate) async fn query<T: serde::de::DeserializeOwned>(
+        self: &Arc<Self>,
+        request: Request,
+    ) -> Result<T, Error> {
+        let (node, reply) = self.exchange(request).await;
+        wire::decode(&reply?).map_err(|err| {
+            self.undecodable.fetch_add(1, Ordering::Relaxed);
+            Error::Incompatible {
+                node,
+                reason: format!("its answer could not be decoded: {err}"),
+            }
+        })
+    }
+
+    /// Sends `request` now, so that requests leave in the order they are made; the future
+    /// waits for the reply and names the node that answered.
+    pub(crate) fn exchange(
+        self: &Arc<Self>,
+        request: Request,
+    ) -> BoxFuture<'static, (String, Reply)> {
+        let service = request.service().to_owned();
+        let (gateway, node, lost) = match self.pick(&service) {
+            Ok(picked) => picked,
+            Err(err) => return Box::pin(std::future::ready((String::new(), Err(err)))),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = gateway.cast(GatewayMessage::Call(wire::encode(&request), tx.into()));
+        let cluster = self.clone();
+        Box::pin(async move {
+            if sent.is_err() {
+                return (node.clone(), Err(node_lost(&service, &node)));
+            }
+            let answer = tokio::select! {
+                answer = rx => answer,
+                () = lost.cancelled() => return (node.clone(), Err(node_lost(&service, &node))),
+            };
+            let reply = match answer {
+                Ok(bytes) => wire::decode::<Reply>(&bytes).unwrap_or_else(|err| {
+                    cluster.undecodable.fetch_add(1, Ordering::Relaxed);
+                    Err(Error::Incompatible {
+                        node: node.clone(),
+                        reason: format!("its reply could not be decoded: {err}"),
+                    })
+                }),
+                // The session dropped the reply port: the link is gone.
+                Err(_) => Err(node_lost(&service, &node)),
+            };
+            (node, reply)
+        })
+    }
+
+    /// Sends `request` to a node that serves its service, without waiting.
+    pub(crate) fn tell(&self, request: Request) -> Result<(), Error> {
+        let service = request.service().to_owned();
+        let (gateway, node, _) = self.pick(&service)?;
+        gateway
+            .cast(GatewayMessage::Tell(wire::encode(&request)))
+            .map_err(|_| node_lost(&service, &node))
+    }
+
+    /// A gateway that serves `service`, its node's name, and the token of its session.
+    fn pick(
+        &self,
+        service: &str,
+    ) -> Result<(ActorRef<GatewayMessage>, String, CancellationToken), Error> {
+        let members = self.remote_members(service);
+        if members.is_empty() {
+            return Err(Error::ServiceUnavailable {
+                service: service.to_owned(),
+                reason: "no node of the cluster serves it".into(),
+            });
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..members.len() {
+            let cell = &members[(start + i) % members.len()];
+            let ActorId::Remote { node_id, .. } = cell.get_id() else {
+                continue;
+            };
+            if let Some(peer) = self.peers.get(&node_id) {
+                let node = peer
+                    .info
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| peer.info.address.clone());
+                return Ok((cell.clone().into(), node, peer.lost.clone()));
+            }
+        }
+        Err(Error::ServiceUnavailable {
+            service: service.to_owned(),
+            reason: "the nodes that served it are lost".into(),
+        })
+    }
+
+    pub(crate) fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+fn node_lost(service: &str, node: &str) -> Error {
+    Error::ServiceUnavailable {
+        service: service.to_owned(),
+        reason: format!("node `{node}` was lost"),
+    }
+}
+
+/// Follows ractor_cluster's session events into the peer table.
+struct Watcher(Weak<ClusterShared>);
+
+impl Watcher {
+    fn update(&self, session: &NodeServerSessionInformation, state: PeerState) {
+        let Some(cluster) = self.0.upgrade() else {
+            return;
+        };
+        let mut peer = cluster
+            .peers
+            .entry(session.node_id)
+            .or_insert_with(|| Peer {
+                info: PeerInfo {
+                    node: None,
+                    listens_on: None,
+                    address: session.peer_addr.clone(),
+                    outgoing: !session.is_server,
+                    state,
+                },
+                lost: CancellationToken::new(),
+            });
+        peer.info.state = state;
+        if let Some(name) = &session.peer_name {
+            peer.info.node = Some(name.name.clone());
+            peer.info.listens_on = Some(name.connection_string.clone());
+        }
+        drop(peer);
+        cluster.bump();
+    }
+}
+
+impl NodeEventSubscription for Watcher {
+    fn node_session_opened(&self, session: NodeServerSessionInformation) {
+        self.update(&session, PeerState::Connecting);
+    }
+
+    fn node_session_authenticated(&self, session: NodeServerSessionInformation) {
+        self.update(&session, PeerState::Authenticated);
+    }
+
+    fn node_session_ready(&self, session: NodeServerSessionInformation) {
+        self.update(&session, PeerState::Ready);
+        if let Some(name) = &session.peer_name {
+            tracing::info!(peer = %name.name, address = %session.peer_addr, "a node joined");
+        }
+    }
+
+    fn node_session_disconnected(&self, session: NodeServerSessionInformation) {
+        let Some(cluster) = self.0.upgrade() else {
+            return;
+        };
+        let Some((_, peer)) = cluster.peers.remove(&session.node_id) else {
+            return;
+        };
+        peer.lost.cancel();
+        match (&peer.info.node, peer.info.state) {
+            (Some(node), PeerState::Authenticated | PeerState::Ready) => {
+                tracing::warn!(peer = %node, address = %peer.info.address, "lost a node");
+            }
+            _ if peer.info.outgoing => {
+                tracing::warn!(
+                    address = %peer.info.address,
+                    "the node refused this one before authenticating: are the secrets the same?"
+                );
+                for seed in &cluster.seeds {
+                    if same_address(&seed.address, &peer.info.address) {
+                        seed.set(SeedState::Refused {
+                            reason: "the node closed the link before authenticating (a different \
+                                     secret?)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            _ => {
+                tracing::warn!(
+                    address = %peer.info.address,
+                    "refused a node that did not authenticate: are the secrets the same?"
+                );
+            }
+        }
+        cluster.bump();
+    }
+}
+
+/// Whether a configured address (`host:port`) and an address a session reports are one.
+fn same_address(configured: &str, reported: &str) -> bool {
+    if configured == reported {
+        return true;
+    }
+    let Ok(reported) = reported.parse::<SocketAddr>() else {
+        return false;
+    };
+    use std::net::ToSocketAddrs;
+    configured
+        .to_socket_addrs()
+        .map(|mut all| all.any(|a| a == reported))
+        .unwrap_or(false)
+}
+
+impl ClusterShared {
+    /// Whether a ready session reaches `seed`, whichever node opened it.
+    fn seed_ready(&self, seed: &Seed) -> bool {
+        self.peers.iter().any(|p| {
+            p.info.state == PeerState::Ready
+                && (p.info.outgoing && same_address(&seed.address, &p.info.address)
+                    || p.info
+                        .listens_on
+                        .as_deref()
+                        .is_some_and(|l| same_address(&seed.address, l)))
+        })
+    }
+
+    async fn dial(&self, seed: &Seed) -> Result<(), String> {
+        let server = self.server.get().ok_or("the node is not started")?;
+        let result = match &self.config.tls {
+            Some(tls) => {
+                ractor_cluster::client_connect_enc(
+                    server,
+                    seed.address.as_str(),
+                    tls.connector.clone(),
+                    tls.server_name.clone(),
+                )
+                .await
+            }
+            None => ractor_cluster::client_connect(server, seed.address.as_str()).await,
+        };
+        result.map_err(|e| e.to_string())
+    }
+}
+
+/// Keeps this node connected to one seed: dials, waits for the handshake, and dials again with
+/// backoff whenever the session is gone.
+async fn keep_connected(cluster: Weak<ClusterShared>, seed: Arc<Seed>) {
+    let Some(strong) = cluster.upgrade() else {
+        return;
+    };
+    let (min, max) = strong.config.reconnect;
+    let handshake = strong.config.handshake_timeout;
+    let mut changed = strong.changed.subscribe();
+    drop(strong);
+    let mut delay = min;
+    loop {
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        if cluster.seed_ready(&seed) {
+            if seed.get() != SeedState::Ready {
+                seed.set(SeedState::Ready);
+                cluster.bump();
+            }
+            delay = min;
+            drop(cluster);
+            // Connected: nothing to do until the sessions change.
+            if changed.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if seed.get() == SeedState::Ready {
+            tracing::warn!(seed = %seed.address, "lost the seed; reconnecting");
+            seed.set(SeedState::Connecting);
+            cluster.bump();
+        }
+        match cluster.dial(&seed).await {
+            Err(reason) => {
+                tracing::debug!(seed = %seed.address, %reason, "cannot reach the seed");
+                seed.set(SeedState::Unreachable { reason });
+                cluster.bump();
+            }
+            Ok(()) => {
+                let deadline = tokio::time::Instant::now() + handshake;
+                seed.set(SeedState::Connecting);
+                loop {
+                    if cluster.seed_ready(&seed) || matches!(seed.get(), SeedState::Refused { .. })
+                    {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, changed.changed()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            seed.set(SeedState::Refused {
+                                reason: format!("no handshake within {handshake:?}"),
+                            });
+                            break;
+                        }
+                    }
+                }
+                if cluster.seed_ready(&seed) {
+                    continue;
+                }
+            }
+        }
+        drop(cluster);
+        let jitter = delay.mul_f64(fastrand::f64() * 0.25);
+        tokio::time::sleep(delay + jitter).await;
+        delay = (delay * 2).min(max);
+    }
+}

@@ -1,0 +1,207 @@
+//! What crosses between nodes: one request envelope in, one reply out, both bincode.
+
+use std::any::Any;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::action::{Action, CallOptions};
+use crate::codec::{Bincode, Codec, DecodeError, Format};
+use crate::service::Command;
+
+/// A request from one node to another's gateway.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Calls an action by name; the reply comes back in `format`.
+    Act {
+        service: String,
+        action: String,
+        format: Format,
+        params: Vec<u8>,
+        options: CallOptions,
+    },
+    /// Runs a command and answers once it has run.
+    Command {
+        service: String,
+        command: WireCommand,
+        options: CallOptions,
+    },
+    /// Sends a command without waiting (no reply is read).
+    Tell {
+        service: String,
+        command: WireCommand,
+    },
+    /// Pauses or resumes a schedule.
+    Pause { service: String, paused: bool },
+    /// The service's status, health or info.
+    Query { service: String, query: Query },
+}
+
+/// A [`Command`] as it crosses: [`Command`]'s own serde form is internally tagged (for JSON),
+/// which a format that does not describe itself, like bincode, cannot decode.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WireCommand {
+    TriggerNow,
+    ProcessBatch {
+        size: Option<usize>,
+        filter: Option<String>,
+    },
+    CheckQueue,
+    Custom {
+        name: String,
+        args: Option<String>,
+    },
+}
+
+impl From<Command> for WireCommand {
+    fn from(command: Command) -> Self {
+        match command {
+            Command::TriggerNow => WireCommand::TriggerNow,
+            Command::ProcessBatch { size, filter } => WireCommand::ProcessBatch { size, filter },
+            Command::CheckQueue => WireCommand::CheckQueue,
+            Command::Custom { name, args } => WireCommand::Custom { name, args },
+        }
+    }
+}
+
+impl From<WireCommand> for Command {
+    fn from(command: WireCommand) -> Self {
+        match command {
+            WireCommand::TriggerNow => Command::TriggerNow,
+            WireCommand::ProcessBatch { size, filter } => Command::ProcessBatch { size, filter },
+            WireCommand::CheckQueue => Command::CheckQueue,
+            WireCommand::Custom { name, args } => Command::Custom { name, args },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) enum Query {
+    Status,
+    Health,
+    Info,
+}
+
+impl Request {
+    pub(crate) fn service(&self) -> &str {
+        match self {
+            Request::Act { service, .. }
+            | Request::Command { service, .. }
+            | Request::Tell { service, .. }
+            | Request::Pause { service, .. }
+            | Request::Query { service, .. } => service,
+        }
+    }
+}
+
+/// What a gateway answers: the reply's bytes, or the error a local caller would have had.
+pub(crate) type Reply = Result<Vec<u8>, Error>;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // The envelopes are plain data (strings, numbers, byte vectors): bincode cannot fail on them.
+    Bincode::encode(value).unwrap_or_default()
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    Bincode::decode(bytes)
+}
+
+/// How a typed action leaves this node and how its reply comes back: captured where the types
+/// are known ([`Definition::action`](crate::Definition::action)), used where they are erased.
+#[derive(Clone, Copy)]
+pub(crate) struct WireAction {
+    pub(crate) encode: fn(Erased) -> Result<Vec<u8>, String>,
+    pub(crate) decode_reply: fn(&[u8]) -> Result<Erased, DecodeError>,
+}
+
+/// An action or a reply whose type only its declaration knows.
+pub(crate) type Erased = Box<dyn Any + Send>;
+
+impl WireAction {
+    pub(crate) fn of<A>() -> Self
+    where
+        A: Action + Serialize,
+        A::Reply: DeserializeOwned,
+    {
+        WireAction {
+            encode: |action| match action.downcast::<A>() {
+                Ok(action) => Bincode::encode(&*action),
+                Err(_) => Err(format!("not a `{}`", A::NAME)),
+            },
+            decode_reply: |bytes| Bincode::decode::<A::Reply>(bytes).map(|r| Box::new(r) as Erased),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_crosses_whole() {
+        let err = Error::UnknownAction {
+            service: "Translator".into(),
+            action: "summarize".into(),
+        };
+        let reply: Reply = Err(err);
+        let back: Reply = decode(&encode(&reply)).unwrap();
+        match back {
+            Err(Error::UnknownAction { service, action }) => {
+                assert_eq!(
+                    (service.as_str(), action.as_str()),
+                    ("Translator", "summarize")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_command_crosses() {
+        for command in [
+            Command::TriggerNow,
+            Command::CheckQueue,
+            Command::ProcessBatch {
+                size: Some(10),
+                filter: Some("pending".into()),
+            },
+            Command::custom_with("reindex", &[1, 2]),
+        ] {
+            let request = Request::Tell {
+                service: "Batcher".into(),
+                command: command.clone().into(),
+            };
+            let Request::Tell { command: back, .. } = decode(&encode(&request)).unwrap() else {
+                panic!("not a tell")
+            };
+            assert_eq!(Command::from(back), command);
+        }
+    }
+
+    #[test]
+    fn a_request_round_trips_with_its_options() {
+        let request = Request::Act {
+            service: "Translator".into(),
+            action: "translate".into(),
+            format: Format::Bincode,
+            params: vec![1, 2, 3],
+            options: CallOptions {
+                priority: 7,
+                timeout: Some(std::time::Duration::from_millis(1500)),
+                correlation_id: Some("upload-42".into()),
+            },
+        };
+        let back: Request = decode(&encode(&request)).unwrap();
+        let Request::Act {
+            options, params, ..
+        } = back
+        else {
+            panic!("{back:?}")
+        };
+        assert_eq!(params, [1, 2, 3]);
+        assert_eq!(options.priority, 7);
+        assert_eq!(options.correlation_id.as_deref(), Some("upload-42"));
+        assert!(decode::<Request>(&[0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,628 @@
+//! Nodes of a cluster, each a real process on 127.0.0.1.
+//!
+//! ractor's process groups are process-wide, so two nodes in one process would be no test. The
+//! other nodes are this same test binary, started again to run only `node_process`, which
+//! serves the services below and talks to the test on its standard streams: it prints
+//! `SORA-NODE …` lines on stdout, its logs on stderr, and stops when its stdin closes.
+//! This process is a node too, one test at a time.
+#![cfg(feature = "cluster")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command as Process, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sora::cluster::{ClusterConfig, SeedState};
+use sora::{Action, BoxError, Command, Context, Definition, Error, Handler, Runtime, Service};
+use tokio::sync::{mpsc, watch};
+
+const SECRET: &str = "cluster-test-secret";
+/// A bound on every wait for another process; reaching it fails the test.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// The services the nodes serve.
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Translate {
+    text: String,
+    to: String,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Translated {
+    text: String,
+    correlation_id: Option<String>,
+    node: String,
+}
+
+impl Action for Translate {
+    const NAME: &'static str = "translate";
+    type Reply = Translated;
+}
+
+/// Holds until cancelled; says so on stdout first.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hold;
+
+impl Action for Hold {
+    const NAME: &'static str = "hold";
+    type Reply = ();
+}
+
+#[derive(Default)]
+struct Translator {
+    bumps: AtomicU64,
+}
+
+impl Service for Translator {
+    fn define(def: &mut Definition<Self>) {
+        def.action::<Translate>()
+            .action::<Hold>()
+            .command("bump")
+            .concurrency(4);
+    }
+
+    async fn command(&self, command: Command, _: &Context) -> Result<(), BoxError> {
+        if command.name() == "bump" {
+            let n = self.bumps.fetch_add(1, Ordering::SeqCst) + 1;
+            println!("SORA-NODE bumped {n}");
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Translate> for Translator {
+    async fn handle(&self, t: Translate, ctx: &Context) -> Result<Translated, BoxError> {
+        if t.to.is_empty() {
+            return Err("no target language".into());
+        }
+        let node = ctx.runtime().cluster().map(|c| c.node().to_owned());
+        Ok(Translated {
+            text: format!("[{}] {}", t.to, t.text),
+            correlation_id: ctx.correlation_id().map(str::to_owned),
+            node: node.unwrap_or_default(),
+        })
+    }
+}
+
+impl Handler<Hold> for Translator {
+    async fn handle(&self, _: Hold, ctx: &Context) -> Result<(), BoxError> {
+        println!("SORA-NODE holding");
+        ctx.cancelled().await;
+        Ok(())
+    }
+}
+
+/// Known to the test by name only.
+#[derive(Default)]
+struct Ledger {
+    total: AtomicU64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Add {
+    amount: u64,
+}
+
+impl Action for Add {
+    const NAME: &'static str = "add";
+    type Reply = u64;
+}
+
+impl Service for Ledger {
+    fn define(def: &mut Definition<Self>) {
+        def.action::<Add>();
+    }
+}
+
+impl Handler<Add> for Ledger {
+    async fn handle(&self, add: Add, _: &Context) -> Result<u64, BoxError> {
+        Ok(self.total.fetch_add(add.amount, Ordering::SeqCst) + add.amount)
+    }
+}
+
+/// Records the arguments of its `record` commands, one at a time.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<u64>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Recorded;
+
+impl Action for Recorded {
+    const NAME: &'static str = "recorded";
+    type Reply = Vec<u64>;
+}
+
+impl Service for Recorder {
+    fn define(def: &mut Definition<Self>) {
+        def.command("record").action::<Recorded>();
+    }
+
+    async fn command(&self, command: Command, _: &Context) -> Result<(), BoxError> {
+        if let Command::Custom {
+            args: Some(args), ..
+        } = command
+        {
+            self.seen.lock().unwrap().push(args.parse()?);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Recorded> for Recorder {
+    async fn handle(&self, _: Recorded, _: &Context) -> Result<Vec<u64>, BoxError> {
+        Ok(self.seen.lock().unwrap().clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other process.
+
+/// Not a test of its own: the body of the other nodes. It does nothing unless the test that
+/// started this process set `SORA_TEST_NODE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_process() {
+    let Ok(name) = std::env::var("SORA_TEST_NODE") else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("sora=info,ractor_cluster=warn")
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let listen = std::env::var("SORA_TEST_LISTEN").expect("SORA_TEST_LISTEN");
+    let secret = std::env::var("SORA_TEST_SECRET").expect("SORA_TEST_SECRET");
+    let mut config = ClusterConfig::new(name, secret)
+        .listen(listen.parse().expect("an address"))
+        .reconnect(Duration::from_millis(50), Duration::from_millis(500));
+    for seed in std::env::var("SORA_TEST_SEEDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        config = config.seed(seed);
+    }
+    let started = Runtime::builder()
+        .service(Translator::default)
+        .service(Ledger::default)
+        .service(Recorder::default)
+        .cluster(config)
+        .start()
+        .await;
+    let runtime = match started {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            println!("SORA-NODE failed {err}");
+            return;
+        }
+    };
+    println!("SORA-NODE ready");
+    // Until the test closes our stdin (or kills us).
+    let closed = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    let _ = closed.await;
+    runtime.shutdown().await.expect("an orderly stop");
+    println!("SORA-NODE stopped");
+}
+
+/// Another node: a child process running `node_process`.
+struct Node {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Counts the log's lines, to wait for one.
+    logged: watch::Receiver<usize>,
+    port: u16,
+}
+
+impl Node {
+    /// Starts a node called `name` on `port` (a free one if `None`) that joins `seeds`.
+    async fn start(name: &str, port: Option<u16>, secret: &str, seeds: &[u16]) -> Node {
+        // A free port may be taken by someone else before the node binds it: try another.
+        for _ in 0..5 {
+            let mut node = Node::spawn(name, port.unwrap_or_else(free_port), secret, seeds);
+            match node.next().await.as_deref() {
+                Some("ready") => return node,
+                Some(other) if other.contains("cannot listen") && port.is_none() => continue,
+                other => panic!("node {name} did not start: {other:?}"),
+            }
+        }
+        panic!("no free port for node {name}");
+    }
+
+    fn spawn(name: &str, port: u16, secret: &str, seeds: &[u16]) -> Node {
+        let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut child = Process::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "node_process", "--nocapture", "--test-threads=1"])
+            .env("SORA_TEST_NODE", name)
+            .env("SORA_TEST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SORA_TEST_SECRET", secret)
+            .env("SORA_TEST_SEEDS", seeds.join(","))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the node's process");
+        let (tx, lines) = mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // libtest's own `test node_process ... ` may start the first line.
+                if let Some((_, said)) = line.split_once("SORA-NODE ") {
+                    let _ = tx.send(said.to_owned());
+                }
+            }
+        });
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (count, logged) = watch::channel(0);
+        let stderr = child.stderr.take().expect("piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+                count.send_modify(|n| *n += 1);
+            }
+        });
+        let stdin = child.stdin.take();
+        Node {
+            child,
+            stdin,
+            lines,
+            log,
+            logged,
+            port,
+        }
+    }
+
+    /// The next thing the node says; `None` if it exited.
+    async fn next(&mut self) -> Option<String> {
+        tokio::time::timeout(PATIENCE, self.lines.recv())
+            .await
+            .expect("the node answers in time")
+    }
+
+    async fn expect(&mut self, what: &str) {
+        let said = self.next().await;
+        assert_eq!(said.as_deref(), Some(what));
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the node in order and waits for it.
+    async fn stop(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        self.expect("stopped").await;
+        let _ = self.child.wait();
+    }
+
+    /// Waits until the node logs a line with `needle` (its stderr is read as it comes).
+    async fn logs(&mut self, needle: &str) {
+        let log = self.log.clone();
+        let seen = self
+            .logged
+            .wait_for(|_| log.lock().unwrap().iter().any(|l| l.contains(needle)));
+        within(&format!("the log line `{needle}`"), seen)
+            .await
+            .expect("the node's log is read");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// This process is one node at most: the tests that make it one take turns.
+static THIS_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn this_node(seeds: &[u16], secret: &str) -> ClusterConfig {
+    let mut config = ClusterConfig::new("tester", secret)
+        .listen(format!("127.0.0.1:{}", free_port()).parse().unwrap())
+        .reconnect(Duration::from_millis(50), Duration::from_millis(500));
+    for port in seeds {
+        config = config.seed(format!("127.0.0.1:{port}"));
+    }
+    config
+}
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {PATIENCE:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
+    let _turn = THIS_NODE.lock().await;
+    let mut other = Node::start("other", None, SECRET, &[]).await;
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[other.port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within("the seed's handshake", cluster.ready()).await;
+    assert!(runtime.is_ready().await);
+    assert_eq!(cluster.seeds()[0].state, SeedState::Ready);
+    within(
+        "the seed's services",
+        cluster.wait_until(|c| c.serves("Ledger")),
+    )
+    .await;
+
+    // A typed call, with its options, to the service declared here and run there.
+    let translator = runtime.service::<Translator>().unwrap();
+    let reply = translator
+        .act(Translate {
+            text: "hello".into(),
+            to: "pt".into(),
+        })
+        .priority(5)
+        .correlation_id("upload-42")
+        .timeout(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        Translated {
+            text: "[pt] hello".into(),
+            correlation_id: Some("upload-42".into()),
+            node: "other@127.0.0.1".into(),
+        }
+    );
+    // The handler's error comes back as the same typed error.
+    let failed = translator
+        .act(Translate {
+            text: "hello".into(),
+            to: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failed, Error::ActionFailed { service, action, message, .. }
+            if service == "Translator" && action == "translate" && message == "no target language"),
+        "{failed:?}"
+    );
+
+    // A command, and the status the other node keeps.
+    translator.command(Command::custom("bump")).await.unwrap();
+    other.expect("bumped 1").await;
+    let status = translator.status().await.unwrap();
+    assert!(status.calls >= 3, "{status:?}");
+    let info = translator.info().await.unwrap();
+    assert!(info.enabled && info.actions.contains(&"hold".to_owned()));
+
+    // By name: a service that this node does not know at all.
+    let ledger = runtime.service_by_name("Ledger").unwrap();
+    assert!(ledger.is_remote());
+    let total = ledger
+        .act_json("add", serde_json::json!({"amount": 5}), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(total, 5);
+    let unknown = ledger
+        .act_json("subtract", serde_json::json!({}), Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, Error::UnknownAction { service, action } if service == "Ledger" && action == "subtract"),
+        "{unknown:?}"
+    );
+    let bad = ledger
+        .act_json(
+            "add",
+            serde_json::json!({"amount": "five"}),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&bad, Error::BadParameters { field: Some(f), .. } if f == "amount"),
+        "{bad:?}"
+    );
+    assert!(matches!(
+        runtime.service_by_name("Nobody"),
+        Err(Error::UnknownService { .. })
+    ));
+
+    // The caller's timeout holds across the wire, and the handler there is cancelled.
+    let held = translator
+        .act(Hold)
+        .timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(held, Error::Timeout { .. }), "{held:?}");
+    other.expect("holding").await;
+
+    runtime.shutdown().await.unwrap();
+    other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_calls_from_one_caller_arrive_in_the_order_they_were_made() {
+    let _turn = THIS_NODE.lock().await;
+    let other = Node::start("ordered", None, SECRET, &[]).await;
+    let runtime = Runtime::builder()
+        .remote::<Recorder>()
+        .cluster(this_node(&[other.port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within("its services", cluster.wait_until(|c| c.serves("Recorder"))).await;
+    let recorder = runtime.service::<Recorder>().unwrap();
+    // Fire and forget, then a call: the call is served after every command before it.
+    for i in 0..200u64 {
+        recorder.tell(Command::custom_with("record", &i)).unwrap();
+    }
+    let seen = recorder.act(Recorded).await.unwrap();
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    runtime.shutdown().await.unwrap();
+    other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_secret_is_refused_on_both_sides() {
+    let _turn = THIS_NODE.lock().await;
+    let mut other = Node::start("guarded", None, SECRET, &[]).await;
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[other.port], "not-the-secret"))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within(
+        "the refusal",
+        cluster.wait_until(|c| matches!(c.seeds()[0].state, SeedState::Refused { .. })),
+    )
+    .await;
+    assert!(!cluster.is_ready());
+    assert!(!runtime.is_ready().await);
+    assert!(!cluster.serves("Translator"));
+    let err = runtime
+        .service::<Translator>()
+        .unwrap()
+        .act(Translate {
+            text: "hi".into(),
+            to: "pt".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ServiceUnavailable { .. }), "{err:?}");
+    // The other side says why too.
+    other.logs("did not authenticate").await;
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarted() {
+    let _turn = THIS_NODE.lock().await;
+    let mut other = Node::start("fragile", None, SECRET, &[]).await;
+    let port = other.port;
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within("the seed's handshake", cluster.ready()).await;
+    within(
+        "its services",
+        cluster.wait_until(|c| c.serves("Translator")),
+    )
+    .await;
+    let translator = runtime.service::<Translator>().unwrap();
+
+    // A call in flight when the node dies fails at once, long before its timeout.
+    let call = tokio::spawn({
+        let translator = translator.clone();
+        async move {
+            translator
+                .act(Hold)
+                .timeout(Duration::from_secs(3600))
+                .await
+        }
+    });
+    other.expect("holding").await;
+    other.kill();
+    let err = within("the failed call", call).await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::ServiceUnavailable { service, reason }
+            if service == "Translator" && reason.contains("fragile@127.0.0.1")),
+        "{err:?}"
+    );
+    within(
+        "the lost node's services to go",
+        cluster.wait_until(|c| !c.serves("Translator") && !c.is_ready()),
+    )
+    .await;
+    // The node keeps dialing it, and says what it finds.
+    within(
+        "the seed to show unreachable",
+        cluster.wait_until(|c| matches!(c.seeds()[0].state, SeedState::Unreachable { .. })),
+    )
+    .await;
+    let err = translator
+        .act(Translate {
+            text: "hi".into(),
+            to: "pt".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ServiceUnavailable { .. }), "{err:?}");
+
+    // Restarted on the same address, it is found again without restarting this node.
+    let back = Node::start("fragile", Some(port), SECRET, &[]).await;
+    within("the reconnection", cluster.ready()).await;
+    within(
+        "its services again",
+        cluster.wait_until(|c| c.serves("Translator")),
+    )
+    .await;
+    let reply = translator
+        .act(Translate {
+            text: "again".into(),
+            to: "pt".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.text, "[pt] again");
+    runtime.shutdown().await.unwrap();
+    back.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_in_one_process_is_refused() {
+    let _turn = THIS_NODE.lock().await;
+    let first = Runtime::builder()
+        .cluster(this_node(&[], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let second = Runtime::builder()
+        .cluster(this_node(&[], SECRET))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&second, Error::StartupFailed { service, .. } if service == "cluster"),
+        "{second:?}"
+    );
+    first.shutdown().await.unwrap();
+    // Once the first has left, the process may be a node again.
+    let again = Runtime::builder()
+        .cluster(this_node(&[], SECRET))
+        .start()
+        .await
+        .unwrap();
+    again.shutdown().await.unwrap();
+}
