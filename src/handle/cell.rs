@@ -128,12 +128,11 @@ impl<S: Service> ServiceCell<S> {
             ));
         };
         let (wire, timeout) = (entry.wire, options.timeout);
-        // Sent now, as a local call is delivered now; only the wait runs on a task.
+        // Sent now, as a local call is delivered now.
         let reply = remote.act_typed(A::NAME, wire, Box::new(action), options);
-        let (tx, rx) = oneshot::channel();
         let service = self.name().to_owned();
-        tokio::spawn(async move {
-            let reply = reply.await.and_then(|reply| {
+        let reply = Box::pin(async move {
+            reply.await.and_then(|reply| {
                 reply
                     .downcast::<A::Reply>()
                     .map(|r| *r)
@@ -142,13 +141,12 @@ impl<S: Service> ServiceCell<S> {
                         action: A::NAME.to_owned(),
                         message: "the reply is not of the action's type".into(),
                     })
-            });
-            let _ = tx.send(reply);
+            })
         });
-        Ok(ReplyFuture::new(
+        Ok(ReplyFuture::remote(
             self.shared.clone(),
             A::NAME.into(),
-            Ok(rx),
+            reply,
             timeout,
         ))
     }

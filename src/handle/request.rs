@@ -254,8 +254,15 @@ impl IntoFuture for CommandRequest {
 pub struct ReplyFuture<T> {
     shared: Arc<ServiceShared>,
     label: Cow<'static, str>,
-    rx: Result<oneshot::Receiver<Result<T, Error>>, Option<Error>>,
+    rx: Result<Source<T>, Option<Error>>,
     timeout: Option<(Pin<Box<Sleep>>, Duration)>,
+}
+
+/// Where a reply comes from: the host's reply channel, or a call to another node.
+enum Source<T> {
+    Channel(oneshot::Receiver<Result<T, Error>>),
+    #[cfg(feature = "cluster")]
+    Remote(BoxFuture<'static, Result<T, Error>>),
 }
 
 impl<T> std::fmt::Debug for ReplyFuture<T> {
@@ -281,8 +288,24 @@ impl<T> ReplyFuture<T> {
         ReplyFuture {
             shared,
             label,
-            rx: sent.map_err(Some),
+            rx: sent.map(Source::Channel).map_err(Some),
             timeout,
+        }
+    }
+
+    /// The reply of a call sent to another node.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote(
+        shared: Arc<ServiceShared>,
+        label: Cow<'static, str>,
+        reply: BoxFuture<'static, Result<T, Error>>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        ReplyFuture {
+            shared,
+            label,
+            rx: Ok(Source::Remote(reply)),
+            timeout: timeout.map(|after| (Box::pin(tokio::time::sleep(after)), after)),
         }
     }
 }
@@ -298,8 +321,18 @@ impl<T> Future for ReplyFuture<T> {
                 return Poll::Ready(Err(err.take().unwrap_or_else(|| this.shared.lost())));
             }
         };
-        if let Poll::Ready(received) = Pin::new(rx).poll(cx) {
-            return Poll::Ready(received.unwrap_or_else(|_| Err(this.shared.lost())));
+        let received = match rx {
+            Source::Channel(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(received) => {
+                    Poll::Ready(received.unwrap_or_else(|_| Err(this.shared.lost())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            #[cfg(feature = "cluster")]
+            Source::Remote(reply) => reply.as_mut().poll(cx),
+        };
+        if received.is_ready() {
+            return received;
         }
         if let Some((sleep, after)) = &mut this.timeout {
             if sleep.as_mut().poll(cx).is_ready() {
