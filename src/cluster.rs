@@ -69,6 +69,12 @@ impl Cluster {
         self.shared.seeds()
     }
 
+    /// Healthy when every seed is joined; degraded otherwise, naming each seed that is not and
+    /// why (connecting, refused, unreachable). The HTTP plane's `/health` reports it.
+    pub fn health(&self) -> crate::Health {
+        self.shared.health()
+    }
+
     /// Whether every seed has authenticated and its services are resolvable.
     pub fn is_ready(&self) -> bool {
         self.shared.is_ready()

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sora::cluster::{ClusterConfig, SeedState};
+use sora::cluster::{ClusterConfig, PeerState, SeedState};
+use sora::config::Config;
 use sora::{Action, BoxError, Command, Context, Definition, Error, Handler, Runtime, Service};
 use tokio::sync::{mpsc, watch};
 
@@ -418,6 +419,7 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
     assert!(status.calls >= 3, "{status:?}");
     let info = translator.info().await.unwrap();
     assert!(info.enabled && info.actions.contains(&"hold".to_owned()));
+    assert_eq!(translator.health().await.unwrap(), sora::Health::Healthy);
 
     // By name: a service that this node does not know at all.
     let ledger = runtime.service_by_name("Ledger").unwrap();
@@ -530,9 +532,11 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
     let runtime = Runtime::builder()
         .remote::<Translator>()
         .cluster(this_node(&[port], SECRET))
+        .http(sora::http::HttpConfig::local(0))
         .start()
         .await
         .unwrap();
+    let health_url = format!("http://{}/health", runtime.http_address().unwrap());
     let cluster = runtime.cluster().unwrap();
     within("the seed's handshake", cluster.ready()).await;
     within(
@@ -571,6 +575,23 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
         cluster.wait_until(|c| matches!(c.seeds()[0].state, SeedState::Unreachable { .. })),
     )
     .await;
+    // Health names the lost peer: this node works, degraded.
+    let report: serde_json::Value = reqwest::get(&health_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["status"], "degraded", "{report}");
+    assert_eq!(
+        report["cluster"]["health"]["status"], "degraded",
+        "{report}"
+    );
+    let reason = report["cluster"]["health"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("127.0.0.1:{port} unreachable")),
+        "{reason}"
+    );
     let err = translator
         .act(Translate {
             text: "hi".into(),
@@ -596,8 +617,60 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
         .await
         .unwrap();
     assert_eq!(reply.text, "[pt] again");
+    assert_eq!(cluster.health(), sora::Health::Healthy);
     runtime.shutdown().await.unwrap();
     back.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_file_makes_a_node_that_others_join() {
+    let _turn = THIS_NODE.lock().await;
+    let port = free_port();
+    let text = format!(
+        "[cluster]\nnode = \"filed\"\nsecret = \"{SECRET}\"\nlisten = \"127.0.0.1:{port}\"\n\
+         reconnect_min = \"50ms\"\n"
+    );
+    let runtime = Runtime::builder()
+        .config(Config::toml(&text))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    assert_eq!(cluster.node(), "filed@127.0.0.1");
+    // No seeds: ready at once. Another node that lists this one as its seed joins it, and its
+    // services resolve from here as well as this node's from there.
+    assert!(cluster.is_ready());
+    let joiner = Node::start("joiner", None, SECRET, &[port]).await;
+    within(
+        "the joiner's session",
+        cluster.wait_until(|c| {
+            c.peers().iter().any(|p| {
+                p.state == PeerState::Ready && p.node.as_deref() == Some("joiner@127.0.0.1")
+            })
+        }),
+    )
+    .await;
+    within("its services", cluster.wait_until(|c| c.serves("Ledger"))).await;
+    let total = runtime
+        .service_by_name("Ledger")
+        .unwrap()
+        .act_json("add", serde_json::json!({"amount": 2}), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    runtime.shutdown().await.unwrap();
+    joiner.stop().await;
+
+    // A table without a secret names the key that is missing.
+    let err = Runtime::builder()
+        .config(Config::toml("[cluster]\nnode = \"alpha\"\n"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { key, .. } if key == "cluster.secret"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

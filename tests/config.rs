@@ -695,3 +695,16 @@ async fn the_runtime_start_up_timeout_bounds_the_whole_start() {
     // Virtual time: the start gave up at the runtime's deadline, not the service's 600 s.
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A build that cannot join a cluster says so rather than ignore the table.
+#[cfg(not(feature = "cluster"))]
+#[tokio::test]
+async fn a_cluster_table_is_refused_without_the_cluster_feature() {
+    let config = Config::toml("[cluster]\nnode = \"alpha\"\nsecret = \"s\"\n");
+    let err = Runtime::builder().config(config).start().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { key, message, .. }
+            if key == "cluster" && message.contains("`cluster` feature")),
+        "{err}"
+    );
+}

@@ -146,7 +146,9 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
         Request::Query { query, .. } => Box::pin(async move {
             Ok(match query {
                 Query::Status => wire::encode(&service.status_routed().await?),
-                Query::Health => wire::encode(&service.health_routed().await?),
+                Query::Health => {
+                    wire::encode(&wire::WireHealth::from(service.health_routed().await?))
+                }
                 Query::Info => wire::encode(&service.info()),
             })
         }),

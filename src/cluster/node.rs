@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::config::ClusterConfig;
 use super::gateway::{Gateway, GatewayArgs, GatewayMessage};
 use super::wire::{self, Reply, Request};
-use crate::Error;
 use crate::runtime::RuntimeShared;
+use crate::{Error, Health};
 
 /// How far a session with another node has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +323,30 @@ impl ClusterShared {
             if changed.changed().await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// Healthy when every seed is joined; degraded, naming each seed that is not, otherwise:
+    /// this node works, but the services of a missing seed cannot be reached.
+    pub(crate) fn health(&self) -> Health {
+        let missing: Vec<String> = self
+            .seeds()
+            .into_iter()
+            .filter_map(|seed| match seed.state {
+                SeedState::Ready => None,
+                SeedState::Connecting => Some(format!("{} connecting", seed.address)),
+                SeedState::Refused { reason } => {
+                    Some(format!("{} refused: {reason}", seed.address))
+                }
+                SeedState::Unreachable { reason } => {
+                    Some(format!("{} unreachable: {reason}", seed.address))
+                }
+            })
+            .collect();
+        if missing.is_empty() {
+            Health::Healthy
+        } else {
+            Health::degraded(format!("seeds not joined: {}", missing.join("; ")))
         }
     }
 

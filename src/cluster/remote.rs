@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::node::ClusterShared;
 use futures::future::BoxFuture;
 
-use super::wire::{Erased, Query, Request, WireAction};
+use super::wire::{Erased, Query, Request, WireAction, WireHealth};
 use crate::Error;
 use crate::action::CallOptions;
 use crate::codec::Format;
@@ -140,7 +140,8 @@ impl RemoteService {
     }
 
     pub(crate) async fn health(&self) -> Result<Health, Error> {
-        self.query(Query::Health).await
+        let health: WireHealth = self.query(Query::Health).await?;
+        Ok(health.into())
     }
 
     pub(crate) async fn info(&self) -> Result<ServiceInfo, Error> {

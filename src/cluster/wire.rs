@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::action::{Action, CallOptions};
 use crate::codec::{Bincode, Codec, DecodeError, Format};
-use crate::service::Command;
+use crate::service::{Command, Health};
 
 /// A request from one node to another's gateway.
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,6 +72,35 @@ impl From<WireCommand> for Command {
             WireCommand::ProcessBatch { size, filter } => Command::ProcessBatch { size, filter },
             WireCommand::CheckQueue => Command::CheckQueue,
             WireCommand::Custom { name, args } => Command::Custom { name, args },
+        }
+    }
+}
+
+/// A [`Health`] as it crosses: its serde form is adjacently tagged (for JSON), which bincode
+/// cannot decode either.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WireHealth {
+    Healthy,
+    Degraded(String),
+    Unhealthy(String),
+}
+
+impl From<Health> for WireHealth {
+    fn from(health: Health) -> Self {
+        match health {
+            Health::Healthy => WireHealth::Healthy,
+            Health::Degraded(reason) => WireHealth::Degraded(reason),
+            Health::Unhealthy(reason) => WireHealth::Unhealthy(reason),
+        }
+    }
+}
+
+impl From<WireHealth> for Health {
+    fn from(health: WireHealth) -> Self {
+        match health {
+            WireHealth::Healthy => Health::Healthy,
+            WireHealth::Degraded(reason) => Health::Degraded(reason),
+            WireHealth::Unhealthy(reason) => Health::Unhealthy(reason),
         }
     }
 }
@@ -155,6 +184,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_answers_of_queries_cross() {
+        for health in [
+            Health::Healthy,
+            Health::degraded("slow disk"),
+            Health::unhealthy("no database"),
+        ] {
+            let back: WireHealth = decode(&encode(&WireHealth::from(health.clone()))).unwrap();
+            assert_eq!(Health::from(back), health);
+        }
+        // Its own serde form would not decode: the reason for the mirror.
+        assert!(decode::<Health>(&encode(&Health::Healthy)).is_err());
     }
 
     #[test]

@@ -66,6 +66,70 @@ impl Loaded {
         }
     }
 
+    /// The cluster settings: `explicit` (the builder's) wins whole over the `[cluster]` table.
+    /// `None` if neither asks for a cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the table lacks the node's name or the secret.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster(
+        &self,
+        explicit: Option<crate::cluster::ClusterConfig>,
+    ) -> Result<Option<crate::cluster::ClusterConfig>, Error> {
+        if explicit.is_some() {
+            return Ok(explicit);
+        }
+        let Some(file) = &self.file.cluster else {
+            return Ok(None);
+        };
+        let required = |key: &str, what: &str| {
+            self.error_at(
+                &["cluster".to_owned(), key.to_owned()],
+                format!("a node of a cluster needs {what}"),
+            )
+        };
+        let node = file
+            .node
+            .clone()
+            .ok_or_else(|| required("node", "a name, unique in its cluster"))?;
+        let secret = file
+            .secret
+            .clone()
+            .ok_or_else(|| required("secret", "the secret its cluster shares"))?;
+        let mut config = crate::cluster::ClusterConfig::new(node, secret.0);
+        if let Some(listen) = file.listen {
+            config = config.listen(listen);
+        }
+        for seed in file.seeds.iter().flatten() {
+            config = config.seed(seed.clone());
+        }
+        if let Some(name) = &file.name {
+            config = config.cluster_name(name.clone());
+        }
+        let (min, max) = config.reconnect;
+        config = config.reconnect(
+            file.reconnect_min.unwrap_or(min),
+            file.reconnect_max.unwrap_or(max),
+        );
+        if let Some(timeout) = file.handshake_timeout {
+            config = config.handshake_timeout(timeout);
+        }
+        Ok(Some(config))
+    }
+
+    /// Refuses a `[cluster]` table in a build without the `cluster` feature.
+    #[cfg(not(feature = "cluster"))]
+    pub(crate) fn refuse_cluster(&self) -> Result<(), Error> {
+        match &self.file.cluster {
+            Some(_) => Err(self.error_at(
+                &["cluster".to_owned()],
+                "this build cannot join a cluster (the `cluster` feature is off)".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The `[services.KEY]` tables that name no registered service.
     pub(crate) fn unknown_services<'a>(
         &'a self,

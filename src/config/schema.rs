@@ -24,6 +24,25 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) services: BTreeMap<String, ServiceFile>,
     pub(crate) http: Option<HttpFile>,
+    pub(crate) cluster: Option<ClusterFile>,
+}
+
+/// `[cluster]`: the runtime joins a cluster when the table is present.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) struct ClusterFile {
+    pub(crate) node: Option<String>,
+    pub(crate) secret: Option<Secret>,
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    pub(crate) seeds: Option<Vec<String>>,
+    pub(crate) name: Option<String>,
+    #[serde(default, with = "duration")]
+    pub(crate) reconnect_min: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub(crate) reconnect_max: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub(crate) handshake_timeout: Option<Duration>,
 }
 
 /// `[http]`: the control plane, served when the table is present.

@@ -336,6 +336,21 @@ pub(crate) struct HealthReport {
     #[schema(value_type = String, example = "healthy")]
     status: &'static str,
     services: Vec<ServiceHealth>,
+    /// The node's place in its cluster, when it is a node of one.
+    #[cfg(feature = "cluster")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterHealth>,
+}
+
+/// A node's place in its cluster: degraded while a seed is not joined.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ClusterHealth {
+    /// This node's name, `node@host`.
+    node: String,
+    health: Health,
+    seeds: Vec<crate::cluster::SeedInfo>,
+    peers: Vec<crate::cluster::PeerInfo>,
 }
 
 /// One service's health.
@@ -362,11 +377,25 @@ pub(crate) async fn health(State(api): State<Api>) -> Response {
         .into_iter()
         .map(|(name, health)| ServiceHealth { name, health })
         .collect();
+    #[cfg(feature = "cluster")]
+    let cluster = api.runtime.cluster().map(|c| ClusterHealth {
+        node: c.node().to_owned(),
+        health: c.health(),
+        seeds: c.seeds(),
+        peers: c.peers(),
+    });
+    #[cfg(feature = "cluster")]
+    let cluster_degraded = cluster
+        .as_ref()
+        .is_some_and(|c| c.health != Health::Healthy);
+    #[cfg(not(feature = "cluster"))]
+    let cluster_degraded = false;
     let status = if services.iter().any(|s| !s.health.is_up()) {
         "unhealthy"
-    } else if services
-        .iter()
-        .any(|s| matches!(s.health, Health::Degraded(_)))
+    } else if cluster_degraded
+        || services
+            .iter()
+            .any(|s| matches!(s.health, Health::Degraded(_)))
     {
         "degraded"
     } else {
@@ -377,7 +406,13 @@ pub(crate) async fn health(State(api): State<Api>) -> Response {
     } else {
         StatusCode::OK
     };
-    (code, Json(HealthReport { status, services })).into_response()
+    let report = HealthReport {
+        status,
+        services,
+        #[cfg(feature = "cluster")]
+        cluster,
+    };
+    (code, Json(report)).into_response()
 }
 
 /// A probe's answer: `{"status": "live"}`, `{"status": "ready"}`, `{"status": "not ready"}`.

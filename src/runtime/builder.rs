@@ -403,6 +403,8 @@ impl RuntimeBuilder {
         let loaded = self.config.read()?;
         #[cfg(not(feature = "http"))]
         loaded.refuse_http()?;
+        #[cfg(not(feature = "cluster"))]
+        loaded.refuse_cluster()?;
         let config = self.runtime_config(&loaded);
         if self.discover {
             let mut discovered = HashSet::new();
@@ -451,7 +453,7 @@ impl RuntimeBuilder {
             #[cfg(feature = "http")]
             http: loaded.http(self.http.take()),
             #[cfg(feature = "cluster")]
-            cluster: self.cluster.take(),
+            cluster: loaded.cluster(self.cluster.take())?,
         })
     }
 
