@@ -491,6 +491,68 @@ async fn commands_and_calls_from_one_caller_arrive_in_the_order_they_were_made()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_the_calls_and_the_local_service_comes_first() {
+    let _turn = THIS_NODE.lock().await;
+    let mut b = Node::start("b", None, SECRET, &[]).await;
+    let c = Node::start("c", None, SECRET, &[]).await;
+    // This node runs its own Ledger; b and c run one each too, and a Translator each.
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .service(Ledger::default)
+        .cluster(this_node(&[b.port, c.port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within("both seeds", cluster.ready()).await;
+    assert_eq!(cluster.peers().len(), 2, "{:?}", cluster.peers());
+    let translator = runtime.service::<Translator>().unwrap();
+    let mut served_by = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let reply = translator
+            .act(Translate {
+                text: format!("#{i}"),
+                to: "pt".into(),
+            })
+            .await
+            .unwrap();
+        served_by.insert(reply.node);
+    }
+    assert_eq!(
+        served_by.into_iter().collect::<Vec<_>>(),
+        ["b@127.0.0.1", "c@127.0.0.1"]
+    );
+
+    // A service that runs here is called here, though others serve it too.
+    let ledger = runtime.service_by_name("Ledger").unwrap();
+    assert!(!ledger.is_remote());
+    for _ in 0..3 {
+        ledger
+            .act_json("add", serde_json::json!({"amount": 1}), Default::default())
+            .await
+            .unwrap();
+    }
+    let local = runtime.service::<Ledger>().unwrap();
+    assert_eq!(local.status().await.unwrap().calls, 3);
+
+    // Without b, every call goes to c.
+    b.kill();
+    within("b's loss", cluster.wait_until(|c| !c.is_ready())).await;
+    for i in 0..10 {
+        let reply = translator
+            .act(Translate {
+                text: format!("after #{i}"),
+                to: "pt".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.node, "c@127.0.0.1");
+    }
+    runtime.shutdown().await.unwrap();
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_secret_is_refused_on_both_sides() {
     let _turn = THIS_NODE.lock().await;
     let mut other = Node::start("guarded", None, SECRET, &[]).await;
