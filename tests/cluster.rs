@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sora::cluster::{ClusterConfig, PeerState, SeedState};
+use sora::cluster::{ClusterConfig, ClusterTls, PeerState, SeedState};
 use sora::config::Config;
 use sora::{Action, BoxError, Command, Context, Definition, Error, Handler, Runtime, Service};
 use tokio::sync::{mpsc, watch};
@@ -181,6 +181,9 @@ async fn node_process() {
     let mut config = ClusterConfig::new(name, secret)
         .listen(listen.parse().expect("an address"))
         .reconnect(Duration::from_millis(50), Duration::from_millis(500));
+    if let Ok(dir) = std::env::var("SORA_TEST_TLS") {
+        config = config.tls(tls_from(std::path::Path::new(&dir)));
+    }
     for seed in std::env::var("SORA_TEST_SEEDS")
         .unwrap_or_default()
         .split(',')
@@ -213,6 +216,49 @@ async fn node_process() {
     println!("SORA-NODE stopped");
 }
 
+/// TLS from the certificate and key in `dir` (DER): every node of the test presents the same
+/// certificate, for `localhost`, and trusts only it.
+fn tls_from(dir: &std::path::Path) -> ClusterTls {
+    use sora::cluster::tls::rustls;
+    use sora::cluster::tls::rustls::pki_types::{
+        CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+    };
+    let cert = CertificateDer::from(std::fs::read(dir.join("cert.der")).expect("cert.der"));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        std::fs::read(dir.join("key.der")).expect("key.der"),
+    ));
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("a server configuration");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("the certificate as a root");
+    let client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    ClusterTls::new(
+        sora::cluster::tls::TlsAcceptor::from(Arc::new(server)),
+        sora::cluster::tls::TlsConnector::from(Arc::new(client)),
+        ServerName::try_from("localhost").expect("a name"),
+    )
+}
+
+/// Writes a fresh self-signed certificate for `localhost` and its key into a new directory.
+fn certificate_dir() -> std::path::PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sora-cluster-tls-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    std::fs::write(dir.join("cert.der"), certified.cert.der()).expect("cert.der");
+    std::fs::write(dir.join("key.der"), certified.signing_key.serialize_der()).expect("key.der");
+    dir
+}
+
 /// Another node: a child process running `node_process`.
 struct Node {
     child: Child,
@@ -227,9 +273,20 @@ struct Node {
 impl Node {
     /// Starts a node called `name` on `port` (a free one if `None`) that joins `seeds`.
     async fn start(name: &str, port: Option<u16>, secret: &str, seeds: &[u16]) -> Node {
+        Node::start_with(name, port, secret, seeds, None).await
+    }
+
+    /// As [`start`](Self::start), with TLS from the certificate in `tls`.
+    async fn start_with(
+        name: &str,
+        port: Option<u16>,
+        secret: &str,
+        seeds: &[u16],
+        tls: Option<&std::path::Path>,
+    ) -> Node {
         // A free port may be taken by someone else before the node binds it: try another.
         for _ in 0..5 {
-            let mut node = Node::spawn(name, port.unwrap_or_else(free_port), secret, seeds);
+            let mut node = Node::spawn(name, port.unwrap_or_else(free_port), secret, seeds, tls);
             match node.next().await.as_deref() {
                 Some("ready") => return node,
                 Some(other) if other.contains("cannot listen") && port.is_none() => continue,
@@ -239,9 +296,19 @@ impl Node {
         panic!("no free port for node {name}");
     }
 
-    fn spawn(name: &str, port: u16, secret: &str, seeds: &[u16]) -> Node {
+    fn spawn(
+        name: &str,
+        port: u16,
+        secret: &str,
+        seeds: &[u16],
+        tls: Option<&std::path::Path>,
+    ) -> Node {
         let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let mut child = Process::new(std::env::current_exe().expect("the test binary"))
+        let mut process = Process::new(std::env::current_exe().expect("the test binary"));
+        if let Some(dir) = tls {
+            process.env("SORA_TEST_TLS", dir);
+        }
+        let mut child = process
             .args(["--exact", "node_process", "--nocapture", "--test-threads=1"])
             .env("SORA_TEST_NODE", name)
             .env("SORA_TEST_LISTEN", format!("127.0.0.1:{port}"))
@@ -733,6 +800,57 @@ async fn the_configuration_file_makes_a_node_that_others_join() {
         matches!(&err, Error::Config { key, .. } if key == "cluster.secret"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
+    let _turn = THIS_NODE.lock().await;
+    let certificate = certificate_dir();
+    let secured = Node::start_with("secured", None, SECRET, &[], Some(&certificate)).await;
+
+    // Without TLS, the handshake never starts: refused.
+    let plain = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[secured.port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let cluster = plain.cluster().unwrap();
+    within(
+        "the refusal",
+        cluster.wait_until(|c| matches!(c.seeds()[0].state, SeedState::Refused { .. })),
+    )
+    .await;
+    assert!(!cluster.serves("Translator"));
+    plain.shutdown().await.unwrap();
+
+    // With it, calls cross.
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[secured.port], SECRET).tls(tls_from(&certificate)))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within("the TLS handshake", cluster.ready()).await;
+    within(
+        "its services",
+        cluster.wait_until(|c| c.serves("Translator")),
+    )
+    .await;
+    let reply = runtime
+        .service::<Translator>()
+        .unwrap()
+        .act(Translate {
+            text: "sealed".into(),
+            to: "pt".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.node, "secured@127.0.0.1");
+    runtime.shutdown().await.unwrap();
+    secured.stop().await;
+    let _ = std::fs::remove_dir_all(certificate);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
