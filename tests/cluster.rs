@@ -97,6 +97,38 @@ impl Handler<Hold> for Translator {
     }
 }
 
+/// What another build calls `Translator`: its `translate` takes one more field.
+#[derive(Default)]
+struct TranslatorV2;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TranslateV2 {
+    text: String,
+    to: String,
+    pages: u32,
+}
+
+impl Action for TranslateV2 {
+    const NAME: &'static str = "translate";
+    type Reply = Translated;
+}
+
+impl Service for TranslatorV2 {
+    fn define(def: &mut Definition<Self>) {
+        def.name("Translator").action::<TranslateV2>();
+    }
+}
+
+impl Handler<TranslateV2> for TranslatorV2 {
+    async fn handle(&self, t: TranslateV2, _: &Context) -> Result<Translated, BoxError> {
+        Ok(Translated {
+            text: format!("[{}] {} ({} pages)", t.to, t.text, t.pages),
+            correlation_id: None,
+            node: String::new(),
+        })
+    }
+}
+
 /// Known to the test by name only.
 #[derive(Default)]
 struct Ledger {
@@ -191,8 +223,11 @@ async fn node_process() {
     {
         config = config.seed(seed);
     }
-    let started = Runtime::builder()
-        .service(Translator::default)
+    let builder = match std::env::var("SORA_TEST_VARIANT").as_deref() {
+        Ok("v2") => Runtime::builder().service(TranslatorV2::default),
+        _ => Runtime::builder().service(Translator::default),
+    };
+    let started = builder
         .service(Ledger::default)
         .service(Recorder::default)
         .cluster(config)
@@ -273,20 +308,21 @@ struct Node {
 impl Node {
     /// Starts a node called `name` on `port` (a free one if `None`) that joins `seeds`.
     async fn start(name: &str, port: Option<u16>, secret: &str, seeds: &[u16]) -> Node {
-        Node::start_with(name, port, secret, seeds, None).await
+        Node::start_with(name, port, secret, seeds, &[]).await
     }
 
-    /// As [`start`](Self::start), with TLS from the certificate in `tls`.
+    /// As [`start`](Self::start), with more environment for `node_process`: `SORA_TEST_TLS`
+    /// (a certificate directory), `SORA_TEST_VARIANT`.
     async fn start_with(
         name: &str,
         port: Option<u16>,
         secret: &str,
         seeds: &[u16],
-        tls: Option<&std::path::Path>,
+        env: &[(&str, &std::ffi::OsStr)],
     ) -> Node {
         // A free port may be taken by someone else before the node binds it: try another.
         for _ in 0..5 {
-            let mut node = Node::spawn(name, port.unwrap_or_else(free_port), secret, seeds, tls);
+            let mut node = Node::spawn(name, port.unwrap_or_else(free_port), secret, seeds, env);
             match node.next().await.as_deref() {
                 Some("ready") => return node,
                 Some(other) if other.contains("cannot listen") && port.is_none() => continue,
@@ -301,13 +337,11 @@ impl Node {
         port: u16,
         secret: &str,
         seeds: &[u16],
-        tls: Option<&std::path::Path>,
+        env: &[(&str, &std::ffi::OsStr)],
     ) -> Node {
         let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut process = Process::new(std::env::current_exe().expect("the test binary"));
-        if let Some(dir) = tls {
-            process.env("SORA_TEST_TLS", dir);
-        }
+        process.envs(env.iter().copied());
         let mut child = process
             .args(["--exact", "node_process", "--nocapture", "--test-threads=1"])
             .env("SORA_TEST_NODE", name)
@@ -496,6 +530,19 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
         .await
         .unwrap();
     assert_eq!(total, 5);
+    // Events do not cross nodes yet: a subscription says so instead of waiting in silence.
+    let refused = runtime
+        .service::<Translator>()
+        .unwrap()
+        .untyped()
+        .on_named::<serde_json::Value>("translated")
+        .stream()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::ServiceUnavailable { reason, .. } if reason.contains("not delivered yet")),
+        "{refused:?}"
+    );
     let unknown = ledger
         .act_json("subtract", serde_json::json!({}), Default::default())
         .await
@@ -806,7 +853,8 @@ async fn the_configuration_file_makes_a_node_that_others_join() {
 async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
     let _turn = THIS_NODE.lock().await;
     let certificate = certificate_dir();
-    let secured = Node::start_with("secured", None, SECRET, &[], Some(&certificate)).await;
+    let env = [("SORA_TEST_TLS", certificate.as_os_str())];
+    let secured = Node::start_with("secured", None, SECRET, &[], &env).await;
 
     // Without TLS, the handshake never starts: refused.
     let plain = Runtime::builder()
@@ -851,6 +899,56 @@ async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
     runtime.shutdown().await.unwrap();
     secured.stop().await;
     let _ = std::fs::remove_dir_all(certificate);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_types_differ_between_nodes_is_refused_as_incompatible() {
+    let _turn = THIS_NODE.lock().await;
+    let env = [("SORA_TEST_VARIANT", std::ffi::OsStr::new("v2"))];
+    let other = Node::start_with("newer", None, SECRET, &[], &env).await;
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[other.port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    within(
+        "its services",
+        cluster.wait_until(|c| c.serves("Translator")),
+    )
+    .await;
+    let err = runtime
+        .service::<Translator>()
+        .unwrap()
+        .act(Translate {
+            text: "hi".into(),
+            to: "pt".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Incompatible { node, reason }
+            if node == "newer@127.0.0.1" && reason.contains("`Translator.translate` has another schema")),
+        "{err:?}"
+    );
+    // By name, the serving node's own decoder speaks: the missing field is named.
+    let err = runtime
+        .service_by_name("Translator")
+        .unwrap()
+        .act_json(
+            "translate",
+            serde_json::json!({"text": "hi", "to": "pt"}),
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::BadParameters { message, .. } if message.contains("pages")),
+        "{err:?}"
+    );
+    runtime.shutdown().await.unwrap();
+    other.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

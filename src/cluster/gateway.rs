@@ -132,8 +132,25 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
             format,
             params,
             options,
+            schema,
             ..
-        } => service.act_encoded(&action, format, params, options),
+        } => {
+            let ours = service.action_schema(&action);
+            if let (Some(theirs), Some(ours)) = (schema, ours) {
+                if theirs != ours {
+                    return ready(Err(Error::Incompatible {
+                        node: local_node(runtime),
+                        reason: format!(
+                            "the action `{}.{action}` has another schema on this node \
+                             ({ours:016x}) than on the caller's ({theirs:016x}): its types differ \
+                             between the two builds",
+                            service.name()
+                        ),
+                    }));
+                }
+            }
+            service.act_encoded(&action, format, params, options)
+        }
         Request::Command {
             command, options, ..
         } => {

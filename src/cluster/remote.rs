@@ -55,6 +55,7 @@ impl RemoteService {
             format,
             params,
             options,
+            schema: None,
         };
         let reply = self.cluster.exchange(request);
         self.within(action, timeout, async move { reply.await.1 })
@@ -87,6 +88,7 @@ impl RemoteService {
             format: Format::Bincode,
             params,
             options,
+            schema: Some(wire.schema),
         };
         let reply = self.cluster.exchange(request);
         let name = self.name.clone();

@@ -49,16 +49,13 @@ impl Target {
     /// Checks that the target emits `event` (of type `type_id`, for typed subscribers).
     fn check(&self, event: &str, type_id: Option<TypeId>) -> Result<(), Error> {
         let services: &[Arc<dyn ErasedService>] = match self {
+            Target::Service(service) if service.shared().remote => {
+                return Err(remote_events(service.name()));
+            }
             Target::Service(service) => std::slice::from_ref(service),
             Target::Any(all) => all,
             #[cfg(feature = "cluster")]
-            Target::Remote(remote) => {
-                return Err(Error::ServiceUnavailable {
-                    service: remote.name().to_owned(),
-                    reason: "events of services that run on other nodes are not delivered yet"
-                        .into(),
-                });
-            }
+            Target::Remote(remote) => return Err(remote_events(remote.name())),
         };
         let declares = |s: &Arc<dyn ErasedService>| {
             s.shared()
@@ -84,6 +81,14 @@ impl Target {
             event: event.to_owned(),
             emits,
         })
+    }
+}
+
+/// Why a subscription to a service of another node is refused.
+fn remote_events(service: &str) -> Error {
+    Error::ServiceUnavailable {
+        service: service.to_owned(),
+        reason: "events of services that run on other nodes are not delivered yet".into(),
     }
 }
 

@@ -281,6 +281,9 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     fn tell(&self, command: Command) -> Result<(), Error>;
     fn set_paused(&self, paused: bool) -> Result<(), Error>;
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool>;
+    /// The schema hash of a declared action, to compare with a remote caller's.
+    #[cfg(feature = "cluster")]
+    fn action_schema(&self, action: &str) -> Option<u64>;
     /// The status here, or of the node that serves the service when it does not run here.
     fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>>;
     /// The health here, or of the node that serves the service when it does not run here.
@@ -452,6 +455,15 @@ impl<S: Service> ErasedService for ServiceCell<S> {
 
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool> {
         Box::pin(async move { ServiceCell::ready(&self).await })
+    }
+
+    #[cfg(feature = "cluster")]
+    fn action_schema(&self, action: &str) -> Option<u64> {
+        self.def
+            .actions
+            .iter()
+            .find(|a| a.name == action)
+            .map(|a| a.wire.schema)
     }
 
     fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>> {
