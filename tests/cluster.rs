@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sora::cluster::{ClusterConfig, ClusterTls, PeerState, SeedState};
+use sora::cluster::{Cluster, ClusterConfig, ClusterTls, PeerState, SeedState};
 use sora::config::Config;
 use sora::{Action, BoxError, Command, Context, Definition, Error, Handler, Runtime, Service};
 use tokio::sync::{mpsc, watch};
@@ -430,6 +430,26 @@ impl Drop for Node {
     }
 }
 
+/// This process as a node that knows `Translator`, which other nodes run, joined as `config`
+/// says.
+async fn translator_caller(config: ClusterConfig) -> (Runtime, Cluster) {
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(config)
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
+    (runtime, cluster)
+}
+
+fn translate(text: impl Into<String>) -> Translate {
+    Translate {
+        text: text.into(),
+        to: "pt".into(),
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -463,13 +483,7 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
 async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
     let _turn = THIS_NODE.lock().await;
     let mut other = Node::start("other", None, SECRET, &[]).await;
-    let runtime = Runtime::builder()
-        .remote::<Translator>()
-        .cluster(this_node(&[other.port], SECRET))
-        .start()
-        .await
-        .unwrap();
-    let cluster = runtime.cluster().unwrap();
+    let (runtime, cluster) = translator_caller(this_node(&[other.port], SECRET)).await;
     within("the seed's handshake", cluster.ready()).await;
     assert!(runtime.is_ready().await);
     assert_eq!(cluster.seeds()[0].state, SeedState::Ready);
@@ -482,10 +496,7 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
     // A typed call, with its options, to the service declared here and run there.
     let translator = runtime.service::<Translator>().unwrap();
     let reply = translator
-        .act(Translate {
-            text: "hello".into(),
-            to: "pt".into(),
-        })
+        .act(translate("hello"))
         .priority(5)
         .correlation_id("upload-42")
         .timeout(Duration::from_secs(30))
@@ -623,13 +634,7 @@ async fn three_nodes_share_the_calls_and_the_local_service_comes_first() {
     let translator = runtime.service::<Translator>().unwrap();
     let mut served_by = std::collections::BTreeSet::new();
     for i in 0..20 {
-        let reply = translator
-            .act(Translate {
-                text: format!("#{i}"),
-                to: "pt".into(),
-            })
-            .await
-            .unwrap();
+        let reply = translator.act(translate(format!("#{i}"))).await.unwrap();
         served_by.insert(reply.node);
     }
     assert_eq!(
@@ -654,10 +659,7 @@ async fn three_nodes_share_the_calls_and_the_local_service_comes_first() {
     within("b's loss", cluster.wait_until(|c| !c.is_ready())).await;
     for i in 0..10 {
         let reply = translator
-            .act(Translate {
-                text: format!("after #{i}"),
-                to: "pt".into(),
-            })
+            .act(translate(format!("after #{i}")))
             .await
             .unwrap();
         assert_eq!(reply.node, "c@127.0.0.1");
@@ -670,13 +672,7 @@ async fn three_nodes_share_the_calls_and_the_local_service_comes_first() {
 async fn a_node_with_another_secret_is_refused_on_both_sides() {
     let _turn = THIS_NODE.lock().await;
     let mut other = Node::start("guarded", None, SECRET, &[]).await;
-    let runtime = Runtime::builder()
-        .remote::<Translator>()
-        .cluster(this_node(&[other.port], "not-the-secret"))
-        .start()
-        .await
-        .unwrap();
-    let cluster = runtime.cluster().unwrap();
+    let (runtime, cluster) = translator_caller(this_node(&[other.port], "not-the-secret")).await;
     within(
         "the refusal",
         cluster.wait_until(|c| matches!(c.seeds()[0].state, SeedState::Refused { .. })),
@@ -688,10 +684,7 @@ async fn a_node_with_another_secret_is_refused_on_both_sides() {
     let err = runtime
         .service::<Translator>()
         .unwrap()
-        .act(Translate {
-            text: "hi".into(),
-            to: "pt".into(),
-        })
+        .act(translate("hi"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ServiceUnavailable { .. }), "{err:?}");
@@ -768,13 +761,7 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
         reason.contains(&format!("127.0.0.1:{port} unreachable")),
         "{reason}"
     );
-    let err = translator
-        .act(Translate {
-            text: "hi".into(),
-            to: "pt".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = translator.act(translate("hi")).await.unwrap_err();
     assert!(matches!(err, Error::ServiceUnavailable { .. }), "{err:?}");
 
     // Restarted on the same address, it is found again without restarting this node.
@@ -785,13 +772,7 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
         cluster.wait_until(|c| c.serves("Translator")),
     )
     .await;
-    let reply = translator
-        .act(Translate {
-            text: "again".into(),
-            to: "pt".into(),
-        })
-        .await
-        .unwrap();
+    let reply = translator.act(translate("again")).await.unwrap();
     assert_eq!(reply.text, "[pt] again");
     assert_eq!(cluster.health(), sora::Health::Healthy);
     runtime.shutdown().await.unwrap();
@@ -857,13 +838,7 @@ async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
     let secured = Node::start_with("secured", None, SECRET, &[], &env).await;
 
     // Without TLS, the handshake never starts: refused.
-    let plain = Runtime::builder()
-        .remote::<Translator>()
-        .cluster(this_node(&[secured.port], SECRET))
-        .start()
-        .await
-        .unwrap();
-    let cluster = plain.cluster().unwrap();
+    let (plain, cluster) = translator_caller(this_node(&[secured.port], SECRET)).await;
     within(
         "the refusal",
         cluster.wait_until(|c| matches!(c.seeds()[0].state, SeedState::Refused { .. })),
@@ -873,13 +848,8 @@ async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
     plain.shutdown().await.unwrap();
 
     // With it, calls cross.
-    let runtime = Runtime::builder()
-        .remote::<Translator>()
-        .cluster(this_node(&[secured.port], SECRET).tls(tls_from(&certificate)))
-        .start()
-        .await
-        .unwrap();
-    let cluster = runtime.cluster().unwrap();
+    let (runtime, cluster) =
+        translator_caller(this_node(&[secured.port], SECRET).tls(tls_from(&certificate))).await;
     within("the TLS handshake", cluster.ready()).await;
     within(
         "its services",
@@ -889,10 +859,7 @@ async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
     let reply = runtime
         .service::<Translator>()
         .unwrap()
-        .act(Translate {
-            text: "sealed".into(),
-            to: "pt".into(),
-        })
+        .act(translate("sealed"))
         .await
         .unwrap();
     assert_eq!(reply.node, "secured@127.0.0.1");
@@ -906,13 +873,7 @@ async fn an_action_whose_types_differ_between_nodes_is_refused_as_incompatible()
     let _turn = THIS_NODE.lock().await;
     let env = [("SORA_TEST_VARIANT", std::ffi::OsStr::new("v2"))];
     let other = Node::start_with("newer", None, SECRET, &[], &env).await;
-    let runtime = Runtime::builder()
-        .remote::<Translator>()
-        .cluster(this_node(&[other.port], SECRET))
-        .start()
-        .await
-        .unwrap();
-    let cluster = runtime.cluster().unwrap();
+    let (runtime, cluster) = translator_caller(this_node(&[other.port], SECRET)).await;
     within(
         "its services",
         cluster.wait_until(|c| c.serves("Translator")),
@@ -921,10 +882,7 @@ async fn an_action_whose_types_differ_between_nodes_is_refused_as_incompatible()
     let err = runtime
         .service::<Translator>()
         .unwrap()
-        .act(Translate {
-            text: "hi".into(),
-            to: "pt".into(),
-        })
+        .act(translate("hi"))
         .await
         .unwrap_err();
     assert!(

@@ -38,11 +38,8 @@ impl<S: Service> PendingService<S> {
         F: Fn() -> S + Send + Sync + 'static,
         D: FnOnce(&mut Definition<S>),
     {
-        let mut def = Definition::<S>::of();
-        def.begin_overrides();
-        define(&mut def);
         PendingService {
-            def,
+            def: declared(define),
             factory: Box::new(factory),
             enabled: true,
             remote: false,
@@ -55,16 +52,22 @@ impl<S: Service> PendingService<S> {
     where
         D: FnOnce(&mut Definition<S>),
     {
-        let mut def = Definition::<S>::of();
-        def.begin_overrides();
-        define(&mut def);
         PendingService {
-            def,
+            def: declared(define),
             factory: Box::new(|| unreachable!("a service declared as remote is never started")),
             enabled: false,
             remote: true,
         }
     }
+}
+
+/// The service's declaration, then what the program set on it (which configuration does not
+/// override).
+fn declared<S: Service>(define: impl FnOnce(&mut Definition<S>)) -> Definition<S> {
+    let mut def = Definition::<S>::of();
+    def.begin_overrides();
+    define(&mut def);
+    def
 }
 
 impl<S: Service> Pending for PendingService<S> {
