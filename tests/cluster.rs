@@ -241,6 +241,14 @@ async fn node_process() {
         }
     };
     println!("SORA-NODE ready");
+    // And, for a node with seeds, once every seed has joined.
+    let cluster = runtime.cluster().expect("a node");
+    if !cluster.seeds().is_empty() {
+        tokio::spawn(async move {
+            cluster.ready().await;
+            println!("SORA-NODE joined");
+        });
+    }
     // Until the test closes our stdin (or kills us).
     let closed = tokio::task::spawn_blocking(|| {
         let mut sink = String::new();
@@ -451,10 +459,11 @@ fn translate(text: impl Into<String>) -> Translate {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    bind_any().local_addr().expect("an address").port()
+}
+
+fn bind_any() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port")
 }
 
 /// This process is one node at most: the tests that make it one take turns.
@@ -669,6 +678,40 @@ async fn three_nodes_share_the_calls_and_the_local_service_comes_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_that_list_each_other_as_seeds_both_join() {
+    let _turn = THIS_NODE.lock().await;
+    // Both bound at once, so that they differ.
+    let (a, b) = (bind_any(), bind_any());
+    let (p, q) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    drop((a, b));
+    let mut first = Node::start("first", Some(p), SECRET, &[q]).await;
+    let mut second = Node::start("second", Some(q), SECRET, &[p]).await;
+    first.expect("joined").await;
+    second.expect("joined").await;
+    // This node joins both, and reaches each.
+    let (runtime, cluster) = translator_caller(this_node(&[p, q], SECRET)).await;
+    within("both seeds", cluster.ready()).await;
+    let translator = runtime.service::<Translator>().unwrap();
+    let mut served_by = std::collections::BTreeSet::new();
+    for i in 0..10 {
+        served_by.insert(
+            translator
+                .act(translate(format!("#{i}")))
+                .await
+                .unwrap()
+                .node,
+        );
+    }
+    assert_eq!(served_by.len(), 2, "{served_by:?}");
+    runtime.shutdown().await.unwrap();
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_secret_is_refused_on_both_sides() {
     let _turn = THIS_NODE.lock().await;
     let mut other = Node::start("guarded", None, SECRET, &[]).await;
@@ -797,7 +840,8 @@ async fn the_configuration_file_makes_a_node_that_others_join() {
     // No seeds: ready at once. Another node that lists this one as its seed joins it, and its
     // services resolve from here as well as this node's from there.
     assert!(cluster.is_ready());
-    let joiner = Node::start("joiner", None, SECRET, &[port]).await;
+    let mut joiner = Node::start("joiner", None, SECRET, &[port]).await;
+    joiner.expect("joined").await;
     within(
         "the joiner's session",
         cluster.wait_until(|c| {
