@@ -492,7 +492,14 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
 async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
     let _turn = THIS_NODE.lock().await;
     let mut other = Node::start("other", None, SECRET, &[]).await;
-    let (runtime, cluster) = translator_caller(this_node(&[other.port], SECRET)).await;
+    let runtime = Runtime::builder()
+        .remote::<Translator>()
+        .cluster(this_node(&[other.port], SECRET))
+        .http(sora::http::HttpConfig::local(0))
+        .start()
+        .await
+        .unwrap();
+    let cluster = runtime.cluster().unwrap();
     within("the seed's handshake", cluster.ready()).await;
     assert!(runtime.is_ready().await);
     assert_eq!(cluster.seeds()[0].state, SeedState::Ready);
@@ -550,6 +557,33 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
         .await
         .unwrap();
     assert_eq!(total, 5);
+    // The control plane's routes by name reach it the same way.
+    let plane = format!("http://{}", runtime.http_address().unwrap());
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("{plane}/api/services/Ledger/actions/add"))
+        .json(&serde_json::json!({"amount": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<serde_json::Value>().await.unwrap(), 8);
+    let status: serde_json::Value = http
+        .get(format!("{plane}/api/services/Ledger/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["calls"], 2, "{status}");
+    let unknown = http
+        .post(format!("{plane}/api/services/Ledger/actions/subtract"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     // Events do not cross nodes yet: a subscription says so instead of waiting in silence.
     let refused = runtime
         .service::<Translator>()
