@@ -109,8 +109,6 @@ impl Seed {
 pub(crate) struct ClusterShared {
     /// This node's name as its peers know it (`node@host`).
     pub(crate) node: String,
-    /// The cluster's name: the prefix of every process group this node joins.
-    name: String,
     config: ClusterConfig,
     /// The runtime's event bus, where events of other nodes are delivered.
     events: Arc<crate::event::EventsShared>,
@@ -131,7 +129,7 @@ impl std::fmt::Debug for ClusterShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterShared")
             .field("node", &self.node)
-            .field("cluster", &self.name)
+            .field("cluster", &self.config.name)
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +141,7 @@ static NODE_IN_PROCESS: Mutex<bool> = Mutex::new(false);
 impl ClusterShared {
     /// The process group of the gateways that serve `service`.
     pub(crate) fn group(&self, service: &str) -> String {
-        format!("sora:{}:service:{service}", self.name)
+        format!("sora:{}:service:{service}", self.config.name)
     }
 
     /// Starts the node: its server, its gateway (in the groups of `services`) and a connector
@@ -182,7 +180,6 @@ impl ClusterShared {
             .collect();
         let cluster = Arc::new(ClusterShared {
             node,
-            name: config.name.clone(),
             seeds,
             config,
             events: runtime.events.clone(),
@@ -384,12 +381,6 @@ impl ClusterShared {
         !self.remote_members(service).is_empty()
     }
 
-    /// Sends `request` to a node that serves its service and waits for the reply. Fails at once
-    /// with [`Error::ServiceUnavailable`] naming the node if the node is lost meanwhile.
-    pub(crate) async fn request(self: &Arc<Self>, request: Request) -> Reply {
-        self.exchange(request).await.1
-    }
-
     /// Sends a query and decodes its answer.
     pub(crate) async fn query<T: serde::de::DeserializeOwned>(
         self: &Arc<Self>,
@@ -405,8 +396,10 @@ impl ClusterShared {
         })
     }
 
-    /// Sends `request` now, so that requests leave in the order they are made; the future
-    /// waits for the reply and names the node that answered.
+    /// Sends `request` to a node that serves its service now, so that requests leave in the
+    /// order they are made; the future waits for the reply and names the node that answered.
+    /// It fails at once with [`Error::ServiceUnavailable`] naming the node if the node is lost
+    /// meanwhile.
     pub(crate) fn exchange(
         self: &Arc<Self>,
         request: Request,

@@ -1,6 +1,5 @@
 //! A service that runs on another node, seen from this one.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use super::node::ClusterShared;
@@ -41,13 +40,14 @@ impl RemoteService {
         &self.name
     }
 
-    pub(crate) async fn act_encoded(
+    /// A call by name, sent now; the future bounds the wait by the call's timeout.
+    pub(crate) fn act_encoded(
         &self,
         action: &str,
         format: Format,
         params: Vec<u8>,
         options: CallOptions,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
         let timeout = options.timeout;
         let request = Request::Act {
             service: self.name.to_string(),
@@ -57,9 +57,7 @@ impl RemoteService {
             options,
             schema: None,
         };
-        let reply = self.cluster.exchange(request);
-        self.within(action, timeout, async move { reply.await.1 })
-            .await
+        self.send(action, timeout, request)
     }
 
     /// A typed call: the action encoded through its declaration and sent now; the future
@@ -106,11 +104,12 @@ impl RemoteService {
         self.cluster.events()
     }
 
-    pub(crate) async fn command(
+    /// A command, sent now; the future bounds the wait by the command's timeout.
+    pub(crate) fn command(
         &self,
         command: Command,
         options: CallOptions,
-    ) -> Result<(), Error> {
+    ) -> BoxFuture<'static, Result<(), Error>> {
         let label = command.label();
         let timeout = options.timeout;
         let request = Request::Command {
@@ -118,9 +117,8 @@ impl RemoteService {
             command: command.into(),
             options,
         };
-        self.within(&label, timeout, self.cluster.request(request))
-            .await
-            .map(drop)
+        let ran = self.send(&label, timeout, request);
+        Box::pin(async move { ran.await.map(drop) })
     }
 
     pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
@@ -158,22 +156,29 @@ impl RemoteService {
         self.cluster.query(request).await
     }
 
-    /// Bounds a remote call by the caller's timeout (the serving node bounds the handler too).
-    async fn within<T>(
+    /// Sends `request` now, so that one caller's requests leave in the order they are made;
+    /// the future waits for the reply, bounded by the caller's `timeout` (the serving node bounds
+    /// the handler too).
+    fn send(
         &self,
         label: &str,
         timeout: Option<std::time::Duration>,
-        call: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        match timeout {
-            None => call.await,
-            Some(after) => tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
-                Err(Error::Timeout {
-                    service: self.name.to_string(),
-                    action: label.to_owned(),
+        request: Request,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
+        let reply = self.cluster.exchange(request);
+        let Some(after) = timeout else {
+            return Box::pin(async move { reply.await.1 });
+        };
+        let (service, label) = (self.name.to_string(), label.to_owned());
+        Box::pin(async move {
+            match tokio::time::timeout(after, reply).await {
+                Ok((_, reply)) => reply,
+                Err(_) => Err(Error::Timeout {
+                    service,
+                    action: label,
                     after,
-                })
-            }),
-        }
+                }),
+            }
+        })
     }
 }

@@ -390,10 +390,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
         #[cfg(feature = "cluster")]
         if let Some(remote) = self.remote() {
-            let action = action.to_owned();
-            return Box::pin(
-                async move { remote.act_encoded(&action, format, params, options).await },
-            );
+            return remote.act_encoded(action, format, params, options);
         }
         match self.def.actions.iter().find(|a| a.name == action) {
             Some(entry) => (entry.invoker(format))(self, params, options),
@@ -414,7 +411,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     ) -> BoxFuture<'static, Result<(), Error>> {
         #[cfg(feature = "cluster")]
         if let Some(remote) = self.remote() {
-            return Box::pin(async move { remote.command(command, options).await });
+            return remote.command(command, options);
         }
         // Delivered now, as typed calls are (see `action::invoke`).
         Box::pin(ServiceCell::command(&self, command, options))
