@@ -225,13 +225,7 @@ impl RuntimeBuilder {
         F: Fn() -> S + Send + Sync + 'static,
         D: FnOnce(&mut Definition<S>),
     {
-        let pending = PendingService::new(factory, define);
-        assert!(
-            self.names.insert(pending.name().to_owned()),
-            "service name `{}` is registered twice",
-            pending.name()
-        );
-        self.pending.push(Box::new(pending));
+        self.register(PendingService::new(factory, define));
         self
     }
 
@@ -265,14 +259,19 @@ impl RuntimeBuilder {
         S: Service,
         D: FnOnce(&mut Definition<S>),
     {
-        let pending = PendingService::remote(define);
+        self.register(PendingService::remote(define));
+        self
+    }
+
+    /// Adds a service, refusing a second one of the same name.
+    #[track_caller]
+    fn register<S: Service>(&mut self, pending: PendingService<S>) {
         assert!(
             self.names.insert(pending.name().to_owned()),
             "service name `{}` is registered twice",
             pending.name()
         );
         self.pending.push(Box::new(pending));
-        self
     }
 
     /// Registers every service of the program that [`register!`](crate::register) registered,
