@@ -451,6 +451,15 @@ async fn translator_caller(config: ClusterConfig) -> (Runtime, Cluster) {
     (runtime, cluster)
 }
 
+/// Waits until another node serves `service`.
+async fn served_by_others(cluster: &Cluster, service: &str) {
+    within(
+        &format!("`{service}` on another node"),
+        cluster.wait_until(|c| c.serves(service)),
+    )
+    .await;
+}
+
 fn translate(text: impl Into<String>) -> Translate {
     Translate {
         text: text.into(),
@@ -503,11 +512,7 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
     within("the seed's handshake", cluster.ready()).await;
     assert!(runtime.is_ready().await);
     assert_eq!(cluster.seeds()[0].state, SeedState::Ready);
-    within(
-        "the seed's services",
-        cluster.wait_until(|c| c.serves("Ledger")),
-    )
-    .await;
+    served_by_others(&cluster, "Ledger").await;
 
     // A typed call, with its options, to the service declared here and run there.
     let translator = runtime.service::<Translator>().unwrap();
@@ -646,7 +651,7 @@ async fn commands_and_calls_from_one_caller_arrive_in_the_order_they_were_made()
         .await
         .unwrap();
     let cluster = runtime.cluster().unwrap();
-    within("its services", cluster.wait_until(|c| c.serves("Recorder"))).await;
+    served_by_others(&cluster, "Recorder").await;
     let recorder = runtime.service::<Recorder>().unwrap();
     // Fire and forget, then a call: the call is served after every command before it.
     for i in 0..200u64 {
@@ -785,11 +790,7 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
     let health_url = format!("http://{}/health", runtime.http_address().unwrap());
     let cluster = runtime.cluster().unwrap();
     within("the seed's handshake", cluster.ready()).await;
-    within(
-        "its services",
-        cluster.wait_until(|c| c.serves("Translator")),
-    )
-    .await;
+    served_by_others(&cluster, "Translator").await;
     let translator = runtime.service::<Translator>().unwrap();
 
     // A call in flight when the node dies fails at once, long before its timeout.
@@ -844,11 +845,7 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
     // Restarted on the same address, it is found again without restarting this node.
     let back = Node::start("fragile", Some(port), SECRET, &[]).await;
     within("the reconnection", cluster.ready()).await;
-    within(
-        "its services again",
-        cluster.wait_until(|c| c.serves("Translator")),
-    )
-    .await;
+    served_by_others(&cluster, "Translator").await;
     let reply = translator.act(translate("again")).await.unwrap();
     assert_eq!(reply.text, "[pt] again");
     assert_eq!(cluster.health(), sora::Health::Healthy);
@@ -885,7 +882,7 @@ async fn the_configuration_file_makes_a_node_that_others_join() {
         }),
     )
     .await;
-    within("its services", cluster.wait_until(|c| c.serves("Ledger"))).await;
+    served_by_others(&cluster, "Ledger").await;
     let total = runtime
         .service_by_name("Ledger")
         .unwrap()
@@ -929,11 +926,7 @@ async fn nodes_speak_over_tls_and_a_node_without_it_is_refused() {
     let (runtime, cluster) =
         translator_caller(this_node(&[secured.port], SECRET).tls(tls_from(&certificate))).await;
     within("the TLS handshake", cluster.ready()).await;
-    within(
-        "its services",
-        cluster.wait_until(|c| c.serves("Translator")),
-    )
-    .await;
+    served_by_others(&cluster, "Translator").await;
     let reply = runtime
         .service::<Translator>()
         .unwrap()
@@ -952,11 +945,7 @@ async fn an_action_whose_types_differ_between_nodes_is_refused_as_incompatible()
     let env = [("SORA_TEST_VARIANT", std::ffi::OsStr::new("v2"))];
     let other = Node::start_with("newer", None, SECRET, &[], &env).await;
     let (runtime, cluster) = translator_caller(this_node(&[other.port], SECRET)).await;
-    within(
-        "its services",
-        cluster.wait_until(|c| c.serves("Translator")),
-    )
-    .await;
+    served_by_others(&cluster, "Translator").await;
     let err = runtime
         .service::<Translator>()
         .unwrap()
