@@ -28,7 +28,7 @@ use sora::{Action, BoxError, Context, Definition, Event, Handler, Runtime, Servi
 use tokio::sync::Notify;
 
 /// The event: a small `Copy` payload.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Tick(u64);
 
 impl Event for Tick {

@@ -32,7 +32,7 @@ impl Actor for Idle {
 struct IdleService;
 impl Service for IdleService {}
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Ping;
 
 impl sora::Event for Ping {

@@ -64,7 +64,7 @@ impl Action for Translate {
 }
 
 /// Emitted once a file is translated (`sora events` shows it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Translated {
     file_id: String,
     to: String,
@@ -167,7 +167,7 @@ impl Service for Cleanup {
 }
 
 /// Emitted by every run and batch of the cleanup.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct CleanedUp {
     deleted: u64,
 }

@@ -24,6 +24,7 @@
 //! See `docs/cluster.md` for setting a cluster up and what is guaranteed.
 
 mod config;
+mod events;
 mod gateway;
 mod node;
 mod remote;
@@ -33,10 +34,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use config::{ClusterConfig, ClusterTls, DEFAULT_PORT};
+pub(crate) use events::{TypedWire, Wanted};
 pub(crate) use node::ClusterShared;
 pub use node::{PeerInfo, PeerState, SeedInfo, SeedState};
 pub(crate) use remote::{RemoteService, route};
-pub(crate) use wire::WireAction;
+pub(crate) use wire::{WireAction, event_schema};
 
 /// `tokio_rustls`, as ractor_cluster takes it, to build a [`ClusterTls`].
 pub use tokio_rustls as tls;
@@ -104,6 +106,17 @@ impl Cluster {
     /// Whether a node of the cluster other than this one serves `service` now.
     pub fn serves(&self, service: &str) -> bool {
         self.shared.serves(service)
+    }
+
+    /// The other nodes of the cluster that serve `service` now, by name, sorted.
+    pub fn nodes_serving(&self, service: &str) -> Vec<String> {
+        self.shared.nodes_serving(service)
+    }
+
+    /// The other nodes that forward events of `service` to this one now, by name, sorted:
+    /// those that serve it while a subscription here takes its events.
+    pub fn forwarding(&self, service: &str) -> Vec<String> {
+        self.shared.forwarding(service)
     }
 
     /// How many messages from other nodes could not be decoded (answered with

@@ -13,9 +13,9 @@
 //!
 //! ```
 //! # use sora::{Definition, Event, Runtime, Service};
-//! # #[derive(Debug, serde::Serialize)] struct Completed { file: String }
+//! # #[derive(Debug, serde::Serialize, serde::Deserialize)] struct Completed { file: String }
 //! # impl Event for Completed { const NAME: &'static str = "translation-completed"; }
-//! # #[derive(Debug, serde::Serialize)] struct Failed { file: String, error: String }
+//! # #[derive(Debug, serde::Serialize, serde::Deserialize)] struct Failed { file: String, error: String }
 //! # impl Event for Failed { const NAME: &'static str = "translation-failed"; }
 //! # #[derive(Default)] struct Translator;
 //! # impl Service for Translator {
@@ -85,12 +85,19 @@ pub use subscription::{Ended, SubscriptionStats};
 
 pub(crate) use bus::{Bus, EventsShared, Wake};
 pub(crate) use chain::Target;
+#[cfg(feature = "cluster")]
+pub(crate) use index::{ANY_EVENT, Member, Whole};
+#[cfg(feature = "cluster")]
+pub(crate) use record::{AnyRecord, Shared};
 pub(crate) use record::{Meta, Record, Source};
+#[cfg(feature = "cluster")]
+pub(crate) use subscription::{Deliver, Offer};
 
 /// A named event a service emits.
 ///
-/// The payload is serializable so that it can reach subscribers that want bytes: by-name
-/// subscribers (JSON), the HTTP event stream, other nodes. Local subscribers get it as is.
+/// The payload is serializable both ways so that it can reach subscribers that want bytes
+/// (by-name subscribers and the HTTP event stream take JSON) and typed subscribers on other
+/// nodes of a cluster, which decode it back into `Self`. Local subscribers get it as is.
 ///
 /// # Examples
 ///
@@ -106,7 +113,7 @@ pub(crate) use record::{Meta, Record, Source};
 /// }
 /// # let _ = TranslationCompleted { file_id: "a".into(), language: "pt".into() };
 /// ```
-pub trait Event: Serialize + Send + Sync + 'static {
+pub trait Event: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// The event's name, unique within a service: what by-name subscribers and other nodes
     /// know it by.
     const NAME: &'static str;
@@ -134,6 +141,9 @@ pub const DEFAULT_QUEUE: usize = 1024;
 pub(crate) struct Declared {
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) type_id: std::any::TypeId,
+    /// A hash of the payload type's shape, for nodes to compare.
+    #[cfg(feature = "cluster")]
+    pub(crate) schema: fn() -> u64,
 }
 
 /// The runtime's event bus, as its owner sees it: [`RuntimeHandle::events`](crate::RuntimeHandle::events).

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sora::cluster::{Cluster, ClusterConfig, ClusterTls, PeerState, SeedState};
 use sora::config::Config;
@@ -53,6 +54,16 @@ impl Action for Hold {
     type Reply = ();
 }
 
+/// Emitted by `count N`, for n in 0..N.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Counted {
+    n: u64,
+}
+
+impl sora::Event for Counted {
+    const NAME: &'static str = "counted";
+}
+
 #[derive(Default)]
 struct Translator {
     bumps: AtomicU64,
@@ -63,15 +74,34 @@ impl Service for Translator {
         def.action::<Translate>()
             .action::<Hold>()
             .command("bump")
+            .command("count")
+            .emits::<Counted>()
             .concurrency(4);
     }
 
-    async fn command(&self, command: Command, _: &Context) -> Result<(), BoxError> {
-        if command.name() == "bump" {
-            let n = self.bumps.fetch_add(1, Ordering::SeqCst) + 1;
-            println!("SORA-NODE bumped {n}");
+    async fn command(&self, command: Command, ctx: &Context) -> Result<(), BoxError> {
+        match command.name() {
+            "bump" => {
+                let n = self.bumps.fetch_add(1, Ordering::SeqCst) + 1;
+                println!("SORA-NODE bumped {n}");
+            }
+            "count" => {
+                for n in 0..count_of(&command)? {
+                    ctx.emit(Counted { n })?;
+                }
+            }
+            _ => {}
         }
         Ok(())
+    }
+}
+
+fn count_of(command: &Command) -> Result<u64, BoxError> {
+    match command {
+        Command::Custom {
+            args: Some(args), ..
+        } => Ok(args.parse()?),
+        _ => Err("`count` takes how many".into()),
     }
 }
 
@@ -113,9 +143,22 @@ impl Action for TranslateV2 {
     type Reply = Translated;
 }
 
+/// What that build emits as `counted`: another shape.
+#[derive(Debug, Serialize, Deserialize)]
+struct CountedV2 {
+    n: u64,
+    of: u64,
+}
+
+impl sora::Event for CountedV2 {
+    const NAME: &'static str = "counted";
+}
+
 impl Service for TranslatorV2 {
     fn define(def: &mut Definition<Self>) {
-        def.name("Translator").action::<TranslateV2>();
+        def.name("Translator")
+            .action::<TranslateV2>()
+            .emits::<CountedV2>();
     }
 }
 
@@ -589,17 +632,26 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    // Events do not cross nodes yet: a subscription says so instead of waiting in silence.
-    let refused = runtime
-        .service::<Translator>()
-        .unwrap()
+    // An event the other node's service does not emit is refused there, naming what it emits.
+    let refused = translator
         .untyped()
         .on_named::<serde_json::Value>("translated")
         .stream()
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, Error::ServiceUnavailable { reason, .. } if reason.contains("not delivered yet")),
+        matches!(&refused, Error::UnknownEvent { service, event, emits }
+            if service == "Translator" && event == "translated" && emits == &["counted"]),
+        "{refused:?}"
+    );
+    let refused = ledger
+        .on_named::<serde_json::Value>("added")
+        .stream()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::UnknownEvent { service, emits, .. }
+            if service == "Ledger" && emits.is_empty()),
         "{refused:?}"
     );
     let unknown = ledger
@@ -661,6 +713,102 @@ async fn commands_and_calls_from_one_caller_arrive_in_the_order_they_were_made()
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
     runtime.shutdown().await.unwrap();
     other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_services_on_other_nodes_reach_subscribers_filtered_once_and_in_order() {
+    use std::future::IntoFuture;
+    let _turn = THIS_NODE.lock().await;
+    let mut a = Node::start("a", None, SECRET, &[]).await;
+    let mut b = Node::start("b", None, SECRET, &[]).await;
+    let (runtime, cluster) = translator_caller(this_node(&[a.port, b.port], SECRET)).await;
+    within("both seeds", cluster.ready()).await;
+    within(
+        "Translator on both",
+        cluster.wait_until(|c| c.nodes_serving("Translator").len() == 2),
+    )
+    .await;
+    let translator = runtime.service::<Translator>().unwrap();
+    // A typed clause with a filter, a typed `once`, and a clause by name, on both nodes.
+    let mut evens = translator
+        .on::<Counted>()
+        .filter(|c| c.n % 2 == 0)
+        .stream()
+        .await
+        .unwrap();
+    let mut first = translator.on::<Counted>().once().stream().await.unwrap();
+    let mut named = runtime
+        .service_by_name("Translator")
+        .unwrap()
+        .on_named::<serde_json::Value>("counted")
+        .stream()
+        .await
+        .unwrap();
+    // A subscription to every service of this runtime takes this runtime's events only.
+    let mut here = runtime.on::<Counted>().stream().await.unwrap();
+
+    // Both nodes emit 100 events at once (calls take turns between the two).
+    let counts = [
+        translator
+            .command(Command::custom_with("count", &100))
+            .correlation_id("count-1")
+            .into_future(),
+        translator
+            .command(Command::custom_with("count", &100))
+            .correlation_id("count-2")
+            .into_future(),
+    ];
+    for ran in futures::future::join_all(counts).await {
+        ran.unwrap();
+    }
+
+    // Per emitter, the filtered clause sees the even numbers in order.
+    let mut by_node: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for _ in 0..100 {
+        let event = within("an even event", evens.next()).await.unwrap();
+        assert_eq!(event.service(), "Translator");
+        assert!(event.correlation_id().unwrap().starts_with("count-"));
+        by_node
+            .entry(event.node().unwrap().to_owned())
+            .or_default()
+            .push(event.n);
+    }
+    let evens_sent: Vec<u64> = (0..100).step_by(2).collect();
+    assert_eq!(
+        by_node.keys().collect::<Vec<_>>(),
+        ["a@127.0.0.1", "b@127.0.0.1"]
+    );
+    for numbers in by_node.values() {
+        assert_eq!(numbers, &evens_sent);
+    }
+    // By name, every event in JSON, in order per emitter.
+    let mut by_node: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for _ in 0..200 {
+        let event = within("an event by name", named.next()).await.unwrap();
+        by_node
+            .entry(event.node().unwrap().to_owned())
+            .or_default()
+            .push(event["n"].as_u64().unwrap());
+    }
+    for numbers in by_node.values() {
+        assert_eq!(numbers, &(0..100).collect::<Vec<_>>());
+    }
+    // Two nodes emitted concurrently; `once` took exactly one event and ended.
+    let once = within("the one event", first.next()).await.unwrap();
+    assert_eq!(once.n, 0);
+    assert!(within("the end of `once`", first.next()).await.is_none());
+    assert_eq!(first.stats().delivered, 1);
+    assert_eq!(evens.try_next().map(|e| e.n), None);
+    runtime.events().flush().await.unwrap();
+    assert!(here.try_next().is_none());
+
+    // The last subscription to end lets go: both nodes stop forwarding.
+    drop((evens, first, named, here));
+    a.logs("no longer forwards events to another node").await;
+    b.logs("no longer forwards events to another node").await;
+    runtime.shutdown().await.unwrap();
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -792,6 +940,7 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
     within("the seed's handshake", cluster.ready()).await;
     served_by_others(&cluster, "Translator").await;
     let translator = runtime.service::<Translator>().unwrap();
+    let mut counted = translator.on::<Counted>().stream().await.unwrap();
 
     // A call in flight when the node dies fails at once, long before its timeout.
     let call = tokio::spawn({
@@ -848,6 +997,21 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
     served_by_others(&cluster, "Translator").await;
     let reply = translator.act(translate("again")).await.unwrap();
     assert_eq!(reply.text, "[pt] again");
+    // The subscription made before the crash takes the events of the restarted node, as soon
+    // as this node has asked it for them again.
+    within(
+        "the subscription to reach the restarted node",
+        cluster.wait_until(|c| c.forwarding("Translator").len() == 1),
+    )
+    .await;
+    translator
+        .command(Command::custom_with("count", &3))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let event = within("an event of the restarted node", counted.next()).await;
+        assert_eq!(event.map(|e| e.n), Some(n));
+    }
     assert_eq!(cluster.health(), sora::Health::Healthy);
     runtime.shutdown().await.unwrap();
     back.stop().await;
@@ -955,6 +1119,19 @@ async fn an_action_whose_types_differ_between_nodes_is_refused_as_incompatible()
     assert!(
         matches!(&err, Error::Incompatible { node, reason }
             if node == "newer@127.0.0.1" && reason.contains("`Translator.translate` has another schema")),
+        "{err:?}"
+    );
+    // So is a subscription to an event whose payload differs.
+    let err = runtime
+        .service::<Translator>()
+        .unwrap()
+        .on::<Counted>()
+        .stream()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Incompatible { node, reason }
+            if node == "newer@127.0.0.1" && reason.contains("`Translator.counted` has another schema")),
         "{err:?}"
     );
     // By name, the serving node's own decoder speaks: the missing field is named.

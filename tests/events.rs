@@ -27,7 +27,7 @@ impl Event for Numbered {
 }
 
 /// Emitted by nobody: declared only by `Quiet`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Silence;
 
 impl Event for Silence {

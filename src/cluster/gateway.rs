@@ -24,6 +24,8 @@ pub(crate) enum GatewayMessage {
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// A request whose reply nobody reads.
     Tell(Vec<u8>),
+    /// Events another node forwards to this one (`wire::WireEvents`).
+    Events(Vec<u8>),
 }
 
 pub(crate) struct Gateway;
@@ -97,6 +99,12 @@ impl Actor for Gateway {
                     }
                 });
             }
+            // In the order they come: the order their node emitted them in.
+            GatewayMessage::Events(bytes) => {
+                if let Some(cluster) = runtime.cluster.get() {
+                    cluster.deliver(&bytes);
+                }
+            }
         }
         Ok(())
     }
@@ -160,6 +168,21 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
         Request::Tell { command, .. } => ready(service.tell(command.into()).map(|()| Vec::new())),
         Request::Pause { paused, .. } => ready(service.set_paused(paused).map(|()| Vec::new())),
         // A served service runs here: these answer locally.
+        Request::Subscribe {
+            event,
+            node,
+            formats,
+            schemas,
+            ..
+        } => ready(subscribe(
+            runtime, &*service, &event, &node, formats, &schemas,
+        )),
+        Request::Unsubscribe { event, node, .. } => {
+            if let Some(cluster) = runtime.cluster.get() {
+                cluster.unforward(&node, service.name(), &event);
+            }
+            ready(Ok(Vec::new()))
+        }
         Request::Query { query, .. } => Box::pin(async move {
             Ok(match query {
                 Query::Status => wire::encode(&service.status_routed().await?),
@@ -170,6 +193,46 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
             })
         }),
     }
+}
+
+/// Starts forwarding `service`'s events called `event` to `node`, once they are known to be
+/// the same events there: declared here, of the same shape.
+fn subscribe(
+    runtime: &RuntimeShared,
+    service: &dyn ErasedService,
+    event: &str,
+    node: &str,
+    formats: wire::Formats,
+    schemas: &[u64],
+) -> Reply {
+    let shared = service.shared();
+    if event != crate::event::ANY_EVENT {
+        let Some(declared) = shared.events.iter().find(|d| &*d.name == event) else {
+            let mut emits: Vec<String> = shared.events.iter().map(|d| d.name.to_string()).collect();
+            emits.sort();
+            return Err(Error::UnknownEvent {
+                service: service.name().to_owned(),
+                event: event.to_owned(),
+                emits,
+            });
+        };
+        let ours = (declared.schema)();
+        if let Some(theirs) = schemas.iter().find(|theirs| **theirs != ours) {
+            return Err(Error::Incompatible {
+                node: local_node(runtime),
+                reason: format!(
+                    "the event `{}.{event}` has another schema on this node ({ours:016x}) than on \
+                     the subscriber's ({theirs:016x}): its types differ between the two builds",
+                    service.name()
+                ),
+            });
+        }
+    }
+    let Some(cluster) = runtime.cluster.get() else {
+        return Err(Error::ShuttingDown);
+    };
+    cluster.forward(node, service.name(), event, formats)?;
+    Ok(Vec::new())
 }
 
 fn ready(reply: Reply) -> BoxFuture<'static, Reply> {

@@ -109,7 +109,7 @@ impl Seed {
 pub(crate) struct ClusterShared {
     /// This node's name as its peers know it (`node@host`).
     pub(crate) node: String,
-    config: ClusterConfig,
+    pub(super) config: ClusterConfig,
     /// The runtime's event bus, where events of other nodes are delivered.
     events: Arc<crate::event::EventsShared>,
     server: OnceLock<ActorRef<NodeServerMessage>>,
@@ -123,6 +123,18 @@ pub(crate) struct ClusterShared {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set once the node has left and given the process's slot back.
     left: AtomicBool,
+    /// The events of other nodes that subscriptions here take.
+    pub(super) interests: Mutex<super::events::Interests>,
+    /// What this node forwards to each node that takes its events, by node.
+    pub(super) forwarders: Mutex<std::collections::HashMap<String, Arc<super::events::Forwarder>>>,
+}
+
+/// A gateway of another node that serves a service, that node's name, and its session's token.
+#[derive(Clone)]
+pub(super) struct Serving {
+    pub(super) gateway: ActorCell,
+    pub(super) node: String,
+    pub(super) lost: CancellationToken,
 }
 
 impl std::fmt::Debug for ClusterShared {
@@ -142,6 +154,30 @@ impl ClusterShared {
     /// The process group of the gateways that serve `service`.
     pub(crate) fn group(&self, service: &str) -> String {
         format!("sora:{}:service:{service}", self.config.name)
+    }
+
+    /// The process group of the gateway of the node called `node`.
+    fn node_group(&self, node: &str) -> String {
+        format!("sora:{}:node:{node}", self.config.name)
+    }
+
+    /// The gateway of the node called `node`, waiting for its process groups to arrive (at
+    /// most the handshake timeout): a node may ask for events before this one has its groups.
+    pub(super) async fn gateway_of(&self, node: &str) -> Option<ActorRef<GatewayMessage>> {
+        let found = tokio::time::timeout(
+            self.config.handshake_timeout,
+            self.wait_until(|c| c.gateway_now(node).is_some()),
+        )
+        .await;
+        found.ok().and_then(|()| self.gateway_now(node))
+    }
+
+    /// The gateway of the node called `node`, if this node knows it now.
+    pub(super) fn gateway_now(&self, node: &str) -> Option<ActorRef<GatewayMessage>> {
+        ractor::pg::get_members(&self.node_group(node))
+            .into_iter()
+            .find(|cell| !cell.get_id().is_local())
+            .map(ActorRef::from)
     }
 
     /// Starts the node: its server, its gateway (in the groups of `services`) and a connector
@@ -191,6 +227,8 @@ impl ClusterShared {
             next: AtomicUsize::new(0),
             tasks: Mutex::new(Vec::new()),
             left: AtomicBool::new(false),
+            interests: Mutex::default(),
+            forwarders: Mutex::default(),
         });
         if let Err(err) = cluster.spawn(runtime, services).await {
             cluster.stop().await;
@@ -228,7 +266,8 @@ impl ClusterShared {
                 subscription: Box::new(Watcher(Arc::downgrade(self))),
             })
             .map_err(|e| e.to_string())?;
-        let groups = services.iter().map(|s| self.group(s)).collect();
+        let mut groups: Vec<String> = services.iter().map(|s| self.group(s)).collect();
+        groups.push(self.node_group(&self.node));
         let args = GatewayArgs {
             runtime: runtime.clone(),
             groups,
@@ -237,7 +276,14 @@ impl ClusterShared {
             .await
             .map_err(|e| e.to_string())?;
         let _ = self.gateway.set(gateway);
+        let me = Arc::downgrade(self);
+        runtime.events.on_removed(Box::new(move |id| {
+            if let Some(cluster) = me.upgrade() {
+                cluster.subscription_ended(id);
+            }
+        }));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(tokio::spawn(follow_events(Arc::downgrade(self))));
         for seed in &self.seeds {
             tasks.push(tokio::spawn(keep_connected(
                 Arc::downgrade(self),
@@ -404,23 +450,38 @@ impl ClusterShared {
         self: &Arc<Self>,
         request: Request,
     ) -> BoxFuture<'static, (String, Reply)> {
+        match self.pick(request.service()) {
+            Ok(to) => {
+                let node = to.node.clone();
+                let reply = self.call(&to, request);
+                Box::pin(async move { (node, reply.await) })
+            }
+            Err(err) => Box::pin(std::future::ready((String::new(), Err(err)))),
+        }
+    }
+
+    /// Sends `request` to the gateway `to` now; the future waits for the reply, and fails at
+    /// once with [`Error::ServiceUnavailable`] naming the node if it is lost meanwhile.
+    pub(super) fn call(
+        self: &Arc<Self>,
+        to: &Serving,
+        request: Request,
+    ) -> BoxFuture<'static, Reply> {
         let service = request.service().to_owned();
-        let (gateway, node, lost) = match self.pick(&service) {
-            Ok(picked) => picked,
-            Err(err) => return Box::pin(std::future::ready((String::new(), Err(err)))),
-        };
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let gateway: ActorRef<GatewayMessage> = to.gateway.clone().into();
         let sent = gateway.cast(GatewayMessage::Call(wire::encode(&request), tx.into()));
+        let (node, lost) = (to.node.clone(), to.lost.clone());
         let cluster = self.clone();
         Box::pin(async move {
             if sent.is_err() {
-                return (node.clone(), Err(node_lost(&service, &node)));
+                return Err(node_lost(&service, &node));
             }
             let answer = tokio::select! {
                 answer = rx => answer,
-                () = lost.cancelled() => return (node.clone(), Err(node_lost(&service, &node))),
+                () = lost.cancelled() => return Err(node_lost(&service, &node)),
             };
-            let reply = match answer {
+            match answer {
                 Ok(bytes) => wire::decode::<Reply>(&bytes).unwrap_or_else(|err| {
                     cluster.undecodable.fetch_add(1, Ordering::Relaxed);
                     Err(Error::Incompatible {
@@ -430,51 +491,66 @@ impl ClusterShared {
                 }),
                 // The session dropped the reply port: the link is gone.
                 Err(_) => Err(node_lost(&service, &node)),
-            };
-            (node, reply)
+            }
         })
     }
 
     /// Sends `request` to a node that serves its service, without waiting.
     pub(crate) fn tell(&self, request: Request) -> Result<(), Error> {
         let service = request.service().to_owned();
-        let (gateway, node, _) = self.pick(&service)?;
-        gateway
+        let to = self.pick(&service)?;
+        ActorRef::<GatewayMessage>::from(to.gateway)
             .cast(GatewayMessage::Tell(wire::encode(&request)))
-            .map_err(|_| node_lost(&service, &node))
+            .map_err(|_| node_lost(&service, &to.node))
     }
 
-    /// A gateway that serves `service`, its node's name, and the token of its session.
-    fn pick(
-        &self,
-        service: &str,
-    ) -> Result<(ActorRef<GatewayMessage>, String, CancellationToken), Error> {
-        let members = self.remote_members(service);
-        if members.is_empty() {
-            return Err(Error::ServiceUnavailable {
-                service: service.to_owned(),
-                reason: "no node of the cluster serves it".into(),
-            });
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..members.len() {
-            let cell = &members[(start + i) % members.len()];
-            let ActorId::Remote { node_id, .. } = cell.get_id() else {
-                continue;
-            };
-            if let Some(peer) = self.peers.get(&node_id) {
+    /// The gateways of other nodes that serve `service` and whose sessions are up.
+    pub(super) fn serving(&self, service: &str) -> Vec<Serving> {
+        self.remote_members(service)
+            .into_iter()
+            .filter_map(|gateway| {
+                let ActorId::Remote { node_id, .. } = gateway.get_id() else {
+                    return None;
+                };
+                let peer = self.peers.get(&node_id)?;
                 let node = peer
                     .info
                     .node
                     .clone()
                     .unwrap_or_else(|| peer.info.address.clone());
-                return Ok((cell.clone().into(), node, peer.lost.clone()));
-            }
+                let lost = peer.lost.clone();
+                Some(Serving {
+                    gateway,
+                    node,
+                    lost,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn nodes_serving(&self, service: &str) -> Vec<String> {
+        let mut nodes: Vec<String> = self.serving(service).into_iter().map(|s| s.node).collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// A gateway that serves `service`: round robin among the nodes that serve it now.
+    fn pick(&self, service: &str) -> Result<Serving, Error> {
+        let serving = self.serving(service);
+        if serving.is_empty() {
+            let reason = if self.remote_members(service).is_empty() {
+                "no node of the cluster serves it"
+            } else {
+                "the nodes that served it are lost"
+            };
+            return Err(Error::ServiceUnavailable {
+                service: service.to_owned(),
+                reason: reason.into(),
+            });
         }
-        Err(Error::ServiceUnavailable {
-            service: service.to_owned(),
-            reason: "the nodes that served it are lost".into(),
-        })
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        Ok(serving[start % serving.len()].clone())
     }
 
     pub(crate) fn bump(&self) {
@@ -544,6 +620,16 @@ impl NodeEventSubscription for Watcher {
             return;
         };
         peer.lost.cancel();
+        if let Some(node) = &peer.info.node {
+            // Two nodes that dial each other keep one of their two sessions.
+            if !cluster
+                .peers
+                .iter()
+                .any(|p| p.info.node.as_ref() == Some(node))
+            {
+                cluster.drop_forwarder(node);
+            }
+        }
         match (&peer.info.node, peer.info.state) {
             (Some(node), PeerState::Authenticated | PeerState::Ready) => {
                 tracing::warn!(peer = %node, address = %peer.info.address, "lost a node");
@@ -687,5 +773,20 @@ async fn keep_connected(cluster: Weak<ClusterShared>, seed: Arc<Seed>) {
         let jitter = delay.mul_f64(fastrand::f64() * 0.25);
         tokio::time::sleep(delay + jitter).await;
         delay = (delay * 2).min(max);
+    }
+}
+
+/// Keeps the events of other nodes flowing as nodes come and go (see `events.rs`).
+async fn follow_events(cluster: Weak<ClusterShared>) {
+    let Some(strong) = cluster.upgrade() else {
+        return;
+    };
+    let mut changed = strong.changed.subscribe();
+    drop(strong);
+    while changed.changed().await.is_ok() {
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        cluster.resubscribe().await;
     }
 }

@@ -104,6 +104,19 @@ impl RemoteService {
         self.cluster.events()
     }
 
+    /// Asks every node that serves the service to forward the events the clauses take.
+    pub(crate) async fn subscribe_events(
+        &self,
+        clauses: Vec<(u64, super::Wanted)>,
+    ) -> Result<(), Error> {
+        self.cluster.subscribe_events(&self.name, clauses).await
+    }
+
+    /// Lets go of the clauses `ids`, which never reached the bus.
+    pub(crate) fn forget_events(&self, ids: &[u64]) {
+        self.cluster.forget_events(ids);
+    }
+
     /// A command, sent now; the future bounds the wait by the command's timeout.
     pub(crate) fn command(
         &self,

@@ -11,7 +11,7 @@ use crate::codec::{Bincode, Codec, DecodeError, Format};
 use crate::service::{Command, Health};
 
 /// A request from one node to another's gateway.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// Calls an action by name; the reply comes back in `format`. A typed caller sends the
     /// hash of its action's schema, which the serving node compares with its own.
@@ -38,11 +38,64 @@ pub(crate) enum Request {
     Pause { service: String, paused: bool },
     /// The service's status, health or info.
     Query { service: String, query: Query },
+    /// Asks the serving node to forward the service's events called `event` (`*`: every event)
+    /// to `node`, in `formats`. Each hash in `schemas` is of a payload type a subscriber on
+    /// `node` decodes the event into; the serving node compares them with its own.
+    Subscribe {
+        service: String,
+        event: String,
+        node: String,
+        formats: Formats,
+        schemas: Vec<u64>,
+    },
+    /// Nobody on `node` takes the service's events called `event` any more.
+    Unsubscribe {
+        service: String,
+        event: String,
+        node: String,
+    },
+}
+
+/// The encodings of an event a subscriber node needs: bincode for its typed subscribers, JSON
+/// for those that know the event by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Formats {
+    pub(crate) bincode: bool,
+    pub(crate) json: bool,
+}
+
+impl Formats {
+    pub(crate) fn union(self, other: Formats) -> Formats {
+        Formats {
+            bincode: self.bincode || other.bincode,
+            json: self.json || other.json,
+        }
+    }
+}
+
+/// Events forwarded from the node that emitted them, in the order its bus fanned them out.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireEvents {
+    /// The emitting node.
+    pub(crate) node: String,
+    pub(crate) events: Vec<WireEvent>,
+}
+
+/// One forwarded event, encoded once on its node in every format some subscriber node asked
+/// for.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireEvent {
+    pub(crate) service: String,
+    pub(crate) event: String,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) at: std::time::SystemTime,
+    pub(crate) bincode: Option<Vec<u8>>,
+    pub(crate) json: Option<Vec<u8>>,
 }
 
 /// A [`Command`] as it crosses: [`Command`]'s own serde form is internally tagged (for JSON),
 /// which a format that does not describe itself, like bincode, cannot decode.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum WireCommand {
     TriggerNow,
     ProcessBatch {
@@ -121,7 +174,9 @@ impl Request {
             | Request::Command { service, .. }
             | Request::Tell { service, .. }
             | Request::Pause { service, .. }
-            | Request::Query { service, .. } => service,
+            | Request::Query { service, .. }
+            | Request::Subscribe { service, .. }
+            | Request::Unsubscribe { service, .. } => service,
         }
     }
 }
@@ -166,6 +221,11 @@ impl WireAction {
             schema: schema_of::<A, A::Reply>(),
         }
     }
+}
+
+/// A hash of the shape of an event's payload type (see [`schema_of`]).
+pub(crate) fn event_schema<E: DeserializeOwned>() -> u64 {
+    schema_of::<E, ()>()
 }
 
 /// A hash of the shapes of an action's and its reply's types, the same in every process whose

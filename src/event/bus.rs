@@ -55,6 +55,9 @@ pub(crate) struct EventsShared {
     last_event: AtomicU64,
     pub(crate) restarts: AtomicU64,
     closed: AtomicBool,
+    /// Told the id of every subscription that leaves the table: a cluster node lets go of the
+    /// events of other nodes that nobody here takes any more.
+    on_removed: std::sync::OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for EventsShared {
@@ -77,6 +80,7 @@ impl EventsShared {
             last_event: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            on_removed: std::sync::OnceLock::new(),
         })
     }
 
@@ -123,8 +127,23 @@ impl EventsShared {
     /// Ends a subscription and takes it out of the table.
     pub(crate) fn remove(&self, sub: &dyn Deliver, why: Ended) {
         sub.end(why);
-        if self.table().remove(&sub.id()).is_some() && !self.is_closed() {
-            self.push(Work::Remove(sub.id()));
+        if self.table().remove(&sub.id()).is_some() {
+            self.removed(sub.id());
+            if !self.is_closed() {
+                self.push(Work::Remove(sub.id()));
+            }
+        }
+    }
+
+    /// Sets what is told of every subscription that leaves the table (once per runtime).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn on_removed(&self, hook: Box<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.on_removed.set(hook);
+    }
+
+    fn removed(&self, id: u64) {
+        if let Some(hook) = self.on_removed.get() {
+            hook(id);
         }
     }
 
@@ -288,7 +307,7 @@ impl BusState {
         match work {
             Work::Publish(record) => {
                 let id = self.shared.last_event.fetch_add(1, Ordering::Relaxed) + 1;
-                record.meta().id.store(id, Ordering::Relaxed);
+                record.set_id(id);
                 for sub in index.subs.fan_out(&record) {
                     self.forget(index, &sub);
                 }
@@ -328,7 +347,9 @@ impl BusState {
 
     /// A subscription left the index by itself (it ended while offered an event).
     fn forget(&self, index: &mut BusIndex, sub: &Arc<dyn Deliver>) {
-        self.shared.table().remove(&sub.id());
+        if self.shared.table().remove(&sub.id()).is_some() {
+            self.shared.removed(sub.id());
+        }
         self.unwatch(index, sub);
     }
 

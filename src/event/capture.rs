@@ -15,9 +15,9 @@ use crate::Error;
 ///
 /// ```
 /// # use sora::{BoxError, Context, Definition, Event, Handler, Runtime, Service, Action};
-/// # #[derive(serde::Serialize)] struct Completed { file: String }
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Completed { file: String }
 /// # impl Event for Completed { const NAME: &'static str = "translation-completed"; }
-/// # #[derive(serde::Serialize)] struct Failed { file: String }
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Failed { file: String }
 /// # impl Event for Failed { const NAME: &'static str = "translation-failed"; }
 /// # struct Translate(String);
 /// # impl Action for Translate { const NAME: &'static str = "translate"; type Reply = (); }

@@ -46,16 +46,14 @@ impl Target {
         }
     }
 
-    /// Checks that the target emits `event` (of type `type_id`, for typed subscribers).
+    /// Checks that the target emits `event` (of type `type_id`, for typed subscribers). A
+    /// service known only to other nodes is checked by the node that serves it, at subscribe.
     fn check(&self, event: &str, type_id: Option<TypeId>) -> Result<(), Error> {
         let services: &[Arc<dyn ErasedService>] = match self {
-            Target::Service(service) if service.shared().remote => {
-                return Err(remote_events(service.name()));
-            }
             Target::Service(service) => std::slice::from_ref(service),
             Target::Any(all) => all,
             #[cfg(feature = "cluster")]
-            Target::Remote(remote) => return Err(remote_events(remote.name())),
+            Target::Remote(_) => return Ok(()),
         };
         let declares = |s: &Arc<dyn ErasedService>| {
             s.shared()
@@ -84,11 +82,26 @@ impl Target {
     }
 }
 
-/// Why a subscription to a service of another node is refused.
-fn remote_events(service: &str) -> Error {
-    Error::ServiceUnavailable {
-        service: service.to_owned(),
-        reason: "events of services that run on other nodes are not delivered yet".into(),
+#[cfg(feature = "cluster")]
+impl Target {
+    /// The service of another node whose events the chain subscribes to, if the target does not
+    /// run here: a service only other nodes know, or one registered here that does not run here
+    /// (declared remote, or disabled) while another node serves it.
+    fn remote(&self) -> Result<Option<crate::cluster::RemoteService>, Error> {
+        match self {
+            Target::Remote(remote) => Ok(Some(remote.clone())),
+            Target::Service(service) if !service.shared().enabled => {
+                match crate::cluster::route(service.shared()) {
+                    Some(remote) => Ok(Some(remote)),
+                    None if service.shared().remote => Err(Error::ServiceUnavailable {
+                        service: service.name().to_owned(),
+                        reason: "no node of the cluster serves it".into(),
+                    }),
+                    None => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -97,6 +110,9 @@ struct Clause {
     member: Member,
     /// Starts the subscriber task of a closure clause.
     start: Option<Box<dyn FnOnce() + Send>>,
+    /// What the clause asks of the node that serves a service of another node.
+    #[cfg(feature = "cluster")]
+    wanted: crate::cluster::Wanted,
 }
 
 /// A chain of subscription clauses on one target, subscribed together by
@@ -171,13 +187,48 @@ impl<S> Chain<S> {
 
     /// Subscribes every clause of the chain; events emitted after this returns reach them.
     ///
+    /// For a service that runs on another node of a cluster, this asks every node that serves
+    /// it to forward the events, and returns once they have all agreed; their events are then
+    /// delivered through this runtime's bus, with the same filters, `once` and order per
+    /// emitter (see [`cluster`](crate::cluster)).
+    ///
     /// # Errors
     ///
     /// [`Error::UnknownEvent`] if the target does not emit one of the events (it names the
-    /// events it does emit), and [`Error::ShuttingDown`] if the runtime is stopping. Nothing is
+    /// events it does emit), and [`Error::ShuttingDown`] if the runtime is stopping. For a
+    /// service of another node, also [`Error::ServiceUnavailable`] if no node serves it now and
+    /// [`Error::Incompatible`] if an event's type differs between the two builds. Nothing is
     /// subscribed then.
     pub async fn subscribe(self) -> Result<Subscription, Error> {
+        #[cfg(feature = "cluster")]
+        if let Some(remote) = self.target.remote()? {
+            return self.subscribe_remote(remote).await;
+        }
         self.subscribe_now()
+    }
+
+    /// Subscribes on the nodes that serve the chain's service first, then on this runtime's
+    /// bus, where their events arrive.
+    #[cfg(feature = "cluster")]
+    async fn subscribe_remote(
+        mut self,
+        remote: crate::cluster::RemoteService,
+    ) -> Result<Subscription, Error> {
+        if let Some(err) = self.error.take() {
+            return Err(err);
+        }
+        if self.events.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        let wanted = self
+            .clauses
+            .iter()
+            .map(|c| (c.member.sub.id(), c.wanted.clone()))
+            .collect();
+        remote.subscribe_events(wanted).await?;
+        let ids: Vec<u64> = self.clauses.iter().map(|c| c.member.sub.id()).collect();
+        self.subscribe_now()
+            .inspect_err(|_| remote.forget_events(&ids))
     }
 
     pub(crate) fn subscribe_now(mut self) -> Result<Subscription, Error> {
@@ -249,7 +300,7 @@ impl<S: Service> Chain<S> {
         let Target::Service(service) = self.target.clone() else {
             unreachable!("a chain typed with a service targets that service");
         };
-        let subscription = self.subscribe_now()?;
+        let subscription = self.subscribe().await?;
         let cell = service
             .into_any()
             .downcast::<ServiceCell<S>>()
@@ -343,15 +394,28 @@ where
         self
     }
 
-    fn build(self, sink: Sink<T>) -> (Chain<S>, Member, Arc<Sub<T>>) {
-        let spec = self
-            .chain
-            .spec(self.event, self.once, self.capacity, self.overflow);
+    /// Adds the clause to its chain with `sink`, and `start` to run once it is subscribed.
+    fn build(self, sink: Sink<T>, start: Option<Starter<T>>) -> (Chain<S>, Arc<Sub<T>>) {
+        let mut chain = self.chain;
+        let spec = chain.spec(self.event.clone(), self.once, self.capacity, self.overflow);
         let source = spec.source.clone();
         let parts = <K as sealed::Take<T>>::parts(self.filter);
         let sub = Sub::new(spec, parts.pick, sink);
         let member = (parts.join)(sub.clone(), source);
-        (self.chain, member, sub)
+        let start = start.map(|start| {
+            let sub = sub.clone();
+            Box::new(move || start(sub)) as Box<dyn FnOnce() + Send>
+        });
+        chain.clauses.push(Clause {
+            member,
+            start,
+            #[cfg(feature = "cluster")]
+            wanted: crate::cluster::Wanted {
+                event: self.event,
+                typed: parts.typed,
+            },
+        });
+        (chain, sub)
     }
 
     /// Runs `handler` for each event, on a task of the subscription's own, one event at a
@@ -364,15 +428,10 @@ where
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        let (mut chain, member, sub) = self.build(Sink::Poll);
-        let start = Box::new(move || {
+        let start: Starter<T> = Box::new(move |sub| {
             tokio::spawn(drive(sub, handler));
         });
-        chain.clauses.push(Clause {
-            member,
-            start: Some(start),
-        });
-        chain
+        self.build(Sink::Poll, Some(start)).0
     }
 
     /// Sends each event to `actor` as one of its own messages (`M: From<Emitted<T>>`).
@@ -389,12 +448,7 @@ where
             cell: actor.get_cell(),
             send: Box::new(move |event| to.send_message(M::from(event)).is_ok()),
         };
-        let (mut chain, member, _) = self.build(sink);
-        chain.clauses.push(Clause {
-            member,
-            start: None,
-        });
-        chain
+        self.build(sink, None).0
     }
 
     /// Subscribes the chain and returns this clause's events as a stream, which owns the whole
@@ -404,19 +458,22 @@ where
     ///
     /// The errors of [`Chain::subscribe`].
     pub async fn stream(self) -> Result<EventStream<T>, Error> {
-        self.stream_now()
+        let (chain, sub) = self.build(Sink::Poll, None);
+        let subscription = chain.subscribe().await?;
+        Ok(EventStream { sub, subscription })
     }
 
+    /// [`stream`](Self::stream) for a target of this runtime, which subscribes without waiting.
+    #[cfg(feature = "http")]
     pub(crate) fn stream_now(self) -> Result<EventStream<T>, Error> {
-        let (mut chain, member, sub) = self.build(Sink::Poll);
-        chain.clauses.push(Clause {
-            member,
-            start: None,
-        });
+        let (chain, sub) = self.build(Sink::Poll, None);
         let subscription = chain.subscribe_now()?;
         Ok(EventStream { sub, subscription })
     }
 }
+
+/// Starts the subscriber task of a closure clause, once it is subscribed.
+type Starter<T> = Box<dyn FnOnce(Arc<Sub<T>>) + Send>;
 
 /// A clause's filter: a closure `Fn(&T) -> bool`, [`All`] (no filter), or [`Both`].
 pub trait Filter<T>: Send + Sync + 'static {
@@ -487,6 +544,9 @@ mod sealed {
 pub struct Parts<T> {
     pick: Pick<T>,
     join: Join,
+    /// How events of other nodes are decoded for a typed clause.
+    #[cfg(feature = "cluster")]
+    typed: Option<crate::cluster::TypedWire>,
 }
 
 /// Makes a subscription's member of the bus's index, from the subscription and its source.
@@ -500,14 +560,27 @@ pub struct Typed;
 impl<E: Event> sealed::Take<E> for Typed {
     fn parts<F: Filter<E>>(filter: F) -> Parts<E> {
         let pick = Box::new(|record: &Shared| {
-            match record.clone().into_any().downcast::<Record<E>>() {
+            let record = match record.clone().into_any().downcast::<Record<E>>() {
+                Ok(local) => Ok(local),
+                // An event of another node, decoded here for subscribers of this type.
+                Err(_) => match record.typed(TypeId::of::<E>()) {
+                    Some(typed) => typed.clone().into_any().downcast::<Record<E>>(),
+                    None => return Picked::Skip,
+                },
+            };
+            match record {
                 Ok(record) => Picked::Take(Emitted::new(record)),
                 // The index offers a typed subscription only events of its type.
                 Err(_) => Picked::Skip,
             }
         });
         let join = Box::new(move |sub, source| Member::new::<ByType<E>, F>(sub, source, filter));
-        Parts { pick, join }
+        Parts {
+            pick,
+            join,
+            #[cfg(feature = "cluster")]
+            typed: Some(crate::cluster::TypedWire::of::<E>()),
+        }
     }
 }
 
@@ -544,7 +617,12 @@ where
             ))))
         });
         let join = Box::new(|sub, source| Member::new::<Whole, All>(sub, source, All));
-        Parts { pick, join }
+        Parts {
+            pick,
+            join,
+            #[cfg(feature = "cluster")]
+            typed: None,
+        }
     }
 }
 

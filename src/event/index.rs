@@ -31,10 +31,15 @@ impl<E: Event> View for ByType<E> {
     type Payload = E;
 
     fn view(record: &Shared) -> Option<&E> {
-        record
-            .as_any()
-            .downcast_ref::<Record<E>>()
-            .map(|r| &r.payload)
+        let record = match record.as_any().downcast_ref::<Record<E>>() {
+            Some(local) => local,
+            // An event of another node, decoded here for subscribers of this type.
+            None => record
+                .typed(TypeId::of::<E>())?
+                .as_any()
+                .downcast_ref::<Record<E>>()?,
+        };
+        Some(&record.payload)
     }
 }
 
@@ -83,13 +88,16 @@ where
             return;
         };
         let from = &record.meta().source.name;
+        // An event of another node is here because a subscription asked for its service; a
+        // subscription to every service takes the events of this runtime only.
+        let remote = record.meta().node.is_some();
         let mut i = 0;
         while i < self.slots.len() {
             let slot = &self.slots[i];
-            let mine = slot
-                .source
-                .as_ref()
-                .is_none_or(|s| Arc::ptr_eq(s, from) || **s == **from);
+            let mine = match &slot.source {
+                Some(s) => Arc::ptr_eq(s, from) || **s == **from,
+                None => !remote,
+            };
             if mine && slot.filter.test(payload) && slot.sub.offer(record) == Offer::Remove {
                 gone.push(self.slots.swap_remove(i).sub);
                 continue;

@@ -34,6 +34,8 @@ pub(crate) struct Meta {
     pub(crate) source: Arc<Source>,
     pub(crate) name: Arc<str>,
     pub(crate) correlation_id: Option<Arc<str>>,
+    /// The node of the cluster where it was emitted; `None` for this one.
+    pub(crate) node: Option<Arc<str>>,
     /// Given by the bus when it fans the event out; 0 before.
     pub(crate) id: AtomicU64,
     pub(crate) at: SystemTime,
@@ -45,6 +47,7 @@ impl Clone for Meta {
             source: self.source.clone(),
             name: self.name.clone(),
             correlation_id: self.correlation_id.clone(),
+            node: self.node.clone(),
             id: AtomicU64::new(self.id.load(Ordering::Relaxed)),
             at: self.at,
         }
@@ -80,6 +83,17 @@ pub(crate) trait AnyRecord: Send + Sync + 'static {
 
     /// The payload in `format`, encoded on first use and kept for every later subscriber.
     fn encoded(&self, format: Format) -> Result<Arc<[u8]>, String>;
+
+    /// Numbers the event as the bus fans it out.
+    fn set_id(&self, id: u64) {
+        self.meta().id.store(id, Ordering::Relaxed);
+    }
+
+    /// The event as a record of the payload type `type_id`, for an event that came from another
+    /// node and was decoded there for typed subscribers: a local event is its own record.
+    fn typed(&self, _type_id: std::any::TypeId) -> Option<&Shared> {
+        None
+    }
 }
 
 impl<E: Event> AnyRecord for Record<E> {
@@ -122,7 +136,7 @@ pub(crate) type Shared = Arc<dyn AnyRecord>;
 ///
 /// ```
 /// use sora::Emitted;
-/// # #[derive(serde::Serialize)] struct TranslationCompleted { file_id: String }
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct TranslationCompleted { file_id: String }
 /// # impl sora::Event for TranslationCompleted { const NAME: &'static str = "translation-completed"; }
 ///
 /// async fn notify(done: Emitted<TranslationCompleted>) {
@@ -169,6 +183,12 @@ impl<T> Emitted<T> {
         self.record.meta.correlation_id.as_deref()
     }
 
+    /// The node of the cluster where it was emitted (`node@host`); `None` for an event of this
+    /// runtime.
+    pub fn node(&self) -> Option<&str> {
+        self.record.meta.node.as_deref()
+    }
+
     /// Its number in the runtime: the event bus numbers events from 1 in the order it fans them
     /// out, so every subscriber sees ids increase.
     pub fn id(&self) -> u64 {
@@ -182,7 +202,8 @@ impl<T> Emitted<T> {
 }
 
 // With `cluster`, ractor has no blanket `Message` impl: an actor may take events as its
-// messages all the same (they stay local; only the cluster issue sends events across nodes).
+// messages all the same (they are delivered to local actors only; events of other nodes reach
+// them through this node's bus).
 #[cfg(feature = "cluster")]
 impl<T: Send + Sync + 'static> ractor::Message for Emitted<T> {}
 
@@ -209,6 +230,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Emitted<T> {
             .field("name", &self.name())
             .field("id", &self.id())
             .field("correlation_id", &self.correlation_id())
+            .field("node", &self.node())
             .field("payload", self.payload())
             .finish()
     }

@@ -170,7 +170,7 @@ pub enum Query {
 /// ```
 /// # use ractor::{Actor, ActorProcessingErr, ActorRef};
 /// # use sora::{Definition, Emitted, Event, Service, ServiceMessage, Subscribe};
-/// # #[derive(serde::Serialize)] struct Completed;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Completed;
 /// # impl Event for Completed { const NAME: &'static str = "completed"; }
 /// # #[derive(Default)] struct Translator;
 /// # impl Service for Translator {

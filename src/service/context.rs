@@ -96,6 +96,7 @@ impl Context {
             source: shared.source.clone(),
             name: declared.name.clone(),
             correlation_id: self.correlation_id.clone(),
+            node: None,
             id: AtomicU64::new(0),
             at: SystemTime::now(),
         };

@@ -301,6 +301,8 @@ impl<S: Service> Definition<S> {
             None => self.events.push(Declared {
                 name: Arc::from(E::NAME),
                 type_id,
+                #[cfg(feature = "cluster")]
+                schema: crate::cluster::event_schema::<E>,
             }),
         }
         self

@@ -40,7 +40,7 @@ impl Service for Batcher {
 }
 
 /// Emitted by every run of the batcher.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ticked;
 
 impl sora::Event for Ticked {
