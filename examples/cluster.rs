@@ -1,4 +1,5 @@
-//! Two nodes: one runs a translator, the other drives it across the network.
+//! Two nodes: one runs a translator, the other drives it across the network and takes the
+//! events it emits.
 //!
 //! In one terminal, the node that serves:
 //!
@@ -19,6 +20,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sora::cluster::ClusterConfig;
 use sora::{Action, BoxError, Context, Definition, Handler, Runtime, Service};
@@ -44,6 +46,17 @@ impl Action for Translate {
     type Reply = Translated;
 }
 
+/// Emitted by the translator after each translation.
+#[derive(Debug, Serialize, Deserialize)]
+struct TranslationDone {
+    call: u64,
+    to: String,
+}
+
+impl sora::Event for TranslationDone {
+    const NAME: &'static str = "translation-done";
+}
+
 #[derive(Default)]
 struct Translator {
     calls: AtomicU64,
@@ -51,7 +64,7 @@ struct Translator {
 
 impl Service for Translator {
     fn define(def: &mut Definition<Self>) {
-        def.action::<Translate>();
+        def.action::<Translate>().emits::<TranslationDone>();
     }
 }
 
@@ -65,6 +78,10 @@ impl Handler<Translate> for Translator {
             t.to,
             ctx.correlation_id()
         );
+        ctx.emit(TranslationDone {
+            call,
+            to: t.to.clone(),
+        })?;
         Ok(Translated {
             text: format!("[{}] {}", t.to, t.text),
             by: by.unwrap_or_default(),
@@ -127,6 +144,8 @@ async fn drive(secret: String, count: Option<u64>) -> Result<(), Box<dyn std::er
     println!("beta waits for alpha at {SERVE_ON}…");
     cluster.wait_until(|c| c.serves("Translator")).await;
     let translator = runtime.service::<Translator>()?;
+    // alpha's events, forwarded to this node.
+    let mut done = translator.on::<TranslationDone>().stream().await?;
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut sent = 0;
     let stop = tokio::signal::ctrl_c();
@@ -147,7 +166,20 @@ async fn drive(secret: String, count: Option<u64>) -> Result<(), Box<dyn std::er
             .await;
         match reply {
             Ok(t) => println!("{} (by {}, its call #{})", t.text, t.by, t.call),
-            Err(err) => println!("call #{sent} failed: {} ({err})", err.code()),
+            Err(err) => {
+                println!("call #{sent} failed: {} ({err})", err.code());
+                continue;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), done.next()).await {
+            Ok(Some(event)) => println!(
+                "event {} from {}: call #{} to {} done",
+                event.name(),
+                event.node().unwrap_or("this node"),
+                event.call,
+                event.to
+            ),
+            _ => println!("no event for call #{sent}"),
         }
     }
     runtime.shutdown().await?;
