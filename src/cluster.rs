@@ -36,9 +36,9 @@ use std::sync::atomic::Ordering;
 pub use config::{ClusterConfig, ClusterTls, DEFAULT_PORT};
 pub(crate) use events::{TypedWire, Wanted};
 pub(crate) use node::ClusterShared;
-pub use node::{PeerInfo, PeerState, SeedInfo, SeedState};
+pub use node::{PeerInfo, PeerState, SchemaKind, SchemaMismatch, SeedInfo, SeedState};
 pub(crate) use remote::{RemoteService, route};
-pub(crate) use wire::{WireAction, event_schema};
+pub(crate) use wire::{ServiceSchemas, WireAction, event_schema};
 
 /// `tokio_rustls`, as ractor_cluster takes it, to build a [`ClusterTls`].
 pub use tokio_rustls as tls;
@@ -117,6 +117,14 @@ impl Cluster {
     /// those that serve it while a subscription here takes its events.
     pub fn forwarding(&self, service: &str) -> Vec<String> {
         self.shared.forwarding(service)
+    }
+
+    /// The actions and events that another node serves with other types than this node
+    /// declares them: calls and subscriptions to them are refused with
+    /// [`Error::Incompatible`](crate::Error::Incompatible). Nodes compare their schemas as they
+    /// join; [`health`](Self::health) is degraded while there is any.
+    pub fn schema_mismatches(&self) -> Vec<SchemaMismatch> {
+        self.shared.schema_mismatches()
     }
 
     /// How many messages from other nodes could not be decoded (answered with

@@ -983,6 +983,10 @@ async fn a_node_killed_mid_call_fails_the_call_fast_and_comes_back_when_restarte
         report["cluster"]["health"]["status"], "degraded",
         "{report}"
     );
+    assert_eq!(
+        report["cluster"]["schema_mismatches"],
+        serde_json::json!([])
+    );
     let reason = report["cluster"]["health"]["reason"].as_str().unwrap();
     assert!(
         reason.contains(&format!("127.0.0.1:{port} unreachable")),
@@ -1110,6 +1114,31 @@ async fn an_action_whose_types_differ_between_nodes_is_refused_as_incompatible()
     let other = Node::start_with("newer", None, SECRET, &[], &env).await;
     let (runtime, cluster) = translator_caller(this_node(&[other.port], SECRET)).await;
     served_by_others(&cluster, "Translator").await;
+    // The nodes compare what they serve as they join: both differences are known before any
+    // call, and health says so.
+    within(
+        "the comparison of the schemas",
+        cluster.wait_until(|c| !c.schema_mismatches().is_empty()),
+    )
+    .await;
+    let found: Vec<String> = cluster
+        .schema_mismatches()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "event `Translator.counted` on newer@127.0.0.1",
+            "action `Translator.translate` on newer@127.0.0.1"
+        ]
+    );
+    assert!(
+        matches!(cluster.health(), sora::Health::Degraded(reason)
+            if reason.contains("types differ from this node's: event `Translator.counted`")),
+        "{:?}",
+        cluster.health()
+    );
     let err = runtime
         .service::<Translator>()
         .unwrap()

@@ -130,6 +130,9 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
     if runtime.is_shutting_down() {
         return ready(Err(Error::ShuttingDown));
     }
+    if let Request::Catalog = request {
+        return ready(Ok(wire::encode(&catalog(runtime))));
+    }
     let service = match local(runtime, request.service()) {
         Ok(service) => service,
         Err(err) => return ready(Err(err)),
@@ -183,6 +186,7 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
             }
             ready(Ok(Vec::new()))
         }
+        Request::Catalog => unreachable!("answered above"),
         Request::Query { query, .. } => Box::pin(async move {
             Ok(match query {
                 Query::Status => wire::encode(&service.status_routed().await?),
@@ -233,6 +237,18 @@ fn subscribe(
     };
     cluster.forward(node, service.name(), event, formats)?;
     Ok(Vec::new())
+}
+
+/// The schemas of every service this node serves.
+fn catalog(runtime: &RuntimeShared) -> Vec<wire::ServiceSchemas> {
+    let mut services: Vec<wire::ServiceSchemas> = runtime
+        .by_name
+        .iter()
+        .filter(|s| s.shared().enabled)
+        .map(|s| s.schemas())
+        .collect();
+    services.sort_by(|a, b| a.service.cmp(&b.service));
+    services
 }
 
 fn ready(reply: Reply) -> BoxFuture<'static, Reply> {

@@ -84,6 +84,46 @@ pub struct SeedInfo {
     pub state: SeedState,
 }
 
+/// What differs between this node and another: an action or an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaKind {
+    /// An action: its parameters' or its reply's type.
+    Action,
+    /// An event: its payload's type.
+    Event,
+}
+
+/// An action or event that another node serves with other types than this node declares: the
+/// two builds disagree on its shape, so calls and subscriptions to it are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+pub struct SchemaMismatch {
+    /// The other node (`node@host`).
+    pub node: String,
+    /// The service both nodes know.
+    pub service: String,
+    /// An action or an event.
+    pub kind: SchemaKind,
+    /// The action's or the event's name.
+    pub name: String,
+}
+
+impl std::fmt::Display for SchemaMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            SchemaKind::Action => "action",
+            SchemaKind::Event => "event",
+        };
+        write!(
+            f,
+            "{kind} `{}.{}` on {}",
+            self.service, self.name, self.node
+        )
+    }
+}
+
 struct Peer {
     info: PeerInfo,
     /// Fired when the session ends: calls waiting on this peer fail at once.
@@ -112,6 +152,11 @@ pub(crate) struct ClusterShared {
     pub(super) config: ClusterConfig,
     /// The runtime's event bus, where events of other nodes are delivered.
     events: Arc<crate::event::EventsShared>,
+    /// The runtime, whose declarations the schemas of other nodes are compared with.
+    runtime: Weak<RuntimeShared>,
+    /// Each node whose schemas were compared with this one's: the gateway that answered (a
+    /// restarted node is compared again), and what differs.
+    compared: Mutex<std::collections::HashMap<String, (ActorId, Vec<SchemaMismatch>)>>,
     server: OnceLock<ActorRef<NodeServerMessage>>,
     gateway: OnceLock<ActorRef<GatewayMessage>>,
     peers: DashMap<u64, Peer>,
@@ -219,6 +264,8 @@ impl ClusterShared {
             seeds,
             config,
             events: runtime.events.clone(),
+            runtime: Arc::downgrade(runtime),
+            compared: Mutex::default(),
             server: OnceLock::new(),
             gateway: OnceLock::new(),
             peers: DashMap::new(),
@@ -372,6 +419,7 @@ impl ClusterShared {
     /// Healthy when every seed is joined; degraded, naming each seed that is not, otherwise:
     /// this node works, but the services of a missing seed cannot be reached.
     pub(crate) fn health(&self) -> Health {
+        let mut problems = Vec::new();
         let missing: Vec<String> = self
             .seeds()
             .into_iter()
@@ -386,11 +434,126 @@ impl ClusterShared {
                 }
             })
             .collect();
-        if missing.is_empty() {
+        if !missing.is_empty() {
+            problems.push(format!("seeds not joined: {}", missing.join("; ")));
+        }
+        let mismatches = self.schema_mismatches();
+        if !mismatches.is_empty() {
+            let listed: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+            problems.push(format!(
+                "types differ from this node's: {}",
+                listed.join(", ")
+            ));
+        }
+        if problems.is_empty() {
             Health::Healthy
         } else {
-            Health::degraded(format!("seeds not joined: {}", missing.join("; ")))
+            Health::degraded(problems.join("; "))
         }
+    }
+
+    fn compared(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (ActorId, Vec<SchemaMismatch>)>>
+    {
+        self.compared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn schema_mismatches(&self) -> Vec<SchemaMismatch> {
+        let mut all: Vec<SchemaMismatch> = self
+            .compared()
+            .values()
+            .flat_map(|(_, m)| m.iter().cloned())
+            .collect();
+        all.sort_by(|a, b| (&a.node, &a.service, &a.name).cmp(&(&b.node, &b.service, &b.name)));
+        all
+    }
+
+    /// Asks every ready node not compared yet for the schemas of what it serves, and compares
+    /// them with this runtime's declarations of the same services.
+    async fn compare_schemas(self: &Arc<Self>) {
+        let done: std::collections::HashMap<String, ActorId> = self
+            .compared()
+            .iter()
+            .map(|(node, (gateway, _))| (node.clone(), *gateway))
+            .collect();
+        let todo: Vec<Serving> = self
+            .peers
+            .iter()
+            .filter(|p| p.info.state == PeerState::Ready)
+            .filter_map(|p| {
+                let node = p.info.node.clone()?;
+                let gateway = self.gateway_now(&node)?.get_cell();
+                if done.get(&node) == Some(&gateway.get_id()) {
+                    return None;
+                }
+                Some(Serving {
+                    gateway,
+                    node,
+                    lost: p.lost.clone(),
+                })
+            })
+            .collect();
+        for to in todo {
+            let asked = tokio::time::timeout(
+                self.config.handshake_timeout,
+                self.call(&to, Request::Catalog),
+            )
+            .await;
+            // Not answered (lost, or slow): the next change asks again.
+            let Ok(Ok(bytes)) = asked else { continue };
+            let theirs: Vec<super::ServiceSchemas> = match wire::decode(&bytes) {
+                Ok(theirs) => theirs,
+                Err(err) => {
+                    self.undecodable.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %to.node, %err, "the schemas of a node could not be decoded");
+                    continue;
+                }
+            };
+            let mismatches = self.differences(&to.node, &theirs);
+            if !mismatches.is_empty() {
+                let listed: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    node = %to.node,
+                    "a node serves these with other types than this node declares; calls and \
+                     subscriptions to them are refused as incompatible: {}",
+                    listed.join(", ")
+                );
+            }
+            self.compared()
+                .insert(to.node.clone(), (to.gateway.get_id(), mismatches));
+            self.bump();
+        }
+    }
+
+    /// What `node` serves with another schema than this runtime declares.
+    fn differences(&self, node: &str, theirs: &[super::ServiceSchemas]) -> Vec<SchemaMismatch> {
+        let Some(runtime) = self.runtime.upgrade() else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for service in theirs {
+            let Some(ours) = runtime.by_name.get(&service.service).map(|s| s.schemas()) else {
+                continue;
+            };
+            let items = [
+                (SchemaKind::Action, &service.actions, &ours.actions),
+                (SchemaKind::Event, &service.events, &ours.events),
+            ];
+            for (kind, theirs, ours) in items {
+                for (name, hash) in theirs {
+                    if ours.iter().any(|(n, h)| n == name && h != hash) {
+                        found.push(SchemaMismatch {
+                            node: node.to_owned(),
+                            service: service.service.clone(),
+                            kind,
+                            name: name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        found
     }
 
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
@@ -628,6 +791,7 @@ impl NodeEventSubscription for Watcher {
                 .any(|p| p.info.node.as_ref() == Some(node))
             {
                 cluster.drop_forwarder(node);
+                cluster.compared().remove(node);
             }
         }
         match (&peer.info.node, peer.info.state) {
@@ -787,6 +951,7 @@ async fn follow_events(cluster: Weak<ClusterShared>) {
         let Some(cluster) = cluster.upgrade() else {
             return;
         };
+        cluster.compare_schemas().await;
         cluster.resubscribe().await;
     }
 }

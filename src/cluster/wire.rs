@@ -54,6 +54,16 @@ pub(crate) enum Request {
         event: String,
         node: String,
     },
+    /// The schema hashes of every action and event of every service the node serves.
+    Catalog,
+}
+
+/// The names and schema hashes of one service's actions and events, as a node serves them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServiceSchemas {
+    pub(crate) service: String,
+    pub(crate) actions: Vec<(String, u64)>,
+    pub(crate) events: Vec<(String, u64)>,
 }
 
 /// The encodings of an event a subscriber node needs: bincode for its typed subscribers, JSON
@@ -177,6 +187,8 @@ impl Request {
             | Request::Query { service, .. }
             | Request::Subscribe { service, .. }
             | Request::Unsubscribe { service, .. } => service,
+            // Of the node, not of one service.
+            Request::Catalog => "",
         }
     }
 }

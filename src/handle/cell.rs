@@ -284,6 +284,9 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     /// The schema hash of a declared action, to compare with a remote caller's.
     #[cfg(feature = "cluster")]
     fn action_schema(&self, action: &str) -> Option<u64>;
+    /// The schema hashes of every declared action and event, for other nodes to compare.
+    #[cfg(feature = "cluster")]
+    fn schemas(&self) -> crate::cluster::ServiceSchemas;
     /// The status here, or of the node that serves the service when it does not run here.
     fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>>;
     /// The health here, or of the node that serves the service when it does not run here.
@@ -461,6 +464,25 @@ impl<S: Service> ErasedService for ServiceCell<S> {
             .iter()
             .find(|a| a.name == action)
             .map(|a| a.wire.schema)
+    }
+
+    #[cfg(feature = "cluster")]
+    fn schemas(&self) -> crate::cluster::ServiceSchemas {
+        crate::cluster::ServiceSchemas {
+            service: self.shared.name.to_string(),
+            actions: self
+                .def
+                .actions
+                .iter()
+                .map(|a| (a.name.to_owned(), a.wire.schema))
+                .collect(),
+            events: self
+                .shared
+                .events
+                .iter()
+                .map(|d| (d.name.to_string(), (d.schema)()))
+                .collect(),
+        }
     }
 
     fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>> {

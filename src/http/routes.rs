@@ -342,7 +342,8 @@ pub(crate) struct HealthReport {
     cluster: Option<ClusterHealth>,
 }
 
-/// A node's place in its cluster: degraded while a seed is not joined.
+/// A node's place in its cluster: degraded while a seed is not joined, or while another node
+/// serves an action or event with other types.
 #[cfg(feature = "cluster")]
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ClusterHealth {
@@ -351,6 +352,8 @@ struct ClusterHealth {
     health: Health,
     seeds: Vec<crate::cluster::SeedInfo>,
     peers: Vec<crate::cluster::PeerInfo>,
+    /// What other nodes serve with other types than this node declares.
+    schema_mismatches: Vec<crate::cluster::SchemaMismatch>,
 }
 
 /// One service's health.
@@ -383,6 +386,7 @@ pub(crate) async fn health(State(api): State<Api>) -> Response {
         health: c.health(),
         seeds: c.seeds(),
         peers: c.peers(),
+        schema_mismatches: c.schema_mismatches(),
     });
     #[cfg(feature = "cluster")]
     let cluster_degraded = cluster
