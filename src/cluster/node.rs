@@ -494,12 +494,12 @@ impl ClusterShared {
                 })
             })
             .collect();
-        for to in todo {
-            let asked = tokio::time::timeout(
-                self.config.handshake_timeout,
-                self.call(&to, Request::Catalog),
-            )
-            .await;
+        let asked = todo.into_iter().map(|to| {
+            let asked = self.call(&to, Request::Catalog);
+            let within = self.config.handshake_timeout;
+            async move { (tokio::time::timeout(within, asked).await, to) }
+        });
+        for (asked, to) in futures::future::join_all(asked).await {
             // Not answered (lost, or slow): the next change asks again.
             let Ok(Ok(bytes)) = asked else { continue };
             let theirs: Vec<super::ServiceSchemas> = match wire::decode(&bytes) {
@@ -940,7 +940,8 @@ async fn keep_connected(cluster: Weak<ClusterShared>, seed: Arc<Seed>) {
     }
 }
 
-/// Keeps the events of other nodes flowing as nodes come and go (see `events.rs`).
+/// Follows the nodes as they come and go: compares the schemas of each new one, and keeps the
+/// events of other nodes flowing (see `events.rs`).
 async fn follow_events(cluster: Weak<ClusterShared>) {
     let Some(strong) = cluster.upgrade() else {
         return;
@@ -951,7 +952,8 @@ async fn follow_events(cluster: Weak<ClusterShared>) {
         let Some(cluster) = cluster.upgrade() else {
             return;
         };
-        cluster.compare_schemas().await;
-        cluster.resubscribe().await;
+        // Neither waits for the other: a slow node holds up neither its comparison's peers nor
+        // the subscriptions.
+        tokio::join!(cluster.compare_schemas(), cluster.resubscribe());
     }
 }
