@@ -31,9 +31,10 @@ use crate::event::{
     SubscriptionStats, Whole,
 };
 
-/// How many events a forwarder holds for a subscriber node that does not keep up; beyond, the
-/// oldest is dropped and counted against the service that emitted it.
-const FORWARD_QUEUE: usize = 65_536;
+/// How many events a forwarder holds while its task encodes and sends them (a burst can be
+/// emitted faster than that); beyond, the oldest is dropped and counted against the service that
+/// emitted it. What the task has sent waits in ractor_cluster's session for the link.
+const FORWARD_QUEUE: usize = 1 << 20;
 
 /// How many events one message to a subscriber node carries at most.
 const BATCH: usize = 256;
@@ -438,17 +439,23 @@ impl ClusterShared {
             }
         };
         let node: Arc<str> = Arc::from(batch.node);
+        let names = batch.names;
         let bus = self.events();
         let mut unwanted: Vec<(String, String)> = Vec::new();
         let mut guard = self.interests();
         let interests = &mut *guard;
         for event in batch.events {
-            let taken = interests
-                .services
-                .get_key_value(event.service.as_str())
-                .map(|(service, events)| {
-                    (service, events.get_key_value(event.event.as_str()), events)
-                });
+            let Some((service_name, event_name)) = names.get(event.name as usize) else {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let taken =
+                interests
+                    .services
+                    .get_key_value(service_name.as_str())
+                    .map(|(service, events)| {
+                        (service, events.get_key_value(event_name.as_str()), events)
+                    });
             let (service, named) = match taken {
                 Some((service, named, events))
                     if named.is_some() || events.contains_key(ANY_EVENT) =>
@@ -458,7 +465,7 @@ impl ClusterShared {
                 // Nobody here takes it any more: the last subscription ended while the node
                 // was being asked for it.
                 _ => {
-                    let pair = (event.service, event.event);
+                    let pair = (service_name.clone(), event_name.clone());
                     if !unwanted.contains(&pair) {
                         unwanted.push(pair);
                     }
@@ -473,7 +480,7 @@ impl ClusterShared {
             source.emitted.fetch_add(1, Ordering::Relaxed);
             let meta = Meta {
                 source,
-                name: named.map_or_else(|| Arc::from(event.event.as_str()), |(n, _)| n.clone()),
+                name: named.map_or_else(|| Arc::from(event_name.as_str()), |(n, _)| n.clone()),
                 correlation_id: event.correlation_id.map(Arc::from),
                 node: Some(node.clone()),
                 id: AtomicU64::new(0),
@@ -772,9 +779,24 @@ async fn send_forwarded(cluster: Weak<ClusterShared>, forwarder: Arc<Forwarder>)
         let Some(cluster) = cluster.upgrade() else {
             return;
         };
+        let mut names: Vec<(String, String)> = Vec::new();
         let events: Vec<WireEvent> = batch
             .iter()
-            .filter_map(|record| encode(record, forwarder.formats(record.meta())?))
+            .filter_map(|record| {
+                let meta = record.meta();
+                let formats = forwarder.formats(meta)?;
+                let name = match names
+                    .iter()
+                    .position(|(s, e)| *s == *meta.source.name && *e == *meta.name)
+                {
+                    Some(at) => at,
+                    None => {
+                        names.push((meta.source.name.to_string(), meta.name.to_string()));
+                        names.len() - 1
+                    }
+                };
+                encode(record, u32::try_from(name).ok()?, formats)
+            })
             .collect();
         if events.is_empty() {
             continue;
@@ -790,6 +812,7 @@ async fn send_forwarded(cluster: Weak<ClusterShared>, forwarder: Arc<Forwarder>)
         };
         let message = WireEvents {
             node: cluster.node.clone(),
+            names,
             events,
         };
         if to
@@ -806,7 +829,7 @@ async fn send_forwarded(cluster: Weak<ClusterShared>, forwarder: Arc<Forwarder>)
 }
 
 /// One event as it crosses, in `formats`.
-fn encode(record: &Shared, formats: Formats) -> Option<WireEvent> {
+fn encode(record: &Shared, name: u32, formats: Formats) -> Option<WireEvent> {
     let meta = record.meta();
     let bytes = |format: Format, wanted: bool| -> Result<Option<Vec<u8>>, String> {
         if !wanted {
@@ -818,8 +841,7 @@ fn encode(record: &Shared, formats: Formats) -> Option<WireEvent> {
         .and_then(|bincode| Ok((bincode, bytes(Format::Json, formats.json)?)));
     match encoded {
         Ok((bincode, json)) => Some(WireEvent {
-            service: meta.source.name.to_string(),
-            event: meta.name.to_string(),
+            name,
             correlation_id: meta.correlation_id.as_deref().map(str::to_owned),
             at: meta.at,
             bincode,

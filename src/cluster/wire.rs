@@ -88,6 +88,8 @@ impl Formats {
 pub(crate) struct WireEvents {
     /// The emitting node.
     pub(crate) node: String,
+    /// The (service, event) names the events refer to, each once per batch.
+    pub(crate) names: Vec<(String, String)>,
     pub(crate) events: Vec<WireEvent>,
 }
 
@@ -95,8 +97,8 @@ pub(crate) struct WireEvents {
 /// for.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WireEvent {
-    pub(crate) service: String,
-    pub(crate) event: String,
+    /// Its service's and its own name: an index into [`WireEvents::names`].
+    pub(crate) name: u32,
     pub(crate) correlation_id: Option<String>,
     pub(crate) at: std::time::SystemTime,
     pub(crate) bincode: Option<Vec<u8>>,
