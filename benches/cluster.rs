@@ -1,5 +1,6 @@
-//! A remote action round trip against a raw `ractor_cluster` call, between the same two
-//! processes, over the same link, in the same run.
+//! A remote action round trip against a raw `ractor_cluster` call, and events forwarded from one
+//! node to the other against raw `ractor_cluster` casts, between the same two processes, over the
+//! same link, in the same run.
 //!
 //! ```text
 //! cargo bench --bench cluster --features cluster
@@ -7,11 +8,14 @@
 //!
 //! This binary starts itself again as the other node (`SORA_BENCH_NODE`). That node runs a Sora
 //! service with a no-op action and a plain ractor actor that answers the same bytes; this node
-//! calls each in turn: one call at a time (latency), then 64 in flight (throughput). Rounds
-//! alternate and the median of each is reported.
+//! calls each in turn: one call at a time (latency), then 64 in flight (throughput). Then events:
+//! the service emits `EVENTS` events that a subscription here takes, against the raw actor
+//! casting as many messages of the same bytes to a plain actor here. Rounds alternate and the
+//! median of each is reported.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -27,6 +31,18 @@ const ROUNDS: usize = 5;
 const SEQUENTIAL: usize = 3_000;
 const CONCURRENT: usize = 20_000;
 const IN_FLIGHT: usize = 64;
+const EVENTS: u64 = 100_000;
+const SINK_GROUP: &str = "bench:sink";
+
+/// What the service emits, and the raw actor casts the bytes of.
+#[derive(Debug, Serialize, Deserialize)]
+struct Tick {
+    n: u64,
+}
+
+impl sora::Event for Tick {
+    const NAME: &'static str = "tick";
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Echo {
@@ -43,7 +59,22 @@ struct Echoer;
 
 impl Service for Echoer {
     fn define(def: &mut Definition<Self>) {
-        def.action::<Echo>().concurrency(IN_FLIGHT);
+        def.action::<Echo>()
+            .concurrency(IN_FLIGHT)
+            .command("emit")
+            .emits::<Tick>();
+    }
+
+    async fn command(&self, command: sora::Command, ctx: &Context) -> Result<(), BoxError> {
+        if let sora::Command::Custom {
+            args: Some(args), ..
+        } = command
+        {
+            for n in 0..args.parse::<u64>()? {
+                ctx.emit(Tick { n })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -58,6 +89,45 @@ impl Handler<Echo> for Echoer {
 enum RawMessage {
     #[rpc]
     Echo(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// Casts this many messages to the sink of the other node.
+    Blast(u64),
+}
+
+/// The raw baseline's receiving end: counts messages, and says when it has had `target`.
+#[derive(RactorClusterMessage)]
+enum SinkMessage {
+    Event(Vec<u8>),
+}
+
+struct Sink;
+
+impl Actor for Sink {
+    type Msg = SinkMessage;
+    type State = (u64, Arc<tokio::sync::watch::Sender<u64>>);
+    type Arguments = Arc<tokio::sync::watch::Sender<u64>>;
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<SinkMessage>,
+        counted: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join(SINK_GROUP.into(), vec![me.get_cell()]);
+        Ok((0, counted))
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SinkMessage>,
+        message: SinkMessage,
+        (count, counted): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SinkMessage::Event(bytes) = message;
+        let _: (Tick, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard())?;
+        *count += 1;
+        counted.send_replace(*count);
+        Ok(())
+    }
 }
 
 struct Raw;
@@ -78,8 +148,23 @@ impl Actor for Raw {
         message: RawMessage,
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
-        let RawMessage::Echo(bytes, reply) = message;
-        let _ = reply.send(bytes);
+        match message {
+            RawMessage::Echo(bytes, reply) => {
+                let _ = reply.send(bytes);
+            }
+            RawMessage::Blast(count) => {
+                let sink: ActorRef<SinkMessage> = ractor::pg::get_members(&SINK_GROUP.to_owned())
+                    .into_iter()
+                    .find(|m| !m.get_id().is_local())
+                    .ok_or("no sink")?
+                    .into();
+                for n in 0..count {
+                    let bytes =
+                        bincode::serde::encode_to_vec(Tick { n }, bincode::config::standard())?;
+                    sink.cast(SinkMessage::Event(bytes))?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -200,6 +285,60 @@ async fn main() {
         sora_conc / raw_conc
     );
 
+    // Events: the service's, forwarded to a subscription here, against raw casts to a sink here.
+    let (counted, mut sunk) = tokio::sync::watch::channel(0u64);
+    let (sink, _) = Actor::spawn(None, Sink, Arc::new(counted))
+        .await
+        .expect("the sink");
+    let mut ticks = echoer
+        .on::<Tick>()
+        .queue(EVENTS as usize, sora::Overflow::DropNewest)
+        .stream()
+        .await
+        .expect("a subscription");
+    let (mut raw_events, mut sora_events) = (Vec::new(), Vec::new());
+    for round in 0..=ROUNDS {
+        let start = Instant::now();
+        raw.cast(RawMessage::Blast(EVENTS)).expect("the raw actor");
+        let target = EVENTS * (round as u64 + 1);
+        sunk.wait_for(|n| *n >= target)
+            .await
+            .expect("the sink counts");
+        let raw_rate = EVENTS as f64 / start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        echoer
+            .tell(sora::Command::custom_with("emit", &EVENTS))
+            .expect("the service");
+        for n in 0..EVENTS {
+            let tick = ticks.next().await.expect("the subscription lasts");
+            assert_eq!(tick.n, n, "in emission order");
+        }
+        let sora_rate = EVENTS as f64 / start.elapsed().as_secs_f64();
+        // The first round warms both paths up.
+        if round > 0 {
+            raw_events.push(raw_rate);
+            sora_events.push(sora_rate);
+        }
+    }
+    let (raw_events, sora_events) = (median(raw_events), median(sora_events));
+    println!();
+    println!(
+        "events from the other node, {EVENTS} per round, median of {ROUNDS} interleaved rounds"
+    );
+    println!("| raw ractor_cluster casts | Sora events to a subscription | Sora / raw |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {raw_events:.0}/s | {sora_events:.0}/s | {:.2} |",
+        sora_events / raw_events
+    );
+    println!(
+        "events the service dropped on the way: {}",
+        echoer.status().await.expect("its status").events_dropped
+    );
+
+    drop(ticks);
+    sink.stop(None);
     runtime.shutdown().await.expect("an orderly stop");
     drop(child.stdin.take());
     let _ = child.wait();
