@@ -254,7 +254,9 @@ impl IntoFuture for CommandRequest {
 pub struct ReplyFuture<T> {
     shared: Arc<ServiceShared>,
     label: Cow<'static, str>,
-    rx: Result<Source<T>, Option<Error>>,
+    /// Boxed on the way out: an error is rare, and the future moves a few times before it is
+    /// polled.
+    rx: Result<Source<T>, Option<Box<Error>>>,
     timeout: Option<(Pin<Box<Sleep>>, Duration)>,
 }
 
@@ -288,7 +290,7 @@ impl<T> ReplyFuture<T> {
         ReplyFuture {
             shared,
             label,
-            rx: sent.map(Source::Channel).map_err(Some),
+            rx: sent.map(Source::Channel).map_err(|err| Some(Box::new(err))),
             timeout,
         }
     }
@@ -318,7 +320,7 @@ impl<T> Future for ReplyFuture<T> {
         let rx = match &mut this.rx {
             Ok(rx) => rx,
             Err(err) => {
-                return Poll::Ready(Err(err.take().unwrap_or_else(|| this.shared.lost())));
+                return Poll::Ready(Err(err.take().map_or_else(|| this.shared.lost(), |e| *e)));
             }
         };
         let received = match rx {
