@@ -141,9 +141,10 @@ pub const DEFAULT_QUEUE: usize = 1024;
 pub(crate) struct Declared {
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) type_id: std::any::TypeId,
-    /// A hash of the payload type's shape, for nodes to compare.
+    /// A hash of the payload type's shape, for nodes to compare; computed once, as an
+    /// action's is.
     #[cfg(feature = "cluster")]
-    pub(crate) schema: fn() -> u64,
+    pub(crate) schema: u64,
 }
 
 /// The runtime's event bus, as its owner sees it: [`RuntimeHandle::events`](crate::RuntimeHandle::events).

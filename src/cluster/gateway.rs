@@ -212,15 +212,9 @@ fn subscribe(
     let shared = service.shared();
     if event != crate::event::ANY_EVENT {
         let Some(declared) = shared.events.iter().find(|d| &*d.name == event) else {
-            let mut emits: Vec<String> = shared.events.iter().map(|d| d.name.to_string()).collect();
-            emits.sort();
-            return Err(Error::UnknownEvent {
-                service: service.name().to_owned(),
-                event: event.to_owned(),
-                emits,
-            });
+            return Err(shared.unknown_event(event));
         };
-        let ours = (declared.schema)();
+        let ours = declared.schema;
         if let Some(theirs) = schemas.iter().find(|theirs| **theirs != ours) {
             return Err(Error::Incompatible {
                 node: local_node(runtime),

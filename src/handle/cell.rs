@@ -480,7 +480,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
                 .shared
                 .events
                 .iter()
-                .map(|d| (d.name.to_string(), (d.schema)()))
+                .map(|d| (d.name.to_string(), d.schema))
                 .collect(),
         }
     }

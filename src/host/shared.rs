@@ -66,6 +66,16 @@ impl std::fmt::Debug for ServiceShared {
 }
 
 impl ServiceShared {
+    /// Why `event` cannot be emitted or subscribed to: the service does not declare it. Names
+    /// what it does emit, in declaration order.
+    pub(crate) fn unknown_event(&self, event: &str) -> Error {
+        Error::UnknownEvent {
+            service: self.name.to_string(),
+            event: event.to_owned(),
+            emits: self.events.iter().map(|d| d.name.to_string()).collect(),
+        }
+    }
+
     pub(crate) fn new(
         name: &str,
         events: Vec<Declared>,

@@ -86,11 +86,7 @@ impl Context {
             .iter()
             .find(|d| d.type_id == TypeId::of::<E>())
         else {
-            return Err(Error::UnknownEvent {
-                service: shared.name.to_string(),
-                event: E::NAME.to_owned(),
-                emits: shared.events.iter().map(|d| d.name.to_string()).collect(),
-            });
+            return Err(shared.unknown_event(E::NAME));
         };
         let meta = Meta {
             source: shared.source.clone(),

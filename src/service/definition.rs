@@ -302,7 +302,7 @@ impl<S: Service> Definition<S> {
                 name: Arc::from(E::NAME),
                 type_id,
                 #[cfg(feature = "cluster")]
-                schema: crate::cluster::event_schema::<E>,
+                schema: crate::cluster::event_schema::<E>(),
             }),
         }
         self
