@@ -90,7 +90,6 @@ pub(crate) struct Interests {
 /// The subscriptions of this node to one event of one service of other nodes.
 #[derive(Default)]
 struct Interest {
-    subs: usize,
     /// By-name subscriptions (they take JSON).
     json: usize,
     /// Payload types of typed subscriptions (they take bincode): how to decode, the type's
@@ -103,6 +102,11 @@ struct Interest {
 }
 
 impl Interest {
+    /// How many subscriptions take it.
+    fn subs(&self) -> usize {
+        self.json + self.typed.iter().map(|(.., count)| count).sum::<usize>()
+    }
+
     fn formats(&self) -> Formats {
         Formats {
             bincode: !self.typed.is_empty(),
@@ -205,7 +209,6 @@ impl ClusterShared {
                     if let Some(interest) = self.interests().get_mut(&key) {
                         interest.at.insert(to.gateway.get_id(), to.gateway);
                     }
-                    self.bump();
                 }
                 Err(err @ (Error::ServiceUnavailable { .. } | Error::Timeout { .. })) => {
                     unavailable.get_or_insert(err);
@@ -214,6 +217,10 @@ impl ClusterShared {
                     refused.get_or_insert(err);
                 }
             }
+        }
+        if agreed > 0 {
+            // `Cluster::forwarding` changed.
+            self.bump();
         }
         match refused.or(if agreed == 0 { unavailable } else { None }) {
             Some(err) => {
@@ -240,7 +247,6 @@ impl ClusterShared {
                 .or_default()
                 .entry(key.1.clone())
                 .or_default();
-            interest.subs += 1;
             let type_id = match wanted.typed {
                 Some(typed) => {
                     match interest
@@ -312,15 +318,11 @@ impl ClusterShared {
             .get(service)
             .map(|events| events.values().flat_map(|i| i.at.keys().copied()).collect())
             .unwrap_or_default();
-        let mut nodes: Vec<String> = self
-            .serving(service)
-            .into_iter()
-            .filter(|s| gateways.contains(&s.gateway.get_id()))
-            .map(|s| s.node)
-            .collect();
-        nodes.sort();
-        nodes.dedup();
-        nodes
+        super::node::node_names(
+            self.serving(service)
+                .into_iter()
+                .filter(|s| gateways.contains(&s.gateway.get_id())),
+        )
     }
 
     /// Takes the subscriptions `ids` out of the interests (they never reached the bus).
@@ -341,7 +343,6 @@ impl ClusterShared {
             let Some(interest) = interests.get_mut(&key) else {
                 return;
             };
-            interest.subs -= 1;
             match type_id {
                 Some(type_id) => {
                     if let Some(at) = interest
@@ -357,7 +358,7 @@ impl ClusterShared {
                 }
                 None => interest.json -= 1,
             }
-            if interest.subs > 0 {
+            if interest.subs() > 0 {
                 return;
             }
             let gone = interests.remove(&key);
@@ -401,6 +402,7 @@ impl ClusterShared {
         if asks.is_empty() {
             return;
         }
+        let mut agreed = false;
         for (key, to, reply) in self.ask_all(asks).await {
             let mut interests = self.interests();
             let Some(interest) = interests.get_mut(&key) else {
@@ -409,8 +411,7 @@ impl ClusterShared {
             match reply {
                 Ok(()) => {
                     interest.at.insert(to.gateway.get_id(), to.gateway);
-                    drop(interests);
-                    self.bump();
+                    agreed = true;
                 }
                 // Lost again, or slow: the next change asks again.
                 Err(Error::ServiceUnavailable { .. } | Error::Timeout { .. }) => {}
@@ -425,6 +426,9 @@ impl ClusterShared {
                     interest.refused.insert(to.gateway.get_id());
                 }
             }
+        }
+        if agreed {
+            self.bump();
         }
     }
 
@@ -564,7 +568,8 @@ pub(crate) struct Forwarder {
     /// The subscriber node.
     node: String,
     wants: ArcSwap<Wants>,
-    queue: Mutex<VecDeque<Shared>>,
+    /// Events to send, each with the formats the node wanted it in when it was emitted.
+    queue: Mutex<VecDeque<(Shared, Formats)>>,
     wake: Notify,
     ended: AtomicBool,
     forwarded: AtomicU64,
@@ -572,7 +577,7 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Shared>> {
+    fn queue(&self) -> MutexGuard<'_, VecDeque<(Shared, Formats)>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -591,7 +596,7 @@ impl Forwarder {
     }
 
     /// The next events to send, oldest first; `None` once the forwarder has ended.
-    async fn next_batch(&self) -> Option<Vec<Shared>> {
+    async fn next_batch(&self) -> Option<Vec<(Shared, Formats)>> {
         loop {
             {
                 let mut queue = self.queue();
@@ -624,12 +629,15 @@ impl Deliver for Forwarder {
         }
         let meta = record.meta();
         // Events of other nodes are forwarded by the node that emitted them.
-        if meta.node.is_some() || self.formats(meta).is_none() {
+        if meta.node.is_some() {
             return Offer::Keep;
         }
+        let Some(formats) = self.formats(meta) else {
+            return Offer::Keep;
+        };
         let mut queue = self.queue();
         if queue.len() >= FORWARD_QUEUE {
-            if let Some(oldest) = queue.pop_front() {
+            if let Some((oldest, _)) = queue.pop_front() {
                 oldest.meta().source.dropped.fetch_add(1, Ordering::Relaxed);
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
@@ -641,7 +649,7 @@ impl Deliver for Forwarder {
                 }
             }
         }
-        queue.push_back(record.clone());
+        queue.push_back((record.clone(), formats));
         drop(queue);
         self.wake.notify_one();
         Offer::Keep
@@ -782,9 +790,8 @@ async fn send_forwarded(cluster: Weak<ClusterShared>, forwarder: Arc<Forwarder>)
         let mut names: Vec<(String, String)> = Vec::new();
         let events: Vec<WireEvent> = batch
             .iter()
-            .filter_map(|record| {
+            .filter_map(|(record, formats)| {
                 let meta = record.meta();
-                let formats = forwarder.formats(meta)?;
                 let name = match names
                     .iter()
                     .position(|(s, e)| *s == *meta.source.name && *e == *meta.name)
@@ -795,7 +802,7 @@ async fn send_forwarded(cluster: Weak<ClusterShared>, forwarder: Arc<Forwarder>)
                         names.len() - 1
                     }
                 };
-                encode(record, u32::try_from(name).ok()?, formats)
+                encode(record, u32::try_from(name).ok()?, *formats)
             })
             .collect();
         if events.is_empty() {

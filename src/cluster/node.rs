@@ -692,10 +692,7 @@ impl ClusterShared {
     }
 
     pub(crate) fn nodes_serving(&self, service: &str) -> Vec<String> {
-        let mut nodes: Vec<String> = self.serving(service).into_iter().map(|s| s.node).collect();
-        nodes.sort();
-        nodes.dedup();
-        nodes
+        node_names(self.serving(service))
     }
 
     /// A gateway that serves `service`: round robin among the nodes that serve it now.
@@ -719,6 +716,14 @@ impl ClusterShared {
     pub(crate) fn bump(&self) {
         self.changed.send_modify(|n| *n += 1);
     }
+}
+
+/// The names of the nodes of `serving`, sorted, each once.
+pub(super) fn node_names(serving: impl IntoIterator<Item = Serving>) -> Vec<String> {
+    let mut nodes: Vec<String> = serving.into_iter().map(|s| s.node).collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
 }
 
 fn node_lost(service: &str, node: &str) -> Error {
