@@ -167,7 +167,7 @@ where
     };
     // Delivered now, not when the future is first polled: calls by name keep the order in
     // which they were made, as typed calls do, even when each is then awaited on its own task.
-    let reply = cell.call(action, options);
+    let reply = cell.clone().call(action, options);
     Box::pin(async move {
         let reply = reply.await?;
         C::encode(&reply).map_err(|message| Error::Encode {

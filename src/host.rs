@@ -27,6 +27,7 @@ mod guard;
 mod inbox;
 mod job;
 mod messages;
+mod reply;
 mod scheduler;
 mod shared;
 
@@ -35,6 +36,7 @@ pub(crate) use guard::panic_message;
 pub(crate) use inbox::{Delivery, Door, inbox};
 pub(crate) use messages::{Drain, EnvelopeKind, InternalKind};
 pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};
+pub(crate) use reply::{ReplyTo, SlimReceiver};
 pub(crate) use shared::{BACKGROUND_NONE, ServiceShared};
 
 tokio::task_local! {

@@ -16,7 +16,7 @@ use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
 use crate::host::{
-    Delivery, Door, EnvelopeKind, HostActor, HostArgs, Internal, Query, ServiceMessage,
+    Delivery, Door, EnvelopeKind, HostActor, HostArgs, Internal, Query, ReplyTo, ServiceMessage,
     ServiceShared, inbox,
 };
 use crate::runtime::RuntimeShared;
@@ -72,7 +72,9 @@ impl<S: Service> ServiceCell<S> {
     }
 
     /// A typed call: straight into the host's mailbox, the reply back on a oneshot.
-    pub(crate) fn call<A>(&self, action: A, options: CallOptions) -> ReplyFuture<A::Reply>
+    ///
+    /// Takes the caller's reference to the cell and keeps it in the reply future.
+    pub(crate) fn call<A>(self: Arc<Self>, action: A, options: CallOptions) -> ReplyFuture<A::Reply>
     where
         S: Handler<A>,
         A: Action,
@@ -84,14 +86,9 @@ impl<S: Service> ServiceCell<S> {
             Err(local) => local,
         };
         let (tx, rx) = oneshot::channel();
-        let call = EnvelopeKind::action(action, options, tx.into());
+        let call = EnvelopeKind::action(action, options, ReplyTo::Handle(tx));
         let sent = self.deliver(call, Delivery::Prompt);
-        ReplyFuture::new(
-            self.shared.clone(),
-            A::NAME.into(),
-            sent.map(|()| rx),
-            timeout,
-        )
+        ReplyFuture::new(self, A::NAME.into(), sent.map(|()| rx), timeout)
     }
 
     /// Where calls go when the service does not run here: to a node that serves it.
@@ -155,7 +152,7 @@ impl<S: Service> ServiceCell<S> {
         let timeout = options.timeout;
         let label = command.label();
         let (tx, rx) = oneshot::channel();
-        let call = EnvelopeKind::command(command, options, Some(tx.into()));
+        let call = EnvelopeKind::command(command, options, Some(ReplyTo::Handle(tx)));
         let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(self.shared.clone(), label, sent.map(|()| rx), timeout)
     }

@@ -8,14 +8,13 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use super::Callee;
 use super::cell::ServiceCell;
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
-use crate::host::ServiceShared;
+use crate::host::{ServiceShared, SlimReceiver};
 use crate::service::{Command, Service};
 
 /// A typed action call being built. Set options, then `.await` it (or call
@@ -112,7 +111,7 @@ where
     type IntoFuture = ReplyFuture<A::Reply>;
 
     fn into_future(self) -> Self::IntoFuture {
-        self.cell.call(self.action, self.options)
+        ServiceCell::call(self.cell, self.action, self.options)
     }
 }
 
@@ -252,7 +251,8 @@ impl IntoFuture for CommandRequest {
 /// The reply of a call on its way back: resolves to the reply, or to the error that stopped it.
 #[must_use = "futures do nothing unless polled"]
 pub struct ReplyFuture<T> {
-    shared: Arc<ServiceShared>,
+    /// The service called, for its name in errors: the caller's own reference, handed over.
+    service: Arc<dyn Called>,
     label: Cow<'static, str>,
     /// Boxed on the way out: an error is rare, and the future moves a few times before it is
     /// polled.
@@ -260,9 +260,27 @@ pub struct ReplyFuture<T> {
     timeout: Option<(Pin<Box<Sleep>>, Duration)>,
 }
 
+/// What a reply future keeps of the service it called: the cell of a typed call (the request's
+/// reference moves into the future, no count is taken) or the service's shared state.
+pub(crate) trait Called: Send + Sync + 'static {
+    fn shared(&self) -> &ServiceShared;
+}
+
+impl Called for ServiceShared {
+    fn shared(&self) -> &ServiceShared {
+        self
+    }
+}
+
+impl<S: Service> Called for ServiceCell<S> {
+    fn shared(&self) -> &ServiceShared {
+        &self.shared
+    }
+}
+
 /// Where a reply comes from: the host's reply channel, or a call to another node.
 enum Source<T> {
-    Channel(oneshot::Receiver<Result<T, Error>>),
+    Channel(SlimReceiver<T>),
     #[cfg(feature = "cluster")]
     Remote(BoxFuture<'static, Result<T, Error>>),
 }
@@ -270,7 +288,7 @@ enum Source<T> {
 impl<T> std::fmt::Debug for ReplyFuture<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyFuture")
-            .field("service", &self.shared.name)
+            .field("service", &self.service.shared().name)
             .field("call", &self.label)
             .finish_non_exhaustive()
     }
@@ -278,9 +296,9 @@ impl<T> std::fmt::Debug for ReplyFuture<T> {
 
 impl<T> ReplyFuture<T> {
     pub(crate) fn new(
-        shared: Arc<ServiceShared>,
+        service: Arc<dyn Called>,
         label: Cow<'static, str>,
-        sent: Result<oneshot::Receiver<Result<T, Error>>, Error>,
+        sent: Result<SlimReceiver<T>, Error>,
         timeout: Option<Duration>,
     ) -> Self {
         let timeout = match (&sent, timeout) {
@@ -288,7 +306,7 @@ impl<T> ReplyFuture<T> {
             _ => None,
         };
         ReplyFuture {
-            shared,
+            service,
             label,
             rx: sent.map(Source::Channel).map_err(|err| Some(Box::new(err))),
             timeout,
@@ -298,13 +316,13 @@ impl<T> ReplyFuture<T> {
     /// The reply of a call sent to another node.
     #[cfg(feature = "cluster")]
     pub(crate) fn remote(
-        shared: Arc<ServiceShared>,
+        service: Arc<dyn Called>,
         label: Cow<'static, str>,
         reply: BoxFuture<'static, Result<T, Error>>,
         timeout: Option<Duration>,
     ) -> Self {
         ReplyFuture {
-            shared,
+            service,
             label,
             rx: Ok(Source::Remote(reply)),
             timeout: timeout.map(|after| (Box::pin(tokio::time::sleep(after)), after)),
@@ -320,14 +338,15 @@ impl<T> Future for ReplyFuture<T> {
         let rx = match &mut this.rx {
             Ok(rx) => rx,
             Err(err) => {
-                return Poll::Ready(Err(err.take().map_or_else(|| this.shared.lost(), |e| *e)));
+                let shared = this.service.shared();
+                return Poll::Ready(Err(err.take().map_or_else(|| shared.lost(), |e| *e)));
             }
         };
         let received = match rx {
             Source::Channel(rx) => match Pin::new(rx).poll(cx) {
-                Poll::Ready(received) => {
-                    Poll::Ready(received.unwrap_or_else(|_| Err(this.shared.lost())))
-                }
+                Poll::Ready(Ok(Ok(reply))) => Poll::Ready(Ok(reply)),
+                Poll::Ready(Ok(Err(err))) => Poll::Ready(Err(*err)),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(this.service.shared().lost())),
                 Poll::Pending => Poll::Pending,
             },
             #[cfg(feature = "cluster")]
@@ -339,7 +358,7 @@ impl<T> Future for ReplyFuture<T> {
         if let Some((sleep, after)) = &mut this.timeout {
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(Error::Timeout {
-                    service: this.shared.name.to_string(),
+                    service: this.service.shared().name.to_string(),
                     action: this.label.to_string(),
                     after: *after,
                 }));

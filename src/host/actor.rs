@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::guard::{Outcome, guarded};
 use super::inbox::{Inbox, Turn};
-use super::job::Incarnation;
+use super::job::{Incarnation, Refuse};
 use super::messages::{Drain, EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
+use super::reply::ReplyTo;
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
 use crate::Error;
 use crate::event::{Chain, Target};
@@ -33,7 +34,7 @@ pub(crate) struct HostArgs<S: Service> {
     pub(crate) inbox: Arc<Inbox<S>>,
 }
 
-type TickReply = RpcReplyPort<Result<(), Error>>;
+type TickReply = ReplyTo<()>;
 
 #[derive(Default)]
 struct Ticks {
@@ -212,7 +213,7 @@ fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
                     service: inc.cell.name().to_owned(),
                     command: cmd.command.name().to_owned(),
                 };
-                cmd.respond(Err(err));
+                cmd.refuse(err);
             } else if cmd.command == Command::TriggerNow && def.schedule.is_some() {
                 trigger(state, cmd.take_reply());
             } else {
@@ -376,7 +377,7 @@ fn on_tick_done<S: Service>(
         (None, None) => Ok(()),
     };
     for waiter in std::mem::take(&mut state.ticks.waiters) {
-        let _ = waiter.send(result.clone());
+        waiter.send(result.clone().map_err(Box::new));
     }
     if let Some(m) = panicked {
         return fail(state, format!("tick panicked: {m}"));
@@ -482,10 +483,11 @@ fn refuse_queued<S: Service>(state: &mut HostState<S>, err: &Error) {
         call.refuse(err.clone());
     }
     for job in state.inc.sched.close(err.clone()) {
-        job.reject(err.clone());
+        let mut job = job;
+        job.as_mut().reject(err.clone());
     }
     for waiter in state.ticks.next_waiters.drain(..) {
-        let _ = waiter.send(Err(err.clone()));
+        waiter.fail(err.clone());
     }
     state.ticks.follow_up = false;
 }

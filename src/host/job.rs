@@ -1,17 +1,20 @@
 //! Units of work a host runs on its tasks: typed actions and commands.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::ActorRef;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::{Outcome, guarded_call};
 use super::messages::{Internal, InternalKind, ServiceMessage};
+use super::reply::ReplyTo;
 use super::scheduler::{Admit, Gate, Scheduler};
 use crate::action::{Action, Handler};
 use crate::handle::ServiceCell;
@@ -27,26 +30,137 @@ pub(crate) enum JobEnd {
 }
 
 /// A queued or running unit of work of a service `S`.
+///
+/// A job is one allocation for its whole life: it holds its call until it begins, and then, in
+/// the same place, the future that runs it (see [`Staged`]).
 pub(crate) trait Job<S: Service>: Send + 'static {
     fn priority(&self) -> i32;
-    fn run(self: Box<Self>, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd>;
-    /// Replies with `err` without running.
-    fn reject(self: Box<Self>, err: Error);
+    /// Runs the job: the first poll begins it with `inc`, later polls go on with it.
+    fn poll_run(
+        self: Pin<&mut Self>,
+        inc: &Arc<Incarnation<S>>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<JobEnd>;
+    /// Replies with `err` without running; a job that has begun is left to finish.
+    fn reject(self: Pin<&mut Self>, err: Error);
 }
 
-/// Work on its way in: a typed action, boxed by its caller, or a command, which travels unboxed
-/// so that a `tell` allocates nothing beyond ractor's own box for the message.
-pub(crate) trait Submit<S: Service> {
-    fn into_future(self, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd>;
-    fn into_job(self) -> Box<dyn Job<S>>;
+/// A job, as the queue and the host hold it.
+pub(crate) type JobBox<S> = Pin<Box<dyn Job<S>>>;
+
+/// A call that can be answered with an error instead of being run.
+pub(crate) trait Refuse {
+    fn refuse(self, err: Error);
 }
 
-impl<S: Service> Submit<S> for Box<dyn Job<S>> {
-    fn into_future(self, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
-        self.run(inc)
+pin_project_lite::pin_project! {
+    /// A call and the future it becomes, in one allocation: `begin` turns `call` into `running`
+    /// in place when the job is first polled.
+    ///
+    /// The future's type is that of `begin`'s result, named by inference from the function item
+    /// passed in, so the sender allocates room for it with the call and the host allocates
+    /// nothing to start a job.
+    pub(crate) struct Staged<C, M, F> {
+        priority: i32,
+        call: Option<C>,
+        begin: M,
+        #[pin]
+        running: Option<F>,
+    }
+}
+
+impl<C, M, F> Staged<C, M, F> {
+    fn new<S>(priority: i32, call: C, begin: M) -> Self
+    where
+        S: Service,
+        M: Fn(C, Arc<Incarnation<S>>) -> F,
+    {
+        Staged {
+            priority,
+            call: Some(call),
+            begin,
+            running: None,
+        }
+    }
+}
+
+impl<S, C, M, F> Job<S> for Staged<C, M, F>
+where
+    S: Service,
+    C: Refuse + Send + 'static,
+    M: Fn(C, Arc<Incarnation<S>>) -> F + Send + 'static,
+    F: Future<Output = JobEnd> + Send + 'static,
+{
+    fn priority(&self) -> i32 {
+        self.priority
     }
 
-    fn into_job(self) -> Box<dyn Job<S>> {
+    fn poll_run(
+        self: Pin<&mut Self>,
+        inc: &Arc<Incarnation<S>>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<JobEnd> {
+        let mut this = self.project();
+        if let Some(call) = this.call.take() {
+            this.running.set(Some((this.begin)(call, inc.clone())));
+        }
+        match this.running.as_pin_mut() {
+            Some(running) => running.poll(cx),
+            None => Poll::Ready(JobEnd::Done),
+        }
+    }
+
+    fn reject(self: Pin<&mut Self>, err: Error) {
+        if let Some(call) = self.project().call.take() {
+            call.refuse(err);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A job that begins as it is made: the future of a command that found a free slot.
+    struct Begun<F> {
+        #[pin]
+        running: F,
+    }
+}
+
+impl<S, F> Job<S> for Begun<F>
+where
+    S: Service,
+    F: Future<Output = JobEnd> + Send + 'static,
+{
+    fn priority(&self) -> i32 {
+        0
+    }
+
+    fn poll_run(
+        self: Pin<&mut Self>,
+        _: &Arc<Incarnation<S>>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<JobEnd> {
+        self.project().running.poll(cx)
+    }
+
+    /// Never queued, so never refused.
+    fn reject(self: Pin<&mut Self>, _: Error) {}
+}
+
+/// Work on its way in: a typed action, allocated as a job by its caller, or a command, which
+/// travels unboxed so that a `tell` allocates nothing beyond ractor's own box for the message.
+pub(crate) trait Submit<S: Service> {
+    /// The job, to begin now on `inc`.
+    fn begin(self, inc: &Arc<Incarnation<S>>) -> JobBox<S>;
+    /// The job, to wait in the queue.
+    fn into_job(self) -> JobBox<S>;
+}
+
+impl<S: Service> Submit<S> for JobBox<S> {
+    fn begin(self, _: &Arc<Incarnation<S>>) -> JobBox<S> {
+        self
+    }
+
+    fn into_job(self) -> JobBox<S> {
         self
     }
 }
@@ -123,19 +237,19 @@ impl<S: Service> Incarnation<S> {
     /// Runs the job at once if a slot is free, queues it otherwise.
     pub(crate) fn submit(self: &Arc<Self>, job: impl Submit<S>) {
         if self.sched.try_enter() {
-            return self.start(job.into_future(self.clone()));
+            return self.start(job.begin(self));
         }
         match self.sched.admit(job.into_job()) {
-            Admit::Run(job) => self.start(job.run(self.clone())),
+            Admit::Run(job) => self.start(job),
             Admit::Queued => {}
-            Admit::Full(job, limit) => {
+            Admit::Full(mut job, limit) => {
                 self.cell.shared.rejected.fetch_add(1, Ordering::Relaxed);
-                job.reject(Error::Overloaded {
+                job.as_mut().reject(Error::Overloaded {
                     service: self.cell.name().to_owned(),
                     limit,
                 });
             }
-            Admit::Closed(job, err) => job.reject(err),
+            Admit::Closed(mut job, err) => job.as_mut().reject(err),
         }
     }
 
@@ -144,23 +258,23 @@ impl<S: Service> Incarnation<S> {
     /// Most handlers either finish at once or reach an `.await` quickly, so the common call
     /// costs no task spawn and no extra wake-up. The price: code that runs before a handler's
     /// first `.await` runs on the host's task (see `docs/design/host.md`).
-    fn start(self: &Arc<Self>, mut running: BoxFuture<'static, JobEnd>) {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match running.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(end) => {
-                drop(running);
+    fn start(self: &Arc<Self>, mut job: JobBox<S>) {
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        match job.as_mut().poll_run(self, &mut cx) {
+            Poll::Ready(end) => {
+                drop(job);
                 if let Some(next) = self.finish(end) {
-                    tokio::spawn(drive(self.clone(), next.run(self.clone())));
+                    tokio::spawn(drive(self.clone(), next));
                 }
             }
-            std::task::Poll::Pending => {
-                tokio::spawn(drive(self.clone(), running));
+            Poll::Pending => {
+                tokio::spawn(drive(self.clone(), job));
             }
         }
     }
 
     /// Books a finished job and hands its slot to the next queued one, if any.
-    fn finish(&self, end: JobEnd) -> Option<Box<dyn Job<S>>> {
+    fn finish(&self, end: JobEnd) -> Option<JobBox<S>> {
         let next = match end {
             JobEnd::Done => self.sched.finish(),
             JobEnd::Panicked(reason) => {
@@ -178,11 +292,11 @@ impl<S: Service> Incarnation<S> {
 }
 
 /// Runs a job that had to wait, then every job queued behind it, on one task.
-async fn drive<S: Service>(inc: Arc<Incarnation<S>>, mut running: BoxFuture<'static, JobEnd>) {
+async fn drive<S: Service>(inc: Arc<Incarnation<S>>, mut job: JobBox<S>) {
     loop {
-        let end = running.await;
+        let end = std::future::poll_fn(|cx| job.as_mut().poll_run(&inc, cx)).await;
         match inc.finish(end) {
-            Some(next) => running = next.run(inc.clone()),
+            Some(next) => job = next,
             None => return,
         }
     }
@@ -205,6 +319,7 @@ impl Deadline {
 }
 
 /// The caller's result of a call whose guarded run ended with `outcome`, and the host's view.
+/// The error is boxed: it is rare, and the result travels back through the reply channel.
 ///
 /// Books the call before the caller hears back, so the status it reads next includes it.
 fn settle<S: Service, T>(
@@ -213,7 +328,7 @@ fn settle<S: Service, T>(
     started: Option<Instant>,
     deadline: Option<Deadline>,
     outcome: Outcome<Result<T, BoxError>>,
-) -> (Result<T, Error>, JobEnd) {
+) -> (Result<T, Box<Error>>, JobEnd) {
     let service = inc.cell.name();
     let (result, end) = match outcome {
         Outcome::Done(Ok(v)) => (Ok(v), JobEnd::Done),
@@ -240,7 +355,7 @@ fn settle<S: Service, T>(
         }
     };
     book(inc, label, started, result.is_err());
-    (result, end)
+    (result.map_err(Box::new), end)
 }
 
 /// Counts a settled call; with metrics served, records it there too (`started` is taken only
@@ -294,61 +409,62 @@ fn expired<S: Service>(
 }
 
 /// A typed action on its way to its handler.
-pub(crate) struct ActionJob<A: Action> {
+pub(crate) struct ActionCall<A: Action> {
     pub(crate) action: A,
-    pub(crate) priority: i32,
     pub(crate) deadline: Option<Deadline>,
     pub(crate) correlation_id: Option<Arc<str>>,
-    pub(crate) reply: RpcReplyPort<Result<A::Reply, Error>>,
+    pub(crate) reply: ReplyTo<A::Reply>,
 }
 
-impl<S, A> Job<S> for ActionJob<A>
+impl<A: Action> Refuse for ActionCall<A> {
+    fn refuse(self, err: Error) {
+        self.reply.fail(err);
+    }
+}
+
+/// The job of a typed action with `priority`: one allocation, made by the caller.
+pub(crate) fn action_job<S, A>(priority: i32, call: ActionCall<A>) -> JobBox<S>
 where
     S: Handler<A>,
     A: Action,
 {
-    fn priority(&self) -> i32 {
-        self.priority
-    }
+    Box::pin(Staged::new(priority, call, run_action::<S, A>))
+}
 
-    fn run(self: Box<Self>, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
-        Box::pin(async move {
-            let ActionJob {
-                action,
-                deadline,
-                correlation_id,
-                reply,
-                ..
-            } = *self;
-            if let Some(err) = expired(&inc, A::NAME, deadline) {
-                let _ = reply.send(Err(err));
-                return JobEnd::Done;
-            }
-            let ctx = inc.context(correlation_id.clone());
-            let span = tracing::info_span!(
-                "action",
-                service = %inc.cell.shared.name,
-                action = A::NAME,
-                correlation_id = correlation_id.as_deref(),
-            );
-            let started = clock(&inc);
-            let outcome = guarded_call(
-                inc.svc.handle(action, &ctx),
-                deadline.map(|d| d.at),
-                Some(inc.token()),
-                span,
-                correlation_id,
-            )
-            .await;
-            let (result, end) = settle(&inc, A::NAME, started, deadline, outcome);
-            let _ = reply.send(result);
-            end
-        })
+async fn run_action<S, A>(call: ActionCall<A>, inc: Arc<Incarnation<S>>) -> JobEnd
+where
+    S: Handler<A>,
+    A: Action,
+{
+    let ActionCall {
+        action,
+        deadline,
+        correlation_id,
+        reply,
+    } = call;
+    if let Some(err) = expired(&inc, A::NAME, deadline) {
+        reply.fail(err);
+        return JobEnd::Done;
     }
-
-    fn reject(self: Box<Self>, err: Error) {
-        let _ = self.reply.send(Err(err));
-    }
+    let ctx = inc.context(correlation_id.clone());
+    let span = tracing::info_span!(
+        "action",
+        service = %inc.cell.shared.name,
+        action = A::NAME,
+        correlation_id = correlation_id.as_deref(),
+    );
+    let started = clock(&inc);
+    let outcome = guarded_call(
+        inc.svc.handle(action, &ctx),
+        deadline.map(|d| d.at),
+        Some(inc.token()),
+        span,
+        correlation_id,
+    )
+    .await;
+    let (result, end) = settle(&inc, A::NAME, started, deadline, outcome);
+    reply.send(result);
+    end
 }
 
 /// A command on its way to the service.
@@ -363,7 +479,7 @@ pub(crate) struct CommandJob {
 pub(crate) struct CallParts {
     pub(crate) deadline: Option<Deadline>,
     pub(crate) correlation_id: Option<Arc<str>>,
-    pub(crate) reply: Option<RpcReplyPort<Result<(), Error>>>,
+    pub(crate) reply: Option<ReplyTo<()>>,
 }
 
 impl CommandJob {
@@ -372,7 +488,7 @@ impl CommandJob {
         priority: i32,
         deadline: Option<Deadline>,
         correlation_id: Option<Arc<str>>,
-        reply: Option<RpcReplyPort<Result<(), Error>>>,
+        reply: Option<ReplyTo<()>>,
     ) -> Self {
         let call = (deadline.is_some() || correlation_id.is_some() || reply.is_some()).then(|| {
             Box::new(CallParts {
@@ -389,71 +505,65 @@ impl CommandJob {
     }
 
     /// Takes the reply port, if the sender waits for one.
-    pub(crate) fn take_reply(&mut self) -> Option<RpcReplyPort<Result<(), Error>>> {
+    pub(crate) fn take_reply(&mut self) -> Option<ReplyTo<()>> {
         self.call.as_mut().and_then(|call| call.reply.take())
     }
+}
 
-    pub(crate) fn respond(mut self, result: Result<(), Error>) {
+impl Refuse for CommandJob {
+    /// Answers the sender, if it waits, with `err` without running the command.
+    fn refuse(mut self, err: Error) {
         if let Some(reply) = self.take_reply() {
-            let _ = reply.send(result);
+            reply.fail(err);
         }
     }
 }
 
 impl<S: Service> Submit<S> for CommandJob {
-    fn into_future(self, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
-        Box::pin(async move {
-            let CommandJob { command, call, .. } = self;
-            let (deadline, correlation_id, reply) = match call {
-                Some(call) => (call.deadline, call.correlation_id, call.reply),
-                None => (None, None, None),
-            };
-            let label = command.label();
-            if let Some(err) = expired(&inc, &label, deadline) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(err));
-                }
-                return JobEnd::Done;
-            }
-            let ctx = inc.context(correlation_id.clone());
-            let span = tracing::info_span!(
-                "command",
-                service = %inc.cell.shared.name,
-                command = %label,
-                correlation_id = correlation_id.as_deref(),
-            );
-            let started = clock(&inc);
-            let outcome = guarded_call(
-                inc.svc.command(command, &ctx),
-                deadline.map(|d| d.at),
-                Some(inc.token()),
-                span,
-                correlation_id,
-            )
-            .await;
-            let (result, end) = settle(&inc, &label, started, deadline, outcome);
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
-            end
+    /// Built in place, as its future: a command's parts move once.
+    fn begin(self, inc: &Arc<Incarnation<S>>) -> JobBox<S> {
+        Box::pin(Begun {
+            running: run_command(self, inc.clone()),
         })
     }
 
-    fn into_job(self) -> Box<dyn Job<S>> {
-        Box::new(self)
+    fn into_job(self) -> JobBox<S> {
+        Box::pin(Staged::new(self.priority, self, run_command::<S>))
     }
 }
 
-impl<S: Service> Job<S> for CommandJob {
-    fn priority(&self) -> i32 {
-        self.priority
+async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> JobEnd {
+    let CommandJob { command, call, .. } = job;
+    let (deadline, correlation_id, reply) = match call {
+        Some(call) => (call.deadline, call.correlation_id, call.reply),
+        None => (None, None, None),
+    };
+    let label = command.label();
+    if let Some(err) = expired(&inc, &label, deadline) {
+        if let Some(reply) = reply {
+            reply.fail(err);
+        }
+        return JobEnd::Done;
     }
-
-    fn run(self: Box<Self>, inc: Arc<Incarnation<S>>) -> BoxFuture<'static, JobEnd> {
-        (*self).into_future(inc)
+    let ctx = inc.context(correlation_id.clone());
+    let span = tracing::info_span!(
+        "command",
+        service = %inc.cell.shared.name,
+        command = %label,
+        correlation_id = correlation_id.as_deref(),
+    );
+    let started = clock(&inc);
+    let outcome = guarded_call(
+        inc.svc.command(command, &ctx),
+        deadline.map(|d| d.at),
+        Some(inc.token()),
+        span,
+        correlation_id,
+    )
+    .await;
+    let (result, end) = settle(&inc, &label, started, deadline, outcome);
+    if let Some(reply) = reply {
+        reply.send(result);
     }
-
-    fn reject(self: Box<Self>, err: Error) {
-        self.respond(Err(err));
-    }
+    end
 }

@@ -3,7 +3,8 @@
 use ractor::RpcReplyPort;
 use tokio::time::Instant;
 
-use super::job::{ActionJob, CommandJob, Deadline, Job};
+use super::job::{ActionCall, CommandJob, Deadline, JobBox, Refuse, action_job};
+use super::reply::ReplyTo;
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::event::{Chain, Subscription};
@@ -83,7 +84,11 @@ impl<S: Service> ServiceMessage<S> {
         options: CallOptions,
         reply: Option<RpcReplyPort<Result<(), Error>>>,
     ) -> Self {
-        ServiceMessage::Call(Envelope(EnvelopeKind::command(command, options, reply)))
+        ServiceMessage::Call(Envelope(EnvelopeKind::command(
+            command,
+            options,
+            reply.map(ReplyTo::from),
+        )))
     }
 
     pub(crate) fn internal(kind: InternalKind) -> Self {
@@ -102,7 +107,7 @@ impl<S: Service> std::fmt::Debug for Envelope<S> {
 }
 
 pub(crate) enum EnvelopeKind<S: Service> {
-    Job(Box<dyn Job<S>>),
+    Job(JobBox<S>),
     Command(CommandJob),
 }
 
@@ -110,33 +115,33 @@ impl<S: Service> EnvelopeKind<S> {
     pub(crate) fn action<A>(
         action: A,
         options: CallOptions,
-        reply: RpcReplyPort<Result<A::Reply, Error>>,
+        reply: impl Into<ReplyTo<A::Reply>>,
     ) -> Self
     where
         S: Handler<A>,
         A: Action,
     {
-        EnvelopeKind::Job(Box::new(ActionJob {
+        let call = ActionCall {
             action,
-            priority: options.priority,
             deadline: options.timeout.map(Deadline::after),
             correlation_id: options.correlation_id.or_else(super::current_correlation),
-            reply,
-        }))
+            reply: reply.into(),
+        };
+        EnvelopeKind::Job(action_job(options.priority, call))
     }
 
     /// Answers the call with `err` without running it.
     pub(crate) fn refuse(self, err: Error) {
         match self {
-            EnvelopeKind::Job(job) => job.reject(err),
-            EnvelopeKind::Command(cmd) => cmd.respond(Err(err)),
+            EnvelopeKind::Job(mut job) => job.as_mut().reject(err),
+            EnvelopeKind::Command(cmd) => cmd.refuse(err),
         }
     }
 
     pub(crate) fn command(
         command: Command,
         options: CallOptions,
-        reply: Option<RpcReplyPort<Result<(), Error>>>,
+        reply: Option<ReplyTo<()>>,
     ) -> Self {
         EnvelopeKind::Command(CommandJob::new(
             command,

@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::job::Job;
+use super::job::JobBox;
 use crate::Error;
 use crate::service::Service;
 
@@ -46,7 +46,7 @@ impl Gate {
 struct Queued<S: Service> {
     priority: i32,
     seq: u64,
-    job: Box<dyn Job<S>>,
+    job: JobBox<S>,
 }
 
 impl<S: Service> PartialEq for Queued<S> {
@@ -72,13 +72,13 @@ impl<S: Service> Ord for Queued<S> {
 /// What a job that did not find a free slot at once should do.
 pub(crate) enum Admit<S: Service> {
     /// A slot was free after all: run it now.
-    Run(Box<dyn Job<S>>),
+    Run(JobBox<S>),
     /// Queued behind others.
     Queued,
     /// The queue is at its limit: refused.
-    Full(Box<dyn Job<S>>, usize),
+    Full(JobBox<S>, usize),
     /// The queue is closed (the incarnation is stopping or failed).
-    Closed(Box<dyn Job<S>>, Error),
+    Closed(JobBox<S>, Error),
 }
 
 struct Queue<S: Service> {
@@ -137,7 +137,7 @@ impl<S: Service> Scheduler<S> {
 
     /// Admits a job that [`Self::try_enter`] turned away: it runs if a slot has been freed since,
     /// waits in the queue otherwise, and is refused if the queue is at its limit.
-    pub(crate) fn admit(&self, job: Box<dyn Job<S>>) -> Admit<S> {
+    pub(crate) fn admit(&self, job: JobBox<S>) -> Admit<S> {
         let mut queue = self.lock();
         if let Some(err) = &queue.closed {
             return Admit::Closed(job, err.clone());
@@ -172,7 +172,7 @@ impl<S: Service> Scheduler<S> {
 
     /// Called when a job finishes: the next job for its slot, or `None` and the slot is given
     /// back.
-    pub(crate) fn finish(&self) -> Option<Box<dyn Job<S>>> {
+    pub(crate) fn finish(&self) -> Option<JobBox<S>> {
         let gate = &self.gate.slots;
         let mut current = gate.load(Ordering::SeqCst);
         while current & SLOW == 0 {
@@ -207,7 +207,7 @@ impl<S: Service> Scheduler<S> {
     }
 
     /// Closes the queue and hands back every queued job, to be refused with `err`.
-    pub(crate) fn close(&self, err: Error) -> Vec<Box<dyn Job<S>>> {
+    pub(crate) fn close(&self, err: Error) -> Vec<JobBox<S>> {
         let mut queue = self.lock();
         queue.closed.get_or_insert(err);
         self.gate.slots.fetch_or(SLOW, Ordering::SeqCst);
@@ -223,12 +223,12 @@ impl<S: Service> Scheduler<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
     use std::sync::Arc;
-
-    use futures::future::BoxFuture;
+    use std::task::{Context, Poll};
 
     use super::*;
-    use crate::host::job::{Incarnation, JobEnd};
+    use crate::host::job::{Incarnation, Job, JobEnd};
 
     struct Probe;
     impl Service for Probe {}
@@ -238,10 +238,14 @@ mod tests {
         fn priority(&self) -> i32 {
             self.0
         }
-        fn run(self: Box<Self>, _: Arc<Incarnation<Probe>>) -> BoxFuture<'static, JobEnd> {
-            Box::pin(async { JobEnd::Done })
+        fn poll_run(
+            self: Pin<&mut Self>,
+            _: &Arc<Incarnation<Probe>>,
+            _: &mut Context<'_>,
+        ) -> Poll<JobEnd> {
+            Poll::Ready(JobEnd::Done)
         }
-        fn reject(self: Box<Self>, _: Error) {}
+        fn reject(self: Pin<&mut Self>, _: Error) {}
     }
 
     fn scheduler(limit: usize) -> (Scheduler<Probe>, Arc<Gate>) {
@@ -266,7 +270,7 @@ mod tests {
         let (s, gate) = scheduler(1);
         assert!(s.try_enter());
         for p in [0, 5, 5, -1] {
-            assert!(matches!(s.admit(Box::new(Tagged(p))), Admit::Queued));
+            assert!(matches!(s.admit(Box::pin(Tagged(p))), Admit::Queued));
         }
         assert!(!s.try_enter(), "queued jobs come before newcomers");
         let mut order = Vec::new();
@@ -285,21 +289,21 @@ mod tests {
         let (s, _) = scheduler(1);
         assert!(s.try_enter());
         assert!(s.finish().is_none());
-        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Run(_)));
+        assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Run(_)));
     }
 
     #[test]
     fn a_closed_queue_refuses_and_hands_back_what_waited() {
         let (s, gate) = scheduler(1);
         assert!(s.try_enter());
-        assert!(matches!(s.admit(Box::new(Tagged(1))), Admit::Queued));
+        assert!(matches!(s.admit(Box::pin(Tagged(1))), Admit::Queued));
         assert_eq!(gate.queued(), 1);
         let refused = s.close(Error::ShuttingDown);
         assert_eq!(refused.len(), 1);
         assert_eq!(gate.queued(), 0);
         assert!(!s.try_enter());
         assert!(matches!(
-            s.admit(Box::new(Tagged(0))),
+            s.admit(Box::pin(Tagged(0))),
             Admit::Closed(_, Error::ShuttingDown)
         ));
         assert!(s.finish().is_none(), "a closed queue hands nothing on");
@@ -311,13 +315,13 @@ mod tests {
         let gate = Arc::new(Gate::default());
         let s: Scheduler<Probe> = Scheduler::new(1, Some(2), gate.clone());
         assert!(s.try_enter());
-        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Queued));
-        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Queued));
-        assert!(matches!(s.admit(Box::new(Tagged(9))), Admit::Full(_, 2)));
+        assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Queued));
+        assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Queued));
+        assert!(matches!(s.admit(Box::pin(Tagged(9))), Admit::Full(_, 2)));
         assert_eq!(gate.queued(), 2);
         // One leaves the queue for the slot: there is room again.
         assert!(s.finish().is_some());
-        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Queued));
+        assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Queued));
     }
 
     #[test]
@@ -325,11 +329,11 @@ mod tests {
         let gate = Arc::new(Gate::default());
         let s: Scheduler<Probe> = Scheduler::new(1, Some(0), gate.clone());
         assert!(s.try_enter());
-        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Full(_, 0)));
+        assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Full(_, 0)));
         assert!(s.finish().is_none());
         assert!(s.try_enter(), "nothing ever waited: the fast path is open");
         assert!(s.finish().is_none());
-        assert!(matches!(s.admit(Box::new(Tagged(0))), Admit::Run(_)));
+        assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Run(_)));
     }
 
     /// Finishes the job holding a slot and every job handed on to that slot.
@@ -348,7 +352,7 @@ mod tests {
                     for _ in 0..20_000 {
                         if s.try_enter() {
                             run_out(&s);
-                        } else if let Admit::Run(_) = s.admit(Box::new(Tagged(0))) {
+                        } else if let Admit::Run(_) = s.admit(Box::pin(Tagged(0))) {
                             run_out(&s);
                         }
                         assert!(s.gate.running() <= 3, "never more than the limit");
