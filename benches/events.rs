@@ -19,89 +19,14 @@
 #![allow(missing_docs)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ractor::{Actor, ActorProcessingErr, ActorRef, OutputPort};
-use sora::{Action, BoxError, Context, Definition, Event, Handler, Runtime, Service};
-use tokio::sync::Notify;
+use sora::Runtime;
 
-/// The event: a small `Copy` payload.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-struct Tick(u64);
-
-impl Event for Tick {
-    const NAME: &'static str = "tick";
-}
-
-// With `cluster`, an output port's messages must be convertible to bytes.
-#[cfg(feature = "cluster")]
-impl ractor::BytesConvertable for Tick {
-    fn into_bytes(self) -> Vec<u8> {
-        self.0.to_le_bytes().to_vec()
-    }
-
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        let mut raw = [0; 8];
-        raw.copy_from_slice(&bytes[..8]);
-        Tick(u64::from_le_bytes(raw))
-    }
-}
-
-/// Emits one `Tick`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Emit(u64);
-
-impl Action for Emit {
-    const NAME: &'static str = "emit";
-    type Reply = ();
-}
-
-#[derive(Default)]
-struct Source;
-
-impl Service for Source {
-    fn define(def: &mut Definition<Self>) {
-        def.action::<Emit>().emits::<Tick>();
-    }
-}
-
-impl Handler<Emit> for Source {
-    async fn handle(&self, emit: Emit, ctx: &Context) -> Result<(), BoxError> {
-        ctx.emit(Tick(emit.0))?;
-        Ok(())
-    }
-}
-
-/// Counts the subscribers that still have to see the current event; the last one wakes the
-/// bench.
-#[derive(Default)]
-struct Done {
-    remaining: AtomicUsize,
-    notify: Notify,
-}
-
-impl Done {
-    fn arm(&self, subscribers: usize) {
-        self.remaining.store(subscribers, Ordering::SeqCst);
-    }
-
-    fn arrive(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.notify.notify_one();
-        }
-    }
-}
-
-/// Whether subscriber `i` takes the events: all of them, or one in a hundred.
-fn takes(i: usize, filtered: bool) -> bool {
-    !filtered || i % 100 == 0
-}
-
-fn taking(n: usize, filtered: bool) -> usize {
-    (0..n).filter(|&i| takes(i, filtered)).count()
-}
+#[path = "support/fanout.rs"]
+mod fanout;
+use fanout::{Done, Emit, Source, Tick, port_subscribers, sora_subscribers, takes, taking};
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -138,37 +63,6 @@ where
         .await
         .expect("bench task")
     })
-}
-
-struct Counter;
-
-struct Count(#[allow(dead_code)] Tick);
-
-#[cfg(feature = "cluster")]
-impl ractor::Message for Count {}
-
-impl Actor for Counter {
-    type Msg = Count;
-    type State = Arc<Done>;
-    type Arguments = Arc<Done>;
-
-    async fn pre_start(
-        &self,
-        _: ActorRef<Count>,
-        done: Arc<Done>,
-    ) -> Result<Arc<Done>, ActorProcessingErr> {
-        Ok(done)
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Count>,
-        _: Count,
-        done: &mut Arc<Done>,
-    ) -> Result<(), ActorProcessingErr> {
-        done.arrive();
-        Ok(())
-    }
 }
 
 fn bench(c: &mut Criterion, group: &str, n: usize, filtered: bool) {
@@ -214,19 +108,7 @@ fn bench(c: &mut Criterion, group: &str, n: usize, filtered: bool) {
     {
         let done = Arc::new(Done::default());
         // The v2 port spawns its fan-out task: it is made inside the runtime.
-        let port = Arc::new(rt.block_on(async { OutputPort::<Tick>::default() }));
-        let actors: Vec<_> = rt.block_on(async {
-            let mut actors = Vec::with_capacity(n);
-            for i in 0..n {
-                let (actor, _) = Actor::spawn(None, Counter, done.clone())
-                    .await
-                    .expect("spawn");
-                let takes = takes(i, filtered);
-                port.subscribe(actor.clone(), move |tick| takes.then_some(Count(tick)));
-                actors.push(actor);
-            }
-            actors
-        });
+        let (port, actors) = rt.block_on(port_subscribers(n, filtered, &done));
         group.bench_function("ractor_output_port", |b| {
             b.iter_custom(|iters| {
                 let port = port.clone();
@@ -248,21 +130,7 @@ fn bench(c: &mut Criterion, group: &str, n: usize, filtered: bool) {
             .block_on(Runtime::builder().service(Source::default).start())
             .expect("start");
         let source = runtime.service::<Source>().expect("service");
-        let mut subscriptions = Vec::with_capacity(n);
-        for i in 0..n {
-            let (done, takes) = (done.clone(), takes(i, filtered));
-            let handler = move |tick: sora::Emitted<Tick>| {
-                std::hint::black_box(tick.0);
-                done.arrive();
-                async {}
-            };
-            let chain = if filtered {
-                source.on::<Tick>().filter(move |_| takes).run(handler)
-            } else {
-                source.on::<Tick>().run(handler)
-            };
-            subscriptions.push(rt.block_on(chain.subscribe()).expect("subscribe"));
-        }
+        let subscriptions = rt.block_on(sora_subscribers(&source, n, filtered, &done));
         group.bench_function("sora", |b| {
             b.iter_custom(|iters| {
                 let source = source.clone();

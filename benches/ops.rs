@@ -10,6 +10,17 @@
 //! Each run performs 3,000,000 operations on a one-thread tokio runtime and prints the time per
 //! operation; divide perf's instruction count by 3,000,000. `cast` and `tell` go in bursts of
 //! 1,000 closed by one awaited call, as in `benches/runtime.rs`.
+//!
+//! Event fan-out, as in `benches/events.rs`: `fanout-sora N` and `fanout-port N` emit one event
+//! at a time to N subscribers (Sora closures, or actors behind ractor's `OutputPort`) and wait
+//! until every one has run; `filtered-sora N` and `filtered-port N` do the same with all but one
+//! subscriber in a hundred turning the event away. Each run makes 3,000,000 deliveries (emits ×
+//! subscribers that take them): divide by 3,000,000 for the instructions per delivery.
+//!
+//! ```sh
+//! for n in 100 10000; do for op in fanout-sora fanout-port; do
+//!     perf stat -e instructions "$BIN" $op $n; done; done
+//! ```
 
 use ractor::Actor;
 use sora::{Command, Runtime};
@@ -18,19 +29,31 @@ use sora::{Command, Runtime};
 mod noop;
 use noop::{NoopActor, NoopMsg, NoopService, Ping};
 
+#[path = "support/fanout.rs"]
+mod fanout;
+use fanout::{Done, Emit, Source, Tick, port_subscribers, sora_subscribers, taking};
+
 const OPS: u32 = 3_000_000;
 const BURST: u32 = 1_000;
 
 fn main() {
-    // `cargo bench` passes `--bench`; the operation is the first other argument.
-    let op = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_else(|| "tell".to_owned());
+    // `cargo bench` passes `--bench`; the operation is the first other argument, the number of
+    // subscribers of a fan-out the second.
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
+    let op = args.next().unwrap_or_else(|| "tell".to_owned());
+    let subscribers: usize = args.next().map_or(100, |n| n.parse().expect("a number"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    if let Some((kind, target)) = op.split_once('-') {
+        let filtered = match kind {
+            "fanout" => false,
+            "filtered" => true,
+            other => panic!("unknown fan-out {other}: fanout or filtered"),
+        };
+        return rt.block_on(fan_out(target.to_owned(), subscribers, filtered));
+    }
     rt.block_on(async move {
         tokio::spawn(async move {
             let sora = Runtime::builder()
@@ -73,4 +96,60 @@ fn main() {
         .expect("the benchmark task")
     })
     .expect("the benchmark");
+}
+
+/// Emits one event at a time to `n` subscribers until 3,000,000 deliveries have been made.
+async fn fan_out(target: String, n: usize, filtered: bool) {
+    tokio::spawn(async move {
+        let done = std::sync::Arc::new(Done::default());
+        let taking = taking(n, filtered);
+        let emits = OPS as usize / taking;
+        let started;
+        match target.as_str() {
+            "sora" => {
+                let sora = Runtime::builder()
+                    .service(Source::default)
+                    .start()
+                    .await
+                    .expect("start");
+                let source = sora.service::<Source>().expect("service");
+                let subscriptions = sora_subscribers(&source, n, filtered, &done).await;
+                started = std::time::Instant::now();
+                for i in 0..emits {
+                    done.arm(taking);
+                    source.act(Emit(i as u64)).await.expect("emit");
+                    done.notify.notified().await;
+                }
+                let dropped: u64 = subscriptions
+                    .iter()
+                    .flat_map(|s| s.stats())
+                    .map(|s| s.dropped)
+                    .sum();
+                assert_eq!(dropped, 0, "every event reaches every subscriber");
+                drop(subscriptions);
+                sora.shutdown().await.expect("shutdown");
+            }
+            "port" => {
+                let (port, actors) = port_subscribers(n, filtered, &done).await;
+                started = std::time::Instant::now();
+                for i in 0..emits {
+                    done.arm(taking);
+                    port.send(Tick(i as u64));
+                    done.notify.notified().await;
+                }
+                for actor in actors {
+                    actor.stop(None);
+                }
+            }
+            other => panic!("unknown target {other}: sora or port"),
+        }
+        let deliveries = (emits * taking) as u32;
+        println!(
+            "{target} to {n}{}: {:?} per delivery, {emits} emits",
+            if filtered { " (99% filtered)" } else { "" },
+            started.elapsed() / deliveries
+        );
+    })
+    .await
+    .expect("the fan-out task");
 }
