@@ -442,7 +442,9 @@ where
         correlation_id,
         reply,
     } = call;
-    if let Some(err) = expired(&inc, A::NAME, deadline) {
+    if deadline.is_some()
+        && let Some(err) = expired(&inc, A::NAME, deadline)
+    {
         reply.fail(err);
         return JobEnd::Done;
     }
@@ -462,6 +464,12 @@ where
         correlation_id,
     )
     .await;
+    // The common end, a reply, is booked here; every other end goes through `settle`.
+    if let Outcome::Done(Ok(value)) = outcome {
+        book(&inc, A::NAME, started, false);
+        reply.send(Ok(value));
+        return JobEnd::Done;
+    }
     let (result, end) = settle(&inc, A::NAME, started, deadline, outcome);
     reply.send(result);
     end
@@ -539,7 +547,9 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         None => (None, None, None),
     };
     let label = command.label();
-    if let Some(err) = expired(&inc, &label, deadline) {
+    if deadline.is_some()
+        && let Some(err) = expired(&inc, &label, deadline)
+    {
         if let Some(reply) = reply {
             reply.fail(err);
         }
@@ -561,6 +571,13 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         correlation_id,
     )
     .await;
+    if let Outcome::Done(Ok(())) = outcome {
+        book(&inc, &label, started, false);
+        if let Some(reply) = reply {
+            reply.send(Ok(()));
+        }
+        return JobEnd::Done;
+    }
     let (result, end) = settle(&inc, &label, started, deadline, outcome);
     if let Some(reply) = reply {
         reply.send(result);
