@@ -9,7 +9,17 @@
 //!
 //! Each run performs 3,000,000 operations on a one-thread tokio runtime and prints the time per
 //! operation; divide perf's instruction count by 3,000,000. `cast` and `tell` go in bursts of
-//! 1,000 closed by one awaited call, as in `benches/runtime.rs`.
+//! 1,000 closed by one awaited call, as in `benches/runtime.rs`. `ref` is an action sent to the
+//! service's `ActorRef` with ractor's own `call`: Sora's host behind ractor's caller path.
+//!
+//! `SORA_OPS=N` changes the number of operations: 200,000 keep a run under callgrind, which counts
+//! every instruction of every function exactly, to about a minute. `SORA_THREADS=2` runs on a
+//! tokio runtime of two worker threads.
+//!
+//! ```sh
+//! SORA_OPS=200000 valgrind --tool=callgrind --callgrind-out-file=act.out "$BIN" act
+//! callgrind_annotate --inclusive=no act.out | head -40
+//! ```
 //!
 //! Event fan-out, as in `benches/events.rs`: `fanout-sora N` and `fanout-port N` emit one event
 //! at a time to N subscribers (Sora closures, or actors behind ractor's `OutputPort`) and wait
@@ -23,7 +33,7 @@
 //! ```
 
 use ractor::Actor;
-use sora::{Command, Runtime};
+use sora::{CallOptions, Command, Runtime, ServiceMessage};
 
 #[path = "support/noop.rs"]
 mod noop;
@@ -33,7 +43,13 @@ use noop::{NoopActor, NoopMsg, NoopService, Ping};
 mod fanout;
 use fanout::{Done, Emit, Source, Tick, port_subscribers, sora_subscribers, taking};
 
-const OPS: u32 = 3_000_000;
+/// Operations per run; `SORA_OPS` overrides it (a run under `valgrind --tool=callgrind`, which
+/// counts every instruction exactly, is quick enough with 200,000).
+const DEFAULT_OPS: u32 = 3_000_000;
+
+fn ops() -> u32 {
+    std::env::var("SORA_OPS").map_or(DEFAULT_OPS, |n| n.parse().expect("SORA_OPS: a number"))
+}
 const BURST: u32 = 1_000;
 
 fn main() {
@@ -42,10 +58,16 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let op = args.next().unwrap_or_else(|| "tell".to_owned());
     let subscribers: usize = args.next().map_or(100, |n| n.parse().expect("a number"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    // `SORA_THREADS=2` runs the operations on a runtime of two worker threads instead.
+    let mut builder = match std::env::var("SORA_THREADS").map(|n| n.parse::<usize>()) {
+        Ok(Ok(threads)) if threads > 1 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let rt = builder.enable_all().build().expect("a tokio runtime");
     if let Some((kind, target)) = op.split_once('-') {
         let filtered = match kind {
             "fanout" => false,
@@ -54,6 +76,7 @@ fn main() {
         };
         return rt.block_on(fan_out(target.to_owned(), subscribers, filtered));
     }
+    let ops = ops();
     rt.block_on(async move {
         tokio::spawn(async move {
             let sora = Runtime::builder()
@@ -62,8 +85,9 @@ fn main() {
                 .await?;
             let service = sora.service::<NoopService>()?;
             let (actor, _) = Actor::spawn(None, NoopActor, ()).await?;
+            let host = service.actor_ref().ok_or("the service runs")?;
             let started = std::time::Instant::now();
-            for i in 0..OPS {
+            for i in 0..ops {
                 let closes_burst = i % BURST == BURST - 1;
                 match op.as_str() {
                     "cast" => {
@@ -80,14 +104,22 @@ fn main() {
                     }
                     "call" => ractor::call!(actor, NoopMsg::Ping)?,
                     "act" => service.act(Ping).await?,
+                    // The service's host, called through its `ActorRef` with ractor's `call`:
+                    // Sora's host behind ractor's own caller path.
+                    "ref" => ractor::call!(host, |port| ServiceMessage::action(
+                        Ping,
+                        CallOptions::default(),
+                        port
+                    ))??,
                     other => {
-                        return Err(
-                            format!("unknown operation {other}: cast, tell, call or act").into(),
-                        );
+                        return Err(format!(
+                            "unknown operation {other}: cast, tell, call, act or ref"
+                        )
+                        .into());
                     }
                 }
             }
-            println!("{op}: {:?} per operation", started.elapsed() / OPS);
+            println!("{op}: {:?} per operation", started.elapsed() / ops);
             actor.stop(None);
             sora.shutdown().await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -103,7 +135,7 @@ async fn fan_out(target: String, n: usize, filtered: bool) {
     tokio::spawn(async move {
         let done = std::sync::Arc::new(Done::default());
         let taking = taking(n, filtered);
-        let emits = OPS as usize / taking;
+        let emits = ops() as usize / taking;
         let started;
         match target.as_str() {
             "sora" => {

@@ -22,6 +22,9 @@
 //! every queued call is refused the same way, and the actor fails so that the supervisor can
 //! apply the restart policy.
 
+use std::cell::Cell;
+use std::sync::Arc;
+
 mod actor;
 mod guard;
 mod inbox;
@@ -39,12 +42,66 @@ pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};
 pub(crate) use reply::{ReplyTo, SlimReceiver};
 pub(crate) use shared::{BACKGROUND_NONE, ServiceShared};
 
-tokio::task_local! {
-    /// The correlation id of the call whose handler is running on this task.
-    pub(crate) static CORRELATION: Option<std::sync::Arc<str>>;
+thread_local! {
+    /// The correlation id of the call whose handler is being polled on this thread, if it has
+    /// one: set only around such a poll.
+    static CORRELATION: Cell<Option<Arc<str>>> = const { Cell::new(None) };
+    /// Whether `CORRELATION` holds an id. A type without a destructor, so that a call made
+    /// without an id (the common case) learns it has none from one load.
+    static CORRELATED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The correlation id of the call running on this task, if any.
-pub(crate) fn current_correlation() -> Option<std::sync::Arc<str>> {
-    CORRELATION.try_with(|c| c.clone()).ok().flatten()
+/// The correlation id of the call being polled on this thread, if any.
+pub(crate) fn current_correlation() -> Option<Arc<str>> {
+    if !CORRELATED.get() {
+        return None;
+    }
+    CORRELATION
+        .try_with(|current| {
+            let id = current.take();
+            let copy = id.clone();
+            current.set(id);
+            copy
+        })
+        .ok()
+        .flatten()
+}
+
+/// Runs `poll` with `id` as the current correlation id, and puts the previous one back after,
+/// also when `poll` unwinds.
+pub(crate) fn with_correlation<R>(id: Arc<str>, poll: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CORRELATED.set(previous.is_some());
+            let _ = CORRELATION.try_with(|current| current.set(previous));
+        }
+    }
+    let _restore = Restore(CORRELATION.with(|current| current.replace(Some(id))));
+    CORRELATED.set(true);
+    poll()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_correlation_scope_nests_and_is_undone_after_a_panic() {
+        assert_eq!(current_correlation(), None);
+        with_correlation("outer".into(), || {
+            assert_eq!(current_correlation().as_deref(), Some("outer"));
+            with_correlation("inner".into(), || {
+                assert_eq!(current_correlation().as_deref(), Some("inner"));
+            });
+            assert_eq!(current_correlation().as_deref(), Some("outer"));
+            let unwound = std::panic::catch_unwind(|| {
+                with_correlation("panicking".into(), || panic!("in a handler"))
+            });
+            assert!(unwound.is_err());
+            assert_eq!(current_correlation().as_deref(), Some("outer"));
+        });
+        assert_eq!(current_correlation(), None);
+    }
 }

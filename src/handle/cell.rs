@@ -62,6 +62,7 @@ impl<S: Service> ServiceCell<S> {
     }
 
     /// Delivers an action or a command to the current incarnation (see `host/inbox.rs`).
+    #[inline(always)]
     pub(crate) fn deliver(&self, call: EnvelopeKind<S>, delivery: Delivery) -> Result<(), Error> {
         match self.door.load().as_ref() {
             Some(door) => door

@@ -295,6 +295,7 @@ impl<T> std::fmt::Debug for ReplyFuture<T> {
 }
 
 impl<T> ReplyFuture<T> {
+    #[inline(always)]
     pub(crate) fn new(
         service: Arc<dyn Called>,
         label: Cow<'static, str>,

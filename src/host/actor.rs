@@ -199,6 +199,7 @@ impl<S: Service> Actor for HostActor<S> {
     }
 }
 
+#[inline]
 fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
     let inc = &state.inc;
     if inc.cell.shared.runtime.is_shutting_down() {

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::CORRELATION;
+use super::with_correlation;
 
 /// How guarded user code ended.
 pub(crate) enum Outcome<T> {
@@ -74,6 +74,7 @@ pub(crate) fn guarded_call<'a, F: Future>(
 impl<F: Future> Future for Guarded<'_, F> {
     type Output = Outcome<F::Output>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // The work is polled first: work that finishes at once never touches the timer or the
@@ -84,12 +85,9 @@ impl<F: Future> Future for Guarded<'_, F> {
             // Hosts and their tasks never run inside a correlation scope, so without an id of
             // its own the work needs none: nested calls then find no id, as they should.
             match this.correlation {
-                Some(id) => {
-                    let correlation = Some(id.clone());
-                    std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        CORRELATION.sync_scope(correlation, || fut.poll(cx))
-                    }))
-                }
+                Some(id) => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    with_correlation(id.clone(), || fut.poll(cx))
+                })),
                 None => std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))),
             }
         };

@@ -142,6 +142,7 @@ impl<S: Service> Door<S> {
 
     /// Delivers a call. `Err` when the incarnation no longer takes calls: the call is dropped
     /// unanswered, and the caller reports the service unavailable.
+    #[inline(always)]
     pub(crate) fn deliver(&self, call: EnvelopeKind<S>, delivery: Delivery) -> Result<(), ()> {
         let inbox = &self.inbox;
         if delivery == Delivery::Prompt && inbox.bell.is_silent() {

@@ -235,6 +235,7 @@ impl<S: Service> Incarnation<S> {
     }
 
     /// Runs the job at once if a slot is free, queues it otherwise.
+    #[inline]
     pub(crate) fn submit(self: &Arc<Self>, job: impl Submit<S>) {
         if self.sched.try_enter() {
             return self.start(job.begin(self));
@@ -258,6 +259,7 @@ impl<S: Service> Incarnation<S> {
     /// Most handlers either finish at once or reach an `.await` quickly, so the common call
     /// costs no task spawn and no extra wake-up. The price: code that runs before a handler's
     /// first `.await` runs on the host's task (see `docs/design/host.md`).
+    #[inline]
     fn start(self: &Arc<Self>, mut job: JobBox<S>) {
         let mut cx = TaskContext::from_waker(std::task::Waker::noop());
         match job.as_mut().poll_run(self, &mut cx) {
@@ -274,6 +276,7 @@ impl<S: Service> Incarnation<S> {
     }
 
     /// Books a finished job and hands its slot to the next queued one, if any.
+    #[inline]
     fn finish(&self, end: JobEnd) -> Option<JobBox<S>> {
         let next = match end {
             JobEnd::Done => self.sched.finish(),
@@ -366,8 +369,12 @@ fn book<S: Service>(inc: &Incarnation<S>, label: &str, started: Option<Instant>,
     if failed {
         shared.failures.fetch_add(1, Ordering::Relaxed);
     }
+    // `started` is there only if metrics were kept when the call began: without it, the
+    // runtime's metrics are not looked up at all.
     #[cfg(feature = "http")]
-    if let (Some(metrics), Some(started)) = (shared.runtime.metrics.get(), started) {
+    if let Some(started) = started
+        && let Some(metrics) = shared.runtime.metrics.get()
+    {
         metrics.record(&shared.name, label, started.elapsed(), failed);
     }
     #[cfg(not(feature = "http"))]
@@ -436,42 +443,38 @@ where
     S: Handler<A>,
     A: Action,
 {
-    let ActionCall {
-        action,
-        deadline,
-        correlation_id,
-        reply,
-    } = call;
-    if deadline.is_some()
-        && let Some(err) = expired(&inc, A::NAME, deadline)
+    // The call's fields are used where they lie: taking the call apart first would copy each
+    // of them to a slot of its own in this future.
+    if call.deadline.is_some()
+        && let Some(err) = expired(&inc, A::NAME, call.deadline)
     {
-        reply.fail(err);
+        call.reply.fail(err);
         return JobEnd::Done;
     }
-    let ctx = inc.context(correlation_id.clone());
+    let ctx = inc.context(call.correlation_id.clone());
     let span = tracing::info_span!(
         "action",
         service = %inc.cell.shared.name,
         action = A::NAME,
-        correlation_id = correlation_id.as_deref(),
+        correlation_id = call.correlation_id.as_deref(),
     );
     let started = clock(&inc);
     let outcome = guarded_call(
-        inc.svc.handle(action, &ctx),
-        deadline.map(|d| d.at),
+        inc.svc.handle(call.action, &ctx),
+        call.deadline.map(|d| d.at),
         Some(inc.token()),
         span,
-        correlation_id,
+        call.correlation_id,
     )
     .await;
     // The common end, a reply, is booked here; every other end goes through `settle`.
     if let Outcome::Done(Ok(value)) = outcome {
         book(&inc, A::NAME, started, false);
-        reply.send(Ok(value));
+        call.reply.send(Ok(value));
         return JobEnd::Done;
     }
-    let (result, end) = settle(&inc, A::NAME, started, deadline, outcome);
-    reply.send(result);
+    let (result, end) = settle(&inc, A::NAME, started, call.deadline, outcome);
+    call.reply.send(result);
     end
 }
 

@@ -112,6 +112,7 @@ pub(crate) enum EnvelopeKind<S: Service> {
 }
 
 impl<S: Service> EnvelopeKind<S> {
+    #[inline]
     pub(crate) fn action<A>(
         action: A,
         options: CallOptions,

@@ -172,6 +172,7 @@ impl<S: Service> Scheduler<S> {
 
     /// Called when a job finishes: the next job for its slot, or `None` and the slot is given
     /// back.
+    #[inline]
     pub(crate) fn finish(&self) -> Option<JobBox<S>> {
         let gate = &self.gate.slots;
         let mut current = gate.load(Ordering::SeqCst);
