@@ -39,7 +39,7 @@ pub(crate) use guard::panic_message;
 pub(crate) use inbox::{Delivery, Door, inbox};
 pub(crate) use messages::{Drain, EnvelopeKind, InternalKind};
 pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};
-pub(crate) use reply::{ReplyTo, SlimReceiver};
+pub(crate) use reply::{ReplyTo, SlimReceiver, slim};
 pub(crate) use shared::{BACKGROUND_NONE, ServiceShared};
 
 thread_local! {

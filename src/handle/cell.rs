@@ -8,7 +8,6 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::request::ReplyFuture;
@@ -17,7 +16,7 @@ use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
 use crate::host::{
     Delivery, Door, EnvelopeKind, HostActor, HostArgs, Internal, Query, ReplyTo, ServiceMessage,
-    ServiceShared, inbox,
+    ServiceShared, inbox, slim,
 };
 use crate::runtime::RuntimeShared;
 use crate::service::{Command, Definition, Health, Service, Startup};
@@ -86,7 +85,7 @@ impl<S: Service> ServiceCell<S> {
             Ok(sent) => return sent,
             Err(local) => local,
         };
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = slim();
         let call = EnvelopeKind::action(action, options, ReplyTo::Handle(tx));
         let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(self, A::NAME.into(), sent.map(|()| rx), timeout)
@@ -152,7 +151,7 @@ impl<S: Service> ServiceCell<S> {
     pub(crate) fn command(&self, command: Command, options: CallOptions) -> ReplyFuture<()> {
         let timeout = options.timeout;
         let label = command.label();
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = slim();
         let call = EnvelopeKind::command(command, options, Some(ReplyTo::Handle(tx)));
         let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(self.shared.clone(), label, sent.map(|()| rx), timeout)

@@ -1,7 +1,6 @@
 //! Where the result of a call goes.
 
 use ractor::RpcReplyPort;
-use tokio::sync::oneshot;
 
 use crate::Error;
 
@@ -11,6 +10,11 @@ pub(crate) type Slim<R> = oneshot::Sender<Result<R, Box<Error>>>;
 
 /// The receiving end of a [`Slim`] reply channel.
 pub(crate) type SlimReceiver<R> = oneshot::Receiver<Result<R, Box<Error>>>;
+
+/// A new reply channel for a handle's call.
+pub(crate) fn slim<R>() -> (Slim<R>, SlimReceiver<R>) {
+    oneshot::channel()
+}
 
 /// Where a call's result goes: back to a handle, or to the reply port of a call sent with
 /// ractor's `call` to the service's actor.
