@@ -336,34 +336,34 @@ impl<T> Future for ReplyFuture<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let rx = match &mut this.rx {
-            Ok(rx) => rx,
+        // Each end returns where it is found: the output carries an `Error` (96 bytes), and a
+        // result held in a local first is copied once more on its way out.
+        match &mut this.rx {
+            Ok(Source::Channel(rx)) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(Ok(reply))) => return Poll::Ready(Ok(reply)),
+                Poll::Ready(Ok(Err(err))) => return Poll::Ready(Err(*err)),
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(this.service.shared().lost())),
+                Poll::Pending => {}
+            },
+            #[cfg(feature = "cluster")]
+            Ok(Source::Remote(reply)) => {
+                if let Poll::Ready(result) = reply.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+            }
             Err(err) => {
                 let shared = this.service.shared();
                 return Poll::Ready(Err(err.take().map_or_else(|| shared.lost(), |e| *e)));
             }
-        };
-        let received = match rx {
-            Source::Channel(rx) => match Pin::new(rx).poll(cx) {
-                Poll::Ready(Ok(Ok(reply))) => Poll::Ready(Ok(reply)),
-                Poll::Ready(Ok(Err(err))) => Poll::Ready(Err(*err)),
-                Poll::Ready(Err(_)) => Poll::Ready(Err(this.service.shared().lost())),
-                Poll::Pending => Poll::Pending,
-            },
-            #[cfg(feature = "cluster")]
-            Source::Remote(reply) => reply.as_mut().poll(cx),
-        };
-        if received.is_ready() {
-            return received;
         }
-        if let Some((sleep, after)) = &mut this.timeout {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Error::Timeout {
-                    service: this.service.shared().name.to_string(),
-                    action: this.label.to_string(),
-                    after: *after,
-                }));
-            }
+        if let Some((sleep, after)) = &mut this.timeout
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(Error::Timeout {
+                service: this.service.shared().name.to_string(),
+                action: this.label.to_string(),
+                after: *after,
+            }));
         }
         Poll::Pending
     }
