@@ -43,14 +43,17 @@ use noop::{NoopActor, NoopMsg, NoopService, Ping};
 mod fanout;
 use fanout::{Done, Emit, Source, Tick, port_subscribers, sora_subscribers, taking};
 
-/// Operations per run; `SORA_OPS` overrides it (a run under `valgrind --tool=callgrind`, which
-/// counts every instruction exactly, is quick enough with 200,000).
+/// Operations per run, unless `SORA_OPS` says otherwise.
 const DEFAULT_OPS: u32 = 3_000_000;
-
-fn ops() -> u32 {
-    std::env::var("SORA_OPS").map_or(DEFAULT_OPS, |n| n.parse().expect("SORA_OPS: a number"))
-}
 const BURST: u32 = 1_000;
+
+/// A number from the environment variable `name`, or `default` when it is not set.
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).map_or(default, |n| {
+        n.parse()
+            .unwrap_or_else(|_| panic!("{name}: a number, not {n:?}"))
+    })
+}
 
 fn main() {
     // `cargo bench` passes `--bench`; the operation is the first other argument, the number of
@@ -58,9 +61,10 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let op = args.next().unwrap_or_else(|| "tell".to_owned());
     let subscribers: usize = args.next().map_or(100, |n| n.parse().expect("a number"));
+    let ops = env_number("SORA_OPS", DEFAULT_OPS);
     // `SORA_THREADS=2` runs the operations on a runtime of two worker threads instead.
-    let mut builder = match std::env::var("SORA_THREADS").map(|n| n.parse::<usize>()) {
-        Ok(Ok(threads)) if threads > 1 => {
+    let mut builder = match env_number("SORA_THREADS", 1_usize) {
+        threads if threads > 1 => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(threads);
             builder
@@ -74,9 +78,8 @@ fn main() {
             "filtered" => true,
             other => panic!("unknown fan-out {other}: fanout or filtered"),
         };
-        return rt.block_on(fan_out(target.to_owned(), subscribers, filtered));
+        return rt.block_on(fan_out(target.to_owned(), subscribers, filtered, ops));
     }
-    let ops = ops();
     rt.block_on(async move {
         tokio::spawn(async move {
             let sora = Runtime::builder()
@@ -131,11 +134,11 @@ fn main() {
 }
 
 /// Emits one event at a time to `n` subscribers until 3,000,000 deliveries have been made.
-async fn fan_out(target: String, n: usize, filtered: bool) {
+async fn fan_out(target: String, n: usize, filtered: bool, ops: u32) {
     tokio::spawn(async move {
         let done = std::sync::Arc::new(Done::default());
         let taking = taking(n, filtered);
-        let emits = ops() as usize / taking;
+        let emits = ops as usize / taking;
         let started;
         match target.as_str() {
             "sora" => {
