@@ -26,14 +26,16 @@
 mod config;
 mod events;
 mod gateway;
+mod keeper;
 mod node;
 mod remote;
+mod transport;
 mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub use config::{ClusterConfig, ClusterTls, DEFAULT_PORT};
+pub use config::{ClusterConfig, ClusterTls, DEFAULT_MAX_PENDING, DEFAULT_PORT};
 pub(crate) use events::{TypedWire, Wanted};
 pub(crate) use node::ClusterShared;
 pub use node::{PeerInfo, PeerState, SchemaKind, SchemaMismatch, SeedInfo, SeedState};
@@ -59,6 +61,11 @@ impl Cluster {
     /// This node's name as its peers know it (`node@host`).
     pub fn node(&self) -> &str {
         &self.shared.node
+    }
+
+    /// Where this node listens for other nodes, as bound (a configured port 0 is a free one).
+    pub fn listen_address(&self) -> std::net::SocketAddr {
+        self.shared.listen_address()
     }
 
     /// The nodes this one has a session with, ready or not.
@@ -127,9 +134,22 @@ impl Cluster {
         self.shared.schema_mismatches()
     }
 
-    /// How many messages from other nodes could not be decoded (answered with
-    /// [`Error::Incompatible`](crate::Error::Incompatible)).
+    /// How many messages from other nodes could not be decoded: malformed, or asking for more
+    /// than [`DECODE_LIMIT`](crate::codec::DECODE_LIMIT). A request among them is answered with
+    /// [`Error::Incompatible`](crate::Error::Incompatible); anything else is dropped.
     pub fn undecodable(&self) -> u64 {
         self.shared.undecodable.load(Ordering::Relaxed)
+    }
+
+    /// How many incoming connections are waiting to authenticate now (at most
+    /// [`ClusterConfig::max_pending_connections`]).
+    pub fn pending_connections(&self) -> usize {
+        self.shared.links.pending(self.shared.config.max_pending)
+    }
+
+    /// How many incoming connections were closed as soon as they were accepted, because as many
+    /// as [`ClusterConfig::max_pending_connections`] were already waiting to authenticate.
+    pub fn turned_away(&self) -> u64 {
+        self.shared.links.turned_away.load(Ordering::Relaxed)
     }
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 /// The port a node listens on when none is configured.
 pub const DEFAULT_PORT: u16 = 7171;
 
+/// How many incoming connections may wait to authenticate at once, unless configured.
+pub const DEFAULT_MAX_PENDING: usize = 64;
+
 /// How a runtime becomes a node of a cluster (see [`cluster`](crate::cluster)).
 ///
 /// # Examples
@@ -27,6 +30,8 @@ pub struct ClusterConfig {
     pub(crate) name: String,
     pub(crate) reconnect: (Duration, Duration),
     pub(crate) handshake_timeout: Duration,
+    pub(crate) max_pending: usize,
+    pub(crate) max_message_size: usize,
     pub(crate) tls: Option<ClusterTls>,
 }
 
@@ -40,6 +45,8 @@ impl std::fmt::Debug for ClusterConfig {
             .field("name", &self.name)
             .field("reconnect", &self.reconnect)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_pending", &self.max_pending)
+            .field("max_message_size", &self.max_message_size)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -57,6 +64,8 @@ impl ClusterConfig {
             name: "sora".into(),
             reconnect: (Duration::from_millis(200), Duration::from_secs(5)),
             handshake_timeout: Duration::from_secs(10),
+            max_pending: DEFAULT_MAX_PENDING,
+            max_message_size: crate::codec::DECODE_LIMIT,
             tls: None,
         }
     }
@@ -94,11 +103,46 @@ impl ClusterConfig {
         self
     }
 
-    /// How long a connection to a seed may take to authenticate before it is dropped and tried
-    /// again (default 10 s).
+    /// How long a connection between nodes may take to authenticate, whichever node opened it,
+    /// before it is closed (default 10 s); a seed's is then tried again.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
+    }
+
+    /// How many incoming connections may wait to authenticate at once (default
+    /// [`DEFAULT_MAX_PENDING`]); one more is closed as soon as it is accepted. Connections that
+    /// have authenticated do not count.
+    pub fn max_pending_connections(mut self, connections: usize) -> Self {
+        self.max_pending = connections.max(1);
+        self
+    }
+
+    /// The largest message this node takes from another, in bytes: from 1 KiB to
+    /// [`DECODE_LIMIT`](crate::codec::DECODE_LIMIT) (16 MiB, the default); the start refuses
+    /// any other value. A frame larger than this and ractor_cluster's envelope around it closes
+    /// the link that sent it, so every node of a cluster should have the same limit.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// What is wrong with these settings, if anything: the key and why.
+    pub(crate) fn invalid(&self) -> Option<(&'static str, String)> {
+        let most = crate::codec::DECODE_LIMIT;
+        if !(1024..=most).contains(&self.max_message_size) {
+            return Some((
+                "max_message_size",
+                format!(
+                    "must be from 1024 to {most} bytes, not {}",
+                    self.max_message_size
+                ),
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Some(("handshake_timeout", "must be longer than zero".into()));
+        }
+        None
     }
 
     /// Encrypts the links between nodes with TLS.

@@ -365,11 +365,12 @@ impl ClusterShared {
             gone.map(|interest| (key, interest.at))
         };
         let Some((key, at)) = gone else { return };
-        let request = wire::encode(&Request::Unsubscribe {
+        let request = Request::Unsubscribe {
             service: key.0.to_string(),
             event: key.1.to_string(),
             node: self.node.clone(),
-        });
+        };
+        let request = wire::encode_request(&self.node, &request);
         for gateway in at.into_values() {
             let gateway: ActorRef<GatewayMessage> = gateway.into();
             let _ = gateway.cast(GatewayMessage::Tell(request.clone()));
@@ -437,8 +438,7 @@ impl ClusterShared {
         let batch: WireEvents = match wire::decode(bytes) {
             Ok(batch) => batch,
             Err(err) => {
-                self.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%err, "events from another node could not be decoded");
+                self.undecodable(wire::sender(bytes).as_deref(), "a batch of events", &err);
                 return;
             }
         };
@@ -450,7 +450,8 @@ impl ClusterShared {
         let interests = &mut *guard;
         for event in batch.events {
             let Some((service_name, event_name)) = names.get(event.name as usize) else {
-                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                let err = format!("it names event {} of {}", event.name, names.len());
+                self.undecodable(Some(&node), "an event", &err);
                 continue;
             };
             let taken =
@@ -496,14 +497,11 @@ impl ClusterShared {
                     match (wire.decode)(meta.clone(), bytes) {
                         Ok(record) => typed.push((wire.type_id, record)),
                         Err(err) => {
-                            self.undecodable.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                node = %node,
-                                service = %service,
-                                event = %meta.name,
-                                %err,
-                                "an event from another node does not decode into its subscribers' type"
+                            let what = format!(
+                                "the event `{service}.{}` (for its subscribers' type)",
+                                meta.name
                             );
+                            self.undecodable(Some(&node), &what, &err);
                         }
                     }
                 }
@@ -531,7 +529,9 @@ impl ClusterShared {
                 event,
                 node: self.node.clone(),
             };
-            let _ = gateway.cast(GatewayMessage::Tell(wire::encode(&request)));
+            let _ = gateway.cast(GatewayMessage::Tell(wire::encode_request(
+                &self.node, &request,
+            )));
         }
     }
 }

@@ -5,7 +5,6 @@
 //! same by-name path as the HTTP plane, so the gateway's mailbox never waits on a service.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -30,6 +29,7 @@ pub(crate) enum GatewayMessage {
 
 pub(crate) struct Gateway;
 
+#[derive(Clone)]
 pub(crate) struct GatewayArgs {
     pub(crate) runtime: Arc<RuntimeShared>,
     pub(crate) groups: Vec<String>,
@@ -113,13 +113,12 @@ impl Actor for Gateway {
 /// Serves one request from another node as a local caller would be served: the request is
 /// delivered to its service before this returns; the future waits for the answer.
 fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply> {
-    let request: Request = match wire::decode(bytes) {
-        Ok(request) => request,
+    let request: Request = match wire::decode_request(bytes) {
+        Ok((_from, request)) => request,
         Err(err) => {
             if let Some(cluster) = runtime.cluster.get() {
-                cluster.undecodable.fetch_add(1, Ordering::Relaxed);
+                cluster.undecodable(wire::sender(bytes).as_deref(), "a request", &err);
             }
-            tracing::warn!(%err, "a request from another node could not be decoded");
             let err = Error::Incompatible {
                 node: local_node(runtime),
                 reason: format!("the request could not be decoded: {err}"),

@@ -10,16 +10,16 @@ use dashmap::DashMap;
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{
-    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
-};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ClusterConfig;
-use super::gateway::{Gateway, GatewayArgs, GatewayMessage};
+use super::gateway::{GatewayArgs, GatewayMessage};
+use super::keeper::{self, KeeperMessage};
+use super::transport::{self, Links};
 use super::wire::{self, Reply, Request};
 use crate::runtime::RuntimeShared;
 use crate::{Error, Health};
@@ -158,12 +158,21 @@ pub(crate) struct ClusterShared {
     /// restarted node is compared again), and what differs.
     compared: Mutex<std::collections::HashMap<String, (ActorId, Vec<SchemaMismatch>)>>,
     server: OnceLock<ActorRef<NodeServerMessage>>,
-    gateway: OnceLock<ActorRef<GatewayMessage>>,
+    /// The supervisor of this node's gateway.
+    keeper: OnceLock<ActorRef<KeeperMessage>>,
+    /// Why the gateway is down, while it is.
+    gateway_down: Mutex<Option<String>>,
+    /// The connections that have not authenticated yet.
+    pub(super) links: Arc<Links>,
+    /// Where the node listens, as bound.
+    listening: OnceLock<SocketAddr>,
     peers: DashMap<u64, Peer>,
     seeds: Vec<Arc<Seed>>,
     changed: watch::Sender<u64>,
-    /// Requests from other nodes that could not be decoded.
+    /// Messages from other nodes that could not be decoded.
     pub(crate) undecodable: AtomicU64,
+    /// The peers already warned about for such a message (at most [`COMPLAINTS`]).
+    complained: Mutex<std::collections::HashSet<String>>,
     next: AtomicUsize,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set once the node has left and given the process's slot back.
@@ -190,6 +199,10 @@ impl std::fmt::Debug for ClusterShared {
             .finish_non_exhaustive()
     }
 }
+
+/// How many peers a node names in warnings about messages it could not decode; past them, it
+/// counts such messages and logs them at debug level only, so that no peer can flood its log.
+const COMPLAINTS: usize = 64;
 
 /// Whether a process already hosts a node: ractor's process groups are process-wide, so two
 /// nodes in one process would see each other's services as their own.
@@ -236,6 +249,9 @@ impl ClusterShared {
             service: "cluster".into(),
             reason,
         };
+        if let Some((key, why)) = config.invalid() {
+            return Err(refuse(format!("`{key}` {why}")));
+        }
         {
             let mut taken = NODE_IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
             if *taken {
@@ -259,6 +275,7 @@ impl ClusterShared {
                 })
             })
             .collect();
+        let links = Arc::new(Links::new(config.max_pending));
         let cluster = Arc::new(ClusterShared {
             node,
             seeds,
@@ -267,10 +284,14 @@ impl ClusterShared {
             runtime: Arc::downgrade(runtime),
             compared: Mutex::default(),
             server: OnceLock::new(),
-            gateway: OnceLock::new(),
+            keeper: OnceLock::new(),
+            gateway_down: Mutex::new(None),
+            links,
+            listening: OnceLock::new(),
             peers: DashMap::new(),
             changed: watch::Sender::new(0),
             undecodable: AtomicU64::new(0),
+            complained: Mutex::default(),
             next: AtomicUsize::new(0),
             tasks: Mutex::new(Vec::new()),
             left: AtomicBool::new(false),
@@ -290,23 +311,34 @@ impl ClusterShared {
         services: Vec<String>,
     ) -> Result<(), String> {
         let config = &self.config;
-        let encryption = config
-            .tls
-            .as_ref()
-            .map(|tls| IncomingEncryptionMode::Tls(tls.acceptor.clone()));
+        // Connections are accepted here, guarded, and handed over; ractor_cluster's own
+        // listener gets a door that opens to no one (see `transport.rs`).
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let listening = listener.local_addr().map_err(|e| e.to_string())?;
+        let _ = self.listening.set(listening);
+        let (door, refusing) = transport::closed_door();
         let server = NodeServer::new(
-            config.listen.port(),
+            0,
             config.secret.clone(),
             config.node.clone(),
             config.listen.ip().to_string(),
-            encryption,
+            Some(refusing),
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(config.listen.ip());
+        .with_listen_addr(door.ip())
+        .with_max_inbound_frame_size(transport::max_frame(config));
         let (server, _) = Actor::spawn(None, server, ())
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            .map_err(|e| format!("cannot start the node's server: {e}"))?;
         let _ = self.server.set(server.clone());
+        // Other nodes learn where this one listens from its handshake.
+        server
+            .cast(NodeServerMessage::PortChanged {
+                port: listening.port(),
+            })
+            .map_err(|e| e.to_string())?;
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "sora".into(),
@@ -319,10 +351,8 @@ impl ClusterShared {
             runtime: runtime.clone(),
             groups,
         };
-        let (gateway, _) = Actor::spawn(None, Gateway, args)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = self.gateway.set(gateway);
+        let keeper = keeper::start(self, args).await?;
+        let _ = self.keeper.set(keeper);
         let me = Arc::downgrade(self);
         runtime.events.on_removed(Box::new(move |id| {
             if let Some(cluster) = me.upgrade() {
@@ -330,6 +360,12 @@ impl ClusterShared {
             }
         }));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(tokio::spawn(transport::accept(
+            listener,
+            server,
+            self.links.clone(),
+            config.clone(),
+        )));
         tasks.push(tokio::spawn(follow_events(Arc::downgrade(self))));
         for seed in &self.seeds {
             tasks.push(tokio::spawn(keep_connected(
@@ -337,7 +373,7 @@ impl ClusterShared {
                 seed.clone(),
             )));
         }
-        tracing::info!(node = %self.node, listen = %config.listen, seeds = ?config.seeds, "joined the cluster");
+        tracing::info!(node = %self.node, listen = %listening, seeds = ?config.seeds, "joined the cluster");
         Ok(())
     }
 
@@ -345,9 +381,9 @@ impl ClusterShared {
     /// closes every session), then frees the process's slot.
     pub(crate) async fn stop(&self) {
         self.stop_connecting();
-        if let Some(gateway) = self.gateway.get() {
-            gateway.stop(None);
-            let _ = gateway.wait(Some(Duration::from_secs(5))).await;
+        if let Some(keeper) = self.keeper.get() {
+            keeper.stop(None);
+            let _ = keeper.wait(Some(Duration::from_secs(5))).await;
         }
         if let Some(server) = self.server.get() {
             server.stop(None);
@@ -359,8 +395,9 @@ impl ClusterShared {
     /// Leaves the cluster at once, without waiting: for a runtime dropped without a shutdown.
     pub(crate) fn leave_now(&self) {
         self.stop_connecting();
-        if let Some(gateway) = self.gateway.get() {
-            gateway.kill();
+        if let Some(keeper) = self.keeper.get() {
+            // Its gateway is linked to it, and goes with it.
+            keeper.kill();
         }
         if let Some(server) = self.server.get() {
             server.kill();
@@ -388,6 +425,37 @@ impl ClusterShared {
             *NODE_IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = false;
         }
         self.bump();
+    }
+
+    /// Counts a message from `peer` (as far as it says) that could not be decoded, and says so:
+    /// a warning the first time for each peer, debug after that.
+    pub(crate) fn undecodable(&self, peer: Option<&str>, what: &str, err: &dyn std::fmt::Display) {
+        self.undecodable.fetch_add(1, Ordering::Relaxed);
+        let peer = peer.unwrap_or("a node that did not name itself");
+        let first = {
+            let mut complained = self.complained.lock().unwrap_or_else(|e| e.into_inner());
+            complained.len() < COMPLAINTS && complained.insert(peer.to_owned())
+        };
+        if first {
+            tracing::warn!(
+                %peer,
+                %err,
+                "{what} from another node could not be decoded; it is refused (further ones from \
+                 this node are only counted, in `Cluster::undecodable`)"
+            );
+        } else {
+            tracing::debug!(%peer, %err, "{what} from another node could not be decoded");
+        }
+    }
+
+    /// Records that the gateway went down for `reason`, or (`None`) came back.
+    pub(super) fn gateway_down(&self, reason: Option<String>) {
+        *self.gateway_down.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+        self.bump();
+    }
+
+    pub(crate) fn listen_address(&self) -> SocketAddr {
+        self.listening.get().copied().unwrap_or(self.config.listen)
     }
 
     pub(crate) fn events(&self) -> Arc<crate::event::EventsShared> {
@@ -420,6 +488,12 @@ impl ClusterShared {
     /// this node works, but the services of a missing seed cannot be reached.
     pub(crate) fn health(&self) -> Health {
         let mut problems = Vec::new();
+        if let Some(reason) = &*self.gateway_down.lock().unwrap_or_else(|e| e.into_inner()) {
+            problems.push(format!(
+                "the gateway is down ({reason}); other nodes cannot reach this one until it is \
+                 restarted"
+            ));
+        }
         let missing: Vec<String> = self
             .seeds()
             .into_iter()
@@ -505,8 +579,7 @@ impl ClusterShared {
             let theirs: Vec<super::ServiceSchemas> = match wire::decode(&bytes) {
                 Ok(theirs) => theirs,
                 Err(err) => {
-                    self.undecodable.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(node = %to.node, %err, "the schemas of a node could not be decoded");
+                    self.undecodable(Some(&to.node), "a list of schemas", &err);
                     continue;
                 }
             };
@@ -597,7 +670,7 @@ impl ClusterShared {
     ) -> Result<T, Error> {
         let (node, reply) = self.exchange(request).await;
         wire::decode(&reply?).map_err(|err| {
-            self.undecodable.fetch_add(1, Ordering::Relaxed);
+            self.undecodable(Some(&node), "an answer", &err);
             Error::Incompatible {
                 node,
                 reason: format!("its answer could not be decoded: {err}"),
@@ -633,7 +706,8 @@ impl ClusterShared {
         let service = request.service().to_owned();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let gateway: ActorRef<GatewayMessage> = to.gateway.clone().into();
-        let sent = gateway.cast(GatewayMessage::Call(wire::encode(&request), tx.into()));
+        let bytes = wire::encode_request(&self.node, &request);
+        let sent = gateway.cast(GatewayMessage::Call(bytes, tx.into()));
         let (node, lost) = (to.node.clone(), to.lost.clone());
         let cluster = self.clone();
         Box::pin(async move {
@@ -646,7 +720,7 @@ impl ClusterShared {
             };
             match answer {
                 Ok(bytes) => wire::decode::<Reply>(&bytes).unwrap_or_else(|err| {
-                    cluster.undecodable.fetch_add(1, Ordering::Relaxed);
+                    cluster.undecodable(Some(&node), "a reply", &err);
                     Err(Error::Incompatible {
                         node: node.clone(),
                         reason: format!("its reply could not be decoded: {err}"),
@@ -663,7 +737,9 @@ impl ClusterShared {
         let service = request.service().to_owned();
         let to = self.pick(&service)?;
         ActorRef::<GatewayMessage>::from(to.gateway)
-            .cast(GatewayMessage::Tell(wire::encode(&request)))
+            .cast(GatewayMessage::Tell(wire::encode_request(
+                &self.node, &request,
+            )))
             .map_err(|_| node_lost(&service, &to.node))
     }
 
@@ -766,10 +842,16 @@ impl Watcher {
 
 impl NodeEventSubscription for Watcher {
     fn node_session_opened(&self, session: NodeServerSessionInformation) {
+        if let Some(cluster) = self.0.upgrade() {
+            cluster.links.opened(session.node_id, &session.peer_addr);
+        }
         self.update(&session, PeerState::Connecting);
     }
 
     fn node_session_authenticated(&self, session: NodeServerSessionInformation) {
+        if let Some(cluster) = self.0.upgrade() {
+            cluster.links.authenticated(session.node_id);
+        }
         self.update(&session, PeerState::Authenticated);
     }
 
@@ -784,6 +866,7 @@ impl NodeEventSubscription for Watcher {
         let Some(cluster) = self.0.upgrade() else {
             return;
         };
+        let timed_out = cluster.links.closed(session.node_id);
         let Some((_, peer)) = cluster.peers.remove(&session.node_id) else {
             return;
         };
@@ -803,20 +886,32 @@ impl NodeEventSubscription for Watcher {
             (Some(node), PeerState::Authenticated | PeerState::Ready) => {
                 tracing::warn!(peer = %node, address = %peer.info.address, "lost a node");
             }
+            _ if timed_out => {
+                let handshake = cluster.config.handshake_timeout;
+                let address = &peer.info.address;
+                if peer.info.outgoing {
+                    tracing::warn!(
+                        %address,
+                        "the seed did not complete a handshake within {handshake:?}; the \
+                         connection is closed and the seed tried again"
+                    );
+                } else {
+                    tracing::warn!(
+                        %address,
+                        "a connection did not authenticate within {handshake:?}; closed"
+                    );
+                }
+                cluster.seeds_refused(address, format!("no handshake within {handshake:?}"));
+            }
             _ if peer.info.outgoing => {
                 tracing::warn!(
                     address = %peer.info.address,
                     "the node refused this one before authenticating: are the secrets the same?"
                 );
-                for seed in &cluster.seeds {
-                    if same_address(&seed.address, &peer.info.address) {
-                        seed.set(SeedState::Refused {
-                            reason: "the node closed the link before authenticating (a different \
-                                     secret?)"
-                                .into(),
-                        });
-                    }
-                }
+                cluster.seeds_refused(
+                    &peer.info.address,
+                    "the node closed the link before authenticating (a different secret?)".into(),
+                );
             }
             _ => {
                 tracing::warn!(
@@ -845,6 +940,17 @@ fn same_address(configured: &str, reported: &str) -> bool {
 }
 
 impl ClusterShared {
+    /// Marks the seeds at `address` refused, for `reason`.
+    fn seeds_refused(&self, address: &str, reason: String) {
+        for seed in &self.seeds {
+            if same_address(&seed.address, address) {
+                seed.set(SeedState::Refused {
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+
     /// Whether a ready session reaches `seed`, whichever node opened it.
     fn seed_ready(&self, seed: &Seed) -> bool {
         self.peers.iter().any(|p| {
@@ -859,19 +965,7 @@ impl ClusterShared {
 
     async fn dial(&self, seed: &Seed) -> Result<(), String> {
         let server = self.server.get().ok_or("the node is not started")?;
-        let result = match &self.config.tls {
-            Some(tls) => {
-                ractor_cluster::client_connect_enc(
-                    server,
-                    seed.address.as_str(),
-                    tls.connector.clone(),
-                    tls.server_name.clone(),
-                )
-                .await
-            }
-            None => ractor_cluster::client_connect(server, seed.address.as_str()).await,
-        };
-        result.map_err(|e| e.to_string())
+        transport::dial(server, &self.links, &self.config, &seed.address).await
     }
 }
 
@@ -926,6 +1020,8 @@ async fn keep_connected(cluster: Weak<ClusterShared>, seed: Arc<Seed>) {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return,
                         Err(_) => {
+                            // The link closes itself at its deadline and says so (see
+                            // `transport.rs`); this is the same deadline, seen from here.
                             seed.set(SeedState::Refused {
                                 reason: format!("no handshake within {handshake:?}"),
                             });

@@ -86,7 +86,7 @@ impl Formats {
 /// Events forwarded from the node that emitted them, in the order its bus fanned them out.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WireEvents {
-    /// The emitting node.
+    /// The emitting node (first, as in every message: see [`sender`]).
     pub(crate) node: String,
     /// The (service, event) names the events refer to, each once per batch.
     pub(crate) names: Vec<(String, String)>,
@@ -205,6 +205,26 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     Bincode::decode(bytes)
+}
+
+/// A request as it crosses: the name of the node that sends it, then the request.
+pub(crate) fn encode_request(from: &str, request: &Request) -> Vec<u8> {
+    encode(&(from, request))
+}
+
+/// A request and the node that sent it.
+pub(crate) fn decode_request(bytes: &[u8]) -> Result<(String, Request), DecodeError> {
+    decode(bytes)
+}
+
+/// The node a message names as its sender, when its first field reads as one: every message
+/// between nodes begins with it. Only for saying who sent what could not be decoded; it is
+/// what the message claims, not proof.
+pub(crate) fn sender(bytes: &[u8]) -> Option<String> {
+    let (name, _) = Bincode::decode_prefix::<String>(bytes).ok()?;
+    let plausible =
+        !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_graphic());
+    plausible.then_some(name)
 }
 
 /// How a typed action leaves this node and how its reply comes back: captured where the types
@@ -374,7 +394,8 @@ mod tests {
                 correlation_id: Some("upload-42".into()),
             },
         };
-        let back: Request = decode(&encode(&request)).unwrap();
+        let (from, back) = decode_request(&encode_request("alpha@h", &request)).unwrap();
+        assert_eq!(from, "alpha@h");
         let Request::Act {
             options, params, ..
         } = back
@@ -385,5 +406,20 @@ mod tests {
         assert_eq!(options.priority, 7);
         assert_eq!(options.correlation_id.as_deref(), Some("upload-42"));
         assert!(decode::<Request>(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn the_sender_of_a_message_is_read_from_its_first_field() {
+        let request = encode_request("beta@10.0.0.2", &Request::Catalog);
+        assert_eq!(sender(&request).as_deref(), Some("beta@10.0.0.2"));
+        // Even when the rest does not decode.
+        let mut broken = request.clone();
+        broken.extend_from_slice(&[0xfd; 12]);
+        assert!(decode_request(&broken).is_err());
+        assert_eq!(sender(&broken).as_deref(), Some("beta@10.0.0.2"));
+        // A first field that is no name names no one.
+        assert_eq!(sender(&[0xfd, 0, 0, 0, 0, 0, 1, 0, 0]), None);
+        assert_eq!(sender(&encode(&("bad\nname", 1))), None);
+        assert_eq!(sender(&[]), None);
     }
 }
