@@ -82,6 +82,13 @@ impl<S: Service> ServiceHandle<S> {
         self.cell.name()
     }
 
+    /// Whether this handle's calls go to another node of the cluster: the type was declared
+    /// with [`RuntimeBuilder::remote`](crate::RuntimeBuilder::remote), or it is disabled here
+    /// and another node serves it.
+    pub fn is_remote(&self) -> bool {
+        calls_go_remote(&self.cell.shared)
+    }
+
     /// Starts a typed action call; set options on the request, then `.await` it.
     ///
     /// # Errors
@@ -231,6 +238,17 @@ pub(crate) enum Callee {
     Remote(crate::cluster::RemoteService),
 }
 
+/// Whether calls to the service of `shared` leave this node.
+fn calls_go_remote(shared: &crate::host::ServiceShared) -> bool {
+    #[cfg(feature = "cluster")]
+    return shared.remote || crate::cluster::route(shared).is_some();
+    #[cfg(not(feature = "cluster"))]
+    return {
+        let _ = shared;
+        false
+    };
+}
+
 impl Callee {
     fn name(&self) -> &str {
         match self {
@@ -277,10 +295,13 @@ impl ServiceRef {
         self.inner.name()
     }
 
-    /// Whether this handle stands for a service that only other nodes of the cluster know.
+    /// Whether this handle's calls go to another node of the cluster: the service runs only
+    /// on other nodes, its type was declared with
+    /// [`RuntimeBuilder::remote`](crate::RuntimeBuilder::remote), or it is disabled here and
+    /// another node serves it.
     pub fn is_remote(&self) -> bool {
         match &self.inner {
-            Callee::Local(_) => false,
+            Callee::Local(local) => calls_go_remote(local.shared()),
             #[cfg(feature = "cluster")]
             Callee::Remote(_) => true,
         }

@@ -58,7 +58,27 @@ pub enum Strategy {
 /// Exponential backoff between restarts, with jitter.
 ///
 /// The n-th consecutive restart waits `initial * factor^(n-1)`, capped at `max`, then moved by a
-/// random fraction of up to `jitter` either way.
+/// random fraction of up to `jitter` either way. Restarts are consecutive while the service
+/// fails sooner than [`reset_after`](Self::reset_after) after it started: a service that ran
+/// that long counts as stable, and its next restart waits `initial` again (as Akka's backoff
+/// supervisor resets). The intensity limit ([`Restart::max_restarts`] within
+/// [`Restart::within`]) counts every restart, stable or not.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sora::Backoff;
+///
+/// let backoff = Backoff {
+///     initial: Duration::from_millis(200),
+///     jitter: 0.0,
+///     ..Backoff::default()
+/// };
+/// assert_eq!(backoff.delay(1), Duration::from_millis(200));
+/// assert_eq!(backoff.delay(3), Duration::from_millis(800));
+/// assert_eq!(backoff.reset_after, Duration::from_secs(1));
+/// ```
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Backoff {
@@ -72,6 +92,15 @@ pub struct Backoff {
     pub factor: f64,
     /// The largest random change, as a fraction of the delay (0.0 to 1.0).
     pub jitter: f64,
+    /// How long a service must run before it fails for its next restart to count as the first
+    /// again (default 1 s).
+    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
+    #[serde(default = "default_reset_after")]
+    pub reset_after: Duration,
+}
+
+fn default_reset_after() -> Duration {
+    Backoff::default().reset_after
 }
 
 impl Default for Backoff {
@@ -81,6 +110,7 @@ impl Default for Backoff {
             max: Duration::from_secs(10),
             factor: 2.0,
             jitter: 0.1,
+            reset_after: Duration::from_secs(1),
         }
     }
 }
@@ -93,6 +123,7 @@ impl Backoff {
             max: Duration::ZERO,
             factor: 1.0,
             jitter: 0.0,
+            reset_after: Duration::ZERO,
         }
     }
 

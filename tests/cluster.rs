@@ -40,6 +40,8 @@ async fn typed_and_by_name_calls_reach_a_service_on_another_node() {
 
     // A typed call, with its options, to the service declared here and run there.
     let translator = runtime.service::<Translator>().unwrap();
+    assert!(translator.is_remote());
+    assert!(runtime.service_by_name("Translator").unwrap().is_remote());
     let reply = translator
         .act(translate("hello"))
         .priority(5)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sora::{
     Action, Backoff, BoxError, Context, Definition, Error, Handler, Health, Restart, Runtime,
-    Service, ServiceKind, ServiceState, Strategy,
+    Service, ServiceHandle, ServiceKind, ServiceState, Strategy,
 };
 use support::*;
 
@@ -357,6 +357,7 @@ async fn restarts_wait_their_backoff_and_calls_meanwhile_are_unavailable() {
                 max: Duration::from_secs(8),
                 factor: 2.0,
                 jitter: 0.0,
+                ..Backoff::default()
             }));
         })
         .start()
@@ -390,6 +391,51 @@ async fn restarts_wait_their_backoff_and_calls_meanwhile_are_unavailable() {
         second >= Duration::from_secs(2) && second < Duration::from_millis(2100),
         "{second:?}"
     );
+    runtime.shutdown().await.unwrap();
+}
+
+/// How long `service` takes to answer again after it fails now.
+async fn time_to_recover(service: &ServiceHandle<Member<1>>) -> Duration {
+    let failed_at = tokio::time::Instant::now();
+    assert!(service.act(Explode).await.is_err());
+    eventually(|| async { service.act(Ping).await.is_ok() }).await;
+    failed_at.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_ran_stably_restarts_after_the_first_delay_again() {
+    let journal = Journal::default();
+    let runtime = Runtime::builder()
+        .service_with(member::<1>(&journal), |def| {
+            let backoff = Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+                factor: 2.0,
+                jitter: 0.0,
+                reset_after: Duration::from_secs(5),
+            };
+            def.restart(
+                Restart::permanent()
+                    .intensity(100, Duration::from_secs(3600))
+                    .backoff(backoff),
+            );
+        })
+        .start()
+        .await
+        .unwrap();
+    let one = runtime.service::<Member<1>>().unwrap();
+    let secs = |d: Duration| d.as_secs();
+    // Failing as soon as it is back: each restart waits twice as long as the one before.
+    assert_eq!(secs(time_to_recover(&one).await), 1);
+    assert_eq!(secs(time_to_recover(&one).await), 2);
+    assert_eq!(secs(time_to_recover(&one).await), 4);
+    // After a stable run, the next failure is a first one again (it waited 8 s before).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(secs(time_to_recover(&one).await), 1);
+    assert_eq!(secs(time_to_recover(&one).await), 2);
+    // A run shorter than `reset_after` is not stable.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(secs(time_to_recover(&one).await), 4);
     runtime.shutdown().await.unwrap();
 }
 

@@ -15,9 +15,6 @@ use super::gateway::{Gateway, GatewayArgs, GatewayMessage};
 use super::node::ClusterShared;
 use crate::supervisor::Backoff;
 
-/// How long a gateway must have run for its next restart to wait the shortest delay again.
-const STABLE: Duration = Duration::from_secs(10);
-
 pub(super) struct Keeper;
 
 pub(super) enum KeeperMessage {
@@ -53,11 +50,13 @@ impl KeeperState {
     /// Marks the gateway down for `reason` and schedules its restart.
     fn lost(&mut self, myself: &ActorRef<KeeperMessage>, reason: String) {
         self.gateway = None;
-        if self.started.elapsed() >= STABLE {
+        // As for a service: a gateway that ran stably starts over from the first delay.
+        let backoff = Backoff::default();
+        if self.started.elapsed() >= backoff.reset_after {
             self.attempt = 0;
         }
         self.attempt += 1;
-        let delay = Backoff::default().delay(self.attempt);
+        let delay = backoff.delay(self.attempt);
         tracing::error!(%reason, ?delay, attempt = self.attempt, "cluster: the gateway stopped; restarting it");
         if let Some(cluster) = self.cluster.upgrade() {
             cluster.gateway_down(Some(reason));

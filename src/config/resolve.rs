@@ -270,6 +270,7 @@ pub(crate) fn apply<S: Service>(
             backoff.max = b.max.unwrap_or(backoff.max);
             backoff.factor = b.factor.unwrap_or(backoff.factor);
             backoff.jitter = b.jitter.unwrap_or(backoff.jitter);
+            backoff.reset_after = b.reset_after.unwrap_or(backoff.reset_after);
         }
     }
     Ok(())

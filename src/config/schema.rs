@@ -114,6 +114,8 @@ pub(crate) struct BackoffFile {
     pub(crate) max: Option<Duration>,
     pub(crate) factor: Option<f64>,
     pub(crate) jitter: Option<f64>,
+    #[serde(default, with = "duration")]
+    pub(crate) reset_after: Option<Duration>,
 }
 
 /// Human durations (`90s`, `5m`, `1h30m`, `250ms`), read with `humantime`.

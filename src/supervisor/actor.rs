@@ -31,6 +31,10 @@ struct Slot {
     actor: Option<ActorId>,
     history: VecDeque<Instant>,
     generation: u64,
+    /// When the running incarnation started.
+    started: Instant,
+    /// Restarts since the service last ran for its backoff's `reset_after`.
+    consecutive: u32,
 }
 
 pub(crate) struct SupervisorState {
@@ -62,6 +66,8 @@ impl Actor for Supervisor {
                 actor: None,
                 history: VecDeque::new(),
                 generation: 0,
+                started: Instant::now(),
+                consecutive: 0,
             })
             .collect();
         Ok(SupervisorState {
@@ -101,6 +107,7 @@ impl Actor for Supervisor {
                         Ok(cell) => {
                             tracing::info!(service = service.name(), "service restarted");
                             state.slots[idx].actor = Some(cell.get_id());
+                            state.slots[idx].started = Instant::now();
                         }
                         Err(reason) => on_exit(&myself, state, idx, Some(reason)).await,
                     }
@@ -210,7 +217,10 @@ async fn start_all(
             return Err(abort_start(state, service.name(), reason).await);
         }
         match spawned {
-            Ok(cell) => state.slots[idx].actor = Some(cell.get_id()),
+            Ok(cell) => {
+                state.slots[idx].actor = Some(cell.get_id());
+                state.slots[idx].started = Instant::now();
+            }
             Err(reason) => {
                 let shared = service.shared();
                 shared.record_failure(&reason);
@@ -332,7 +342,12 @@ async fn on_exit(
         }
         return;
     }
-    let attempt = slot.history.len() as u32;
+    // A service that ran stably before it failed starts over from the first delay.
+    if slot.started.elapsed() >= restart.backoff.reset_after {
+        slot.consecutive = 0;
+    }
+    slot.consecutive += 1;
+    let attempt = slot.consecutive;
     let delay = restart.backoff.delay(attempt);
 
     let group: Vec<usize> = match state.shared.config.strategy {

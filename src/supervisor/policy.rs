@@ -50,6 +50,7 @@ mod tests {
             max: Duration::from_secs(1),
             factor: 2.0,
             jitter: 0.0,
+            ..Backoff::default()
         };
         let d: Vec<_> = (1..=6)
             .map(|n| backoff_delay(&b, n, 0.5).as_millis())
