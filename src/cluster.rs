@@ -45,6 +45,13 @@ pub(crate) use wire::{ServiceSchemas, WireAction, event_schema};
 /// `tokio_rustls`, as ractor_cluster takes it, to build a [`ClusterTls`].
 pub use tokio_rustls as tls;
 
+/// The `ractor_cluster` that Sora's nodes run on, for programs that speak to a node as a plain
+/// `ractor_cluster` node does (tools, and tests that attack one). A crate of the same build
+/// that depended on `ractor_cluster` itself would turn on ractor's `cluster` feature for every
+/// crate, Sora's own build without its `cluster` feature included, which then does not
+/// compile: use this one.
+pub use ractor_cluster;
+
 /// This runtime's node: its name, its peers, its seeds.
 ///
 /// Got from [`RuntimeHandle::cluster`](crate::RuntimeHandle::cluster).

@@ -33,19 +33,22 @@
 //!
 //! [`RuntimeBuilder::http`]: crate::RuntimeBuilder::http
 
+mod auth;
 mod error;
 mod live;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
 mod routes;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::middleware;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -53,6 +56,7 @@ use utoipa_axum::routes;
 use crate::runtime::RuntimeHandle;
 use error::ApiError;
 use routes::Api;
+pub(crate) use server::Bound;
 
 /// Where and how the control plane is served.
 ///
@@ -75,17 +79,28 @@ use routes::Api;
 pub struct HttpConfig {
     pub(crate) address: SocketAddr,
     pub(crate) token: Option<Arc<str>>,
+    pub(crate) read_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
     pub(crate) open_probes: bool,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) cors_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for HttpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |t: &Option<Arc<str>>| t.as_ref().map(|_| "<set>");
         f.debug_struct("HttpConfig")
             .field("address", &self.address)
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("token", &set(&self.token))
+            .field("read_token", &set(&self.read_token))
             .field("body_limit", &self.body_limit)
             .field("open_probes", &self.open_probes)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -99,8 +114,13 @@ impl HttpConfig {
         HttpConfig {
             address,
             token: None,
+            read_token: None,
             body_limit: 1024 * 1024,
             open_probes: true,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -110,15 +130,24 @@ impl HttpConfig {
         HttpConfig::new(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
-    /// Requires `Authorization: Bearer <token>` on every endpoint that changes something or
-    /// calls a service (every `POST`). Reading endpoints and health stay open.
+    /// Requires `Authorization: Bearer <token>` on every endpoint: this token reads and acts.
+    /// The probes stay open unless [`open_probes`](Self::open_probes) says otherwise.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Arc::from(token.into()));
         self
     }
 
+    /// A second token that reads (services, status, events, metrics) and cannot act: a call
+    /// with it is refused with 403. It needs [`token`](Self::token) set too; the start fails
+    /// otherwise.
+    pub fn read_token(mut self, token: impl Into<String>) -> Self {
+        self.read_token = Some(Arc::from(token.into()));
+        self
+    }
+
     /// Whether health and metrics stay open when a token is set (default `true`, so that probes
-    /// and scrapers need no secret); with `false` they need the token too.
+    /// and scrapers need no secret); with `false` they need a token too (the read-only one
+    /// does).
     pub fn open_probes(mut self, open: bool) -> Self {
         self.open_probes = open;
         self
@@ -128,6 +157,63 @@ impl HttpConfig {
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
+    }
+
+    /// How long a client may take to send a request's head (default 10 s); a kept-alive
+    /// connection that sends nothing for as long is closed too.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send a request's body once its head has arrived
+    /// (default 30 s); past it the call is answered 408 and does not run.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// How many connections are served at once (default 1024); one more is answered 503 and
+    /// closed at once.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Lets pages of `origin` (`https://ops.example.com`, or `*` for any) read the plane's
+    /// answers and its event stream from a browser (CORS). None is allowed by default.
+    pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
+        self.cors_origins.push(origin.into());
+        self
+    }
+
+    /// What is wrong with these settings, if anything: the key and why.
+    pub(crate) fn invalid(&self) -> Option<(&'static str, String)> {
+        if self.read_token.is_some() && self.token.is_none() {
+            return Some((
+                "read_token",
+                "needs `token` too: without it, calls would need no token at all".into(),
+            ));
+        }
+        if let (Some(read), Some(act)) = (&self.read_token, &self.token) {
+            if read == act {
+                return Some(("read_token", "must differ from `token`".into()));
+            }
+        }
+        for (key, timeout) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Some((key, "must be longer than zero".into()));
+            }
+        }
+        for origin in &self.cors_origins {
+            if origin != "*" && HeaderValue::from_str(origin).is_err() {
+                return Some(("cors_origins", format!("`{origin}` is not an origin")));
+            }
+        }
+        None
     }
 }
 
@@ -141,6 +227,8 @@ impl Default for HttpConfig {
 /// The control plane's endpoints over `runtime`, to serve or to mount in another router.
 ///
 /// Call it inside a Tokio runtime: it subscribes to every event at once, for the live stream.
+/// Mounted in a server of your own, the plane's own limits on connections, heads and bodies
+/// are that server's to set.
 pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
     let (app, doc) = endpoints(config).split_for_parts();
     let openapi = match doc.to_json() {
@@ -153,18 +241,65 @@ pub fn router(runtime: RuntimeHandle, config: &HttpConfig) -> Router {
     let api = Api {
         live: live::Live::start(&runtime),
         metrics: runtime.metrics(),
-        runtime,
+        runtime: runtime.clone(),
         openapi,
     };
-    app.fallback(|| async { ApiError::not_found() })
+    let app = app
+        .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .with_state(api)
+        .layer(middleware::from_fn_with_state(
+            config.body_timeout,
+            server::body_deadline,
+        ))
+        .layer(middleware::from_fn_with_state(runtime, server::closing))
+        .with_state(api);
+    match cors(config) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
-/// Every endpoint, each added with its OpenAPI description.
+/// The CORS layer, when origins are allowed.
+fn cors(config: &HttpConfig) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    let origins = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    let headers = [
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::HeaderName::from_static(routes::CORRELATION_HEADER),
+        header::HeaderName::from_static("last-event-id"),
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(headers)
+            .expose_headers([header::HeaderName::from_static(routes::CORRELATION_HEADER)])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Every endpoint, each added with its OpenAPI description, behind the token it needs.
 fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
-    let token = || middleware::from_fn_with_state(config.token.clone(), require_token);
+    let tokens = auth::Tokens {
+        act: config.token.clone(),
+        read: config.read_token.clone(),
+    };
+    let guard = |needed| middleware::from_fn_with_state((tokens.clone(), needed), auth::require);
     let mut calls = OpenApiRouter::new()
         .routes(routes!(routes::trigger))
         .routes(routes!(routes::check_queue))
@@ -173,87 +308,27 @@ fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
         .routes(routes!(routes::process_batch))
         .routes(routes!(routes::custom_command))
         .routes(routes!(routes::act));
-    // Without a token there is nothing to check: no layer, no cost per call.
-    if config.token.is_some() {
-        calls = calls.route_layer(token());
-    }
+    let mut reads = OpenApiRouter::new()
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::info))
+        .routes(routes!(routes::status))
+        .routes(routes!(live::events))
+        .routes(routes!(routes::openapi));
     let mut probes = OpenApiRouter::new()
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::health))
         .routes(routes!(routes::live))
         .routes(routes!(routes::ready));
-    if !config.open_probes && config.token.is_some() {
-        probes = probes.route_layer(token());
+    // Without a token there is nothing to check: no layer, no cost per call.
+    if tokens.guarded() {
+        calls = calls.route_layer(guard(auth::Access::Act));
+        reads = reads.route_layer(guard(auth::Access::Read));
+        if !config.open_probes {
+            probes = probes.route_layer(guard(auth::Access::Read));
+        }
     }
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(routes::list))
-        .routes(routes!(routes::info))
-        .routes(routes!(routes::status))
-        .routes(routes!(live::events))
-        .routes(routes!(routes::openapi))
+        .merge(reads)
         .merge(probes)
         .merge(calls)
-}
-
-/// Refuses a request without the configured bearer token.
-async fn require_token(
-    State(token): State<Option<Arc<str>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = token else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if same(given.trim().as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("the bearer token is wrong").into_response(),
-        None => ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`")
-            .into_response(),
-    }
-}
-
-/// Compares two secrets in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A bound listener and the configuration to serve with.
-pub(crate) struct Bound {
-    listener: tokio::net::TcpListener,
-    config: HttpConfig,
-}
-
-impl Bound {
-    /// Binds the address, so that a taken port fails the start before any service runs.
-    pub(crate) async fn bind(config: HttpConfig) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(config.address).await?;
-        Ok(Bound { listener, config })
-    }
-
-    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until the runtime has stopped.
-    pub(crate) fn serve(self, runtime: RuntimeHandle) -> tokio::task::JoinHandle<()> {
-        let app = router(runtime.clone(), &self.config);
-        let address = self.local_addr().ok();
-        tokio::spawn(async move {
-            tracing::info!(?address, "control plane listening");
-            let stopped = async move {
-                let _ = runtime.wait().await;
-            };
-            if let Err(err) = axum::serve(self.listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!(%err, "control plane stopped");
-            }
-        })
-    }
 }

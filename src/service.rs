@@ -51,6 +51,8 @@ mod health;
 
 use std::future::Future;
 
+#[cfg(feature = "http")]
+pub(crate) use command::BatchArgs;
 pub use command::Command;
 pub use context::Context;
 pub(crate) use context::Life;

@@ -349,6 +349,8 @@ async fn events_are_followed_from_where_the_caller_left_off() {
         sora(&[
             "--url",
             &url,
+            "--token",
+            TOKEN,
             "--json",
             "events",
             "--service",
@@ -368,14 +370,20 @@ async fn events_are_followed_from_where_the_caller_left_off() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(events.len(), 3, "{run:?}");
-    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(events.iter().all(|e| e["event"] == "ticked"));
+    // `0` is no id of this node's: it said so, and gave everything it kept.
+    assert!(run.stderr.contains("\"restarted\":true"), "{run:?}");
 
-    // For people: one line per event.
-    let run = node.sora(&["events", "--since", "0", "--count", "1"]).await;
+    // For people: one line per event. An id resumes after it.
+    let first = events[0]["id"].as_str().unwrap();
+    let run = node
+        .sora(&["events", "--since", first, "--count", "1"])
+        .await;
+    let second = events[1]["id"].as_str().unwrap();
     assert!(
-        run.ok().starts_with(&format!("#{} batcher ticked", ids[0])),
+        run.ok().starts_with(&format!("#{second} batcher ticked")),
         "{run:?}"
     );
     node.stop().await;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use node::*;
 use ractor::{Actor, ActorRef, RpcReplyPort};
-use ractor_cluster::node::NodeConnectionMode;
-use ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
+use sora::cluster::ractor_cluster;
+use sora::cluster::ractor_cluster::node::NodeConnectionMode;
+use sora::cluster::ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
 use serde::Serialize;
 use sora::codec::{Bincode, Codec, Format};
 use sora::{CallOptions, Error};

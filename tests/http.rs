@@ -50,10 +50,12 @@ impl Node {
         }
     }
 
+    /// A read, with the token (which every route of a node with one needs).
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap();
@@ -260,6 +262,18 @@ async fn every_bad_request_gets_its_status_and_stable_code() {
             "/api/services/batcher/process-batch".into(),
             "{\"batchSize\": -1}".into(),
             StatusCode::BAD_REQUEST,
+            "bad_parameters",
+        ),
+        (
+            format!("{translate}?timeoutMs=0"),
+            "{}".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/services/%FF%FE/trigger".into(),
+            String::new(),
+            StatusCode::BAD_REQUEST,
             "bad_request",
         ),
         (
@@ -326,13 +340,18 @@ async fn every_bad_request_gets_its_status_and_stable_code() {
     // The field at fault is named.
     let (_, _, whole) = post_code(&node, translate, "{\"text\": 3, \"to\": \"en\"}").await;
     assert_eq!(whole["field"], "text");
-    let (_, _, whole) = post_code(
-        &node,
+    // The same for a built-in command sent by its name, which is read as its own route reads it.
+    for path in [
         "/api/services/batcher/process-batch",
-        "{\"batchSize\": -1}",
-    )
-    .await;
-    assert_eq!(whole["field"], "batchSize");
+        "/api/services/batcher/commands/process-batch",
+    ] {
+        let (status, code, whole) = post_code(&node, path, "{\"batchSize\": -1}").await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "bad_parameters")
+        );
+        assert_eq!(whole["field"], "batchSize", "{path}");
+    }
     // The service is still there after all of it.
     let (status, _) = node.get("/api/services/Translator/status").await;
     assert_eq!(status, StatusCode::OK);
@@ -340,32 +359,76 @@ async fn every_bad_request_gets_its_status_and_stable_code() {
 }
 
 #[tokio::test]
-async fn a_token_guards_every_call_and_leaves_reading_open() {
-    let node = node().await;
-    let path = format!("{}/api/services/batcher/trigger", node.base);
+async fn a_token_guards_every_route_but_the_probes() {
+    let node = Node::start(HttpConfig::local(0).token(TOKEN).read_token("only-looking")).await;
+    let trigger = format!("{}/api/services/batcher/trigger", node.base);
     let client = &node.client;
-    let (status, body) = read(client.post(&path).send().await.unwrap()).await;
+    let (status, body) = read(client.post(&trigger).send().await.unwrap()).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
-    let wrong = client
-        .post(&path)
-        .bearer_auth("guess")
+    let wrong = client.post(&trigger).bearer_auth("guess").send().await;
+    assert_eq!(read(wrong.unwrap()).await.0, StatusCode::UNAUTHORIZED);
+    // The read-only token may not act.
+    let reader = client
+        .post(&trigger)
+        .bearer_auth("only-looking")
         .send()
-        .await
-        .unwrap();
-    assert_eq!(read(wrong).await.0, StatusCode::UNAUTHORIZED);
-    let right = client.post(&path).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(read(right).await.0, StatusCode::NO_CONTENT);
+        .await;
+    let (status, body) = read(reader.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    // The scheme's case does not matter (RFC 9110), the token's does.
+    let lower = client
+        .post(&trigger)
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await;
+    assert_eq!(read(lower.unwrap()).await.0, StatusCode::NO_CONTENT);
     assert_eq!(
         node.journal.count("tick"),
         1,
         "only the authorized trigger ran"
     );
-    assert_eq!(node.get("/api/services").await.0, StatusCode::OK);
-    assert_eq!(node.get("/health").await.0, StatusCode::OK);
+
+    // Every read needs a token: either opens it.
+    for path in [
+        "/api/services",
+        "/api/services/batcher",
+        "/api/services/batcher/status",
+        "/api/events",
+        "/api/openapi.json",
+    ] {
+        let url = format!("{}{path}", node.base);
+        let open = client.get(&url).send().await.unwrap();
+        assert_eq!(open.status(), StatusCode::UNAUTHORIZED, "{path}");
+        for token in [TOKEN, "only-looking"] {
+            let seen = client.get(&url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(seen.status(), StatusCode::OK, "{path} with {token}");
+        }
+    }
+    // The probes stay open, as `open_probes` is on by default.
+    for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+        let probe = client.get(format!("{}{path}", node.base)).send().await;
+        assert_eq!(probe.unwrap().status(), StatusCode::OK, "{path}");
+    }
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_only_token_needs_a_token_to_act_too() {
+    let err = Runtime::builder()
+        .http(HttpConfig::local(0).read_token("only-looking"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { key, .. } if key == "http.read_token"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -574,7 +637,10 @@ struct SseReader {
 
 impl SseReader {
     async fn open(node: &Node, path: &str, last_event_id: Option<&str>) -> SseReader {
-        let mut request = node.client.get(format!("{}{path}", node.base));
+        let mut request = node
+            .client
+            .get(format!("{}{path}", node.base))
+            .bearer_auth(TOKEN);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -620,6 +686,15 @@ async fn translate(node: &Node, text: &str) {
     translate_en(&node.runtime, text).await;
 }
 
+/// An event id's incarnation and sequence.
+fn split(id: Option<&str>) -> (String, u64) {
+    let (incarnation, seq) = id
+        .expect("an id")
+        .split_once('-')
+        .expect("incarnation-sequence");
+    (incarnation.to_owned(), seq.parse().expect("a sequence"))
+}
+
 #[tokio::test]
 async fn events_stream_live_with_ids_and_filters() {
     let node = node().await;
@@ -641,12 +716,12 @@ async fn events_stream_live_with_ids_and_filters() {
     let data = second.json();
     assert_eq!(data["service"], "Translator");
     assert_eq!(data["payload"], json!({"text": "olá", "to": "en"}));
-    assert_eq!(second.id, Some(data["id"].to_string()));
-    let (a, b): (u64, u64) = (
-        first.id.unwrap().parse().unwrap(),
-        second.id.unwrap().parse().unwrap(),
-    );
-    assert!(a < b, "ids increase");
+    assert_eq!(second.id.as_deref(), data["id"].as_str());
+    // `<incarnation>-<sequence>`: one incarnation, increasing sequences.
+    let (a, b) = (split(first.id.as_deref()), split(second.id.as_deref()));
+    assert_eq!(a.0, b.0);
+    assert_eq!(data["seq"], b.1);
+    assert!(a.1 < b.1, "ids increase");
 
     // The filtered streams saw only theirs.
     assert_eq!(
@@ -704,26 +779,40 @@ async fn a_gap_larger_than_the_ring_is_reported() {
     let gap = late.next().await;
     assert_eq!(gap.event.as_deref(), Some("gap"));
     let gap = gap.json();
-    let start: u64 = start.parse().unwrap();
-    let last: u64 = last.parse().unwrap();
+    let (incarnation, start) = split(Some(&start));
+    let (_, last) = split(Some(&last));
     assert_eq!(gap["from"], start + 1);
     let to = gap["to"].as_u64().unwrap();
     assert_eq!(to, last - 1024, "everything older than the ring's oldest");
+    assert_eq!(gap.get("restarted"), None);
     // Then the ring, from its oldest event.
     let next = late.next().await;
-    assert_eq!(next.id, Some((to + 1).to_string()));
+    assert_eq!(next.id, Some(format!("{incarnation}-{}", to + 1)));
     node.stop().await;
 }
 
 #[tokio::test]
 async fn any_last_event_id_is_taken_without_harm() {
     let node = node().await;
-    for id in ["0", "18446744073709551615"] {
+    // Nothing emitted yet: a bare number, or an id of another incarnation of the node, gets a
+    // `gap` that says the node restarted, then what comes.
+    for id in ["0", "18446744073709551615", "ffffffff-18446744073709551615"] {
         let mut client = SseReader::open(&node, "/api/events", Some(id)).await;
+        let gap = client.next().await;
+        assert_eq!(gap.event.as_deref(), Some("gap"), "{id}");
+        assert_eq!(gap.json(), json!({"restarted": true}), "{id}");
         translate(&node, id).await;
         let event = client.next().await;
         assert_eq!(event.event.as_deref(), Some("TranslationCompleted"), "{id}");
     }
+    // An id of this incarnation past the newest: only what comes.
+    let mut watcher = SseReader::open(&node, "/api/events", None).await;
+    translate(&node, "seen").await;
+    let (incarnation, _) = split(watcher.next().await.id.as_deref());
+    let ahead = format!("{incarnation}-18446744073709551615");
+    let mut client = SseReader::open(&node, "/api/events", Some(&ahead)).await;
+    translate(&node, "next").await;
+    assert_eq!(client.next().await.json()["payload"]["text"], "next");
     node.stop().await;
 }
 
@@ -733,6 +822,7 @@ async fn a_bad_last_event_id_is_refused() {
     let response = node
         .client
         .get(format!("{}/api/events", node.base))
+        .bearer_auth(TOKEN)
         .header("Last-Event-ID", "yesterday")
         .send()
         .await
@@ -842,8 +932,9 @@ async fn metrics_move_when_actions_run() {
 async fn probes_can_require_the_token_too() {
     let node = Node::start(HttpConfig::local(0).token(TOKEN).open_probes(false)).await;
     for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
-        assert_eq!(node.get(path).await.0, StatusCode::UNAUTHORIZED, "{path}");
         let url = format!("{}{path}", node.base);
+        let open = node.client.get(&url).send().await.unwrap();
+        assert_eq!(open.status(), StatusCode::UNAUTHORIZED, "{path}");
         let allowed = node
             .client
             .get(url)

@@ -25,7 +25,7 @@ impl Loaded {
     pub(crate) fn http(
         &self,
         explicit: Option<crate::http::HttpConfig>,
-    ) -> Option<crate::http::HttpConfig> {
+    ) -> Result<Option<crate::http::HttpConfig>, Error> {
         let file = self.file.http.as_ref();
         let mut http = match (explicit, file) {
             (Some(http), _) => http,
@@ -40,9 +40,24 @@ impl Loaded {
                 if let Some(open) = file.open_probes {
                     http.open_probes = open;
                 }
+                if let Some(token) = &file.read_token {
+                    http.read_token = Some(std::sync::Arc::from(token.0.as_str()));
+                }
+                if let Some(timeout) = file.header_timeout {
+                    http.header_timeout = timeout;
+                }
+                if let Some(timeout) = file.body_timeout {
+                    http.body_timeout = timeout;
+                }
+                if let Some(connections) = file.max_connections {
+                    http.max_connections = connections;
+                }
+                if let Some(origins) = &file.cors_origins {
+                    http.cors_origins = origins.clone();
+                }
                 http
             }
-            (None, None) => return None,
+            (None, None) => return Ok(None),
         };
         if http.token.is_none() {
             let token = self
@@ -51,7 +66,10 @@ impl Loaded {
                 .or_else(|| file.and_then(|f| f.token.clone()));
             http.token = token.map(|t| std::sync::Arc::from(t.0));
         }
-        Some(http)
+        if let Some((key, why)) = http.invalid() {
+            return Err(self.error_at(&["http".to_owned(), key.to_owned()], why));
+        }
+        Ok(Some(http))
     }
 
     /// Refuses an `[http]` table in a build without the control plane.
@@ -114,6 +132,15 @@ impl Loaded {
         );
         if let Some(timeout) = file.handshake_timeout {
             config = config.handshake_timeout(timeout);
+        }
+        if let Some(pending) = file.max_pending_connections {
+            config = config.max_pending_connections(pending);
+        }
+        if let Some(size) = file.max_message_size {
+            config = config.max_message_size(size);
+        }
+        if let Some((key, why)) = config.invalid() {
+            return Err(self.error_at(&["cluster".to_owned(), key.to_owned()], why));
         }
         Ok(Some(config))
     }

@@ -43,6 +43,8 @@ pub(crate) struct ClusterFile {
     pub(crate) reconnect_max: Option<Duration>,
     #[serde(default, with = "duration")]
     pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) max_pending_connections: Option<usize>,
+    pub(crate) max_message_size: Option<usize>,
 }
 
 /// `[http]`: the control plane, served when the table is present.
@@ -52,8 +54,15 @@ pub(crate) struct ClusterFile {
 pub(crate) struct HttpFile {
     pub(crate) address: Option<std::net::SocketAddr>,
     pub(crate) token: Option<Secret>,
+    pub(crate) read_token: Option<Secret>,
     pub(crate) body_limit: Option<usize>,
     pub(crate) open_probes: Option<bool>,
+    #[serde(default, with = "duration")]
+    pub(crate) header_timeout: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) cors_origins: Option<Vec<String>>,
 }
 
 /// A value that is never shown in logs or `Debug` output.

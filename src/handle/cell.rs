@@ -151,10 +151,34 @@ impl<S: Service> ServiceCell<S> {
     pub(crate) fn command(&self, command: Command, options: CallOptions) -> ReplyFuture<()> {
         let timeout = options.timeout;
         let label = command.label();
-        let (tx, rx) = slim();
-        let call = EnvelopeKind::command(command, options, Some(ReplyTo::Handle(tx)));
-        let sent = self.deliver(call, Delivery::Prompt);
-        ReplyFuture::new(self.shared.clone(), label, sent.map(|()| rx), timeout)
+        // Refused before the call's clock starts: a timeout never hides a bad name.
+        let sent = self.admit(command).and_then(|command| {
+            let (tx, rx) = slim();
+            let call = EnvelopeKind::command(command, options, Some(ReplyTo::Handle(tx)));
+            self.deliver(call, Delivery::Prompt).map(|()| rx)
+        });
+        ReplyFuture::new(self.shared.clone(), label, sent, timeout)
+    }
+
+    /// A command as the service will take it ([`Command::named`]), or why it will not.
+    fn admit(&self, command: Command) -> Result<Command, Error> {
+        if !self.shared.enabled {
+            return Err(self.shared.unavailable());
+        }
+        let name = command.name().to_owned();
+        let command = command.resolve().map_err(|e| Error::BadParameters {
+            service: self.name().to_owned(),
+            action: name,
+            field: e.field,
+            message: e.message,
+        })?;
+        if !self.def.accepts(&command) {
+            return Err(Error::UnknownCommand {
+                service: self.name().to_owned(),
+                command: command.name().to_owned(),
+            });
+        }
+        Ok(command)
     }
 
     pub(crate) fn info(&self) -> ServiceInfo {
@@ -422,6 +446,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         if let Some(remote) = self.remote() {
             return remote.tell(command);
         }
+        let command = self.admit(command)?;
         let call = EnvelopeKind::command(command, CallOptions::default(), None);
         self.deliver(call, Delivery::Batched)
     }

@@ -44,6 +44,11 @@ struct Ticks {
     waiters: Vec<TickReply>,
     /// Waiting for the follow-up run.
     next_waiters: Vec<TickReply>,
+    /// Triggers the run in progress answers, and those the follow-up will: each is a call.
+    triggered: u32,
+    next_triggered: u32,
+    /// When the run in progress started, if calls are clocked (see `job::clock`).
+    clocked: Option<Instant>,
 }
 
 /// Aborts its task when dropped, so a failed incarnation leaves no timers behind.
@@ -311,8 +316,10 @@ fn on_tick<S: Service>(state: &mut HostState<S>) {
 fn trigger<S: Service>(state: &mut HostState<S>, reply: Option<TickReply>) {
     if state.ticks.running {
         state.ticks.follow_up = true;
+        state.ticks.next_triggered += 1;
         state.ticks.next_waiters.extend(reply);
     } else {
+        state.ticks.triggered += 1;
         state.ticks.waiters.extend(reply);
         start_tick(state);
     }
@@ -320,6 +327,7 @@ fn trigger<S: Service>(state: &mut HostState<S>, reply: Option<TickReply>) {
 
 fn start_tick<S: Service>(state: &mut HostState<S>) {
     state.ticks.running = true;
+    state.ticks.clocked = super::job::clock(&state.inc);
     let inc = state.inc.clone();
     inc.cell.shared.tick_running.store(true, Ordering::Release);
     tokio::spawn(async move {
@@ -377,6 +385,15 @@ fn on_tick_done<S: Service>(
         }),
         (None, None) => Ok(()),
     };
+    // Each trigger this run answers is a call of `trigger`, counted as calls are.
+    for _ in 0..std::mem::take(&mut state.ticks.triggered) {
+        super::job::book(
+            &state.inc,
+            Command::TRIGGER,
+            state.ticks.clocked,
+            result.is_err(),
+        );
+    }
     for waiter in std::mem::take(&mut state.ticks.waiters) {
         waiter.send(result.clone().map_err(Box::new));
     }
@@ -389,6 +406,7 @@ fn on_tick_done<S: Service>(
     if state.ticks.follow_up {
         state.ticks.follow_up = false;
         state.ticks.waiters = std::mem::take(&mut state.ticks.next_waiters);
+        state.ticks.triggered = std::mem::take(&mut state.ticks.next_triggered);
         start_tick(state);
     } else if let Some(schedule) = &cell.def.schedule {
         if schedule.missed == MissedTick::Delay {
@@ -490,6 +508,7 @@ fn refuse_queued<S: Service>(state: &mut HostState<S>, err: &Error) {
     for waiter in state.ticks.next_waiters.drain(..) {
         waiter.fail(err.clone());
     }
+    state.ticks.next_triggered = 0;
     state.ticks.follow_up = false;
 }
 

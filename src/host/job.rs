@@ -363,7 +363,12 @@ fn settle<S: Service, T>(
 
 /// Counts a settled call; with metrics served, records it there too (`started` is taken only
 /// then: see [`clock`]).
-fn book<S: Service>(inc: &Incarnation<S>, label: &str, started: Option<Instant>, failed: bool) {
+pub(super) fn book<S: Service>(
+    inc: &Incarnation<S>,
+    label: &str,
+    started: Option<Instant>,
+    failed: bool,
+) {
     let shared = &inc.cell.shared;
     shared.calls.fetch_add(1, Ordering::Relaxed);
     if failed {
@@ -382,7 +387,7 @@ fn book<S: Service>(inc: &Incarnation<S>, label: &str, started: Option<Instant>,
 }
 
 /// The start of a call, when metrics are kept; nothing (and no clock read) otherwise.
-fn clock<S: Service>(inc: &Incarnation<S>) -> Option<Instant> {
+pub(super) fn clock<S: Service>(inc: &Incarnation<S>) -> Option<Instant> {
     #[cfg(feature = "http")]
     if inc.cell.shared.runtime.metrics.get().is_some() {
         return Some(Instant::now());

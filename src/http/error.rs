@@ -51,6 +51,10 @@ impl ApiError {
     pub(crate) fn unauthorized(message: &str) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
+
+    pub(crate) fn forbidden(message: &str) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
 }
 
 impl From<Error> for ApiError {

@@ -1,5 +1,10 @@
 //! Live events: every event the services emit, kept in a bounded ring and streamed to clients
 //! as server-sent events; a client that reconnects with `Last-Event-ID` gets what it missed.
+//!
+//! An event's SSE id is `<incarnation>-<sequence>`: the bus numbers events from 1 each time the
+//! node starts, so the incarnation (a random number drawn at start) tells a client that comes
+//! back after a restart that its id belongs to the node's previous life. It then gets every
+//! event still kept, after a `gap` that says so (`"restarted": true`).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,8 +30,10 @@ pub(crate) const RING: usize = 1024;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct LiveEvent {
-    /// The bus-wide event id, also the SSE `id`.
-    id: u64,
+    /// The SSE `id`: `<incarnation>-<sequence>`, what `Last-Event-ID` resumes after.
+    id: String,
+    /// The bus-wide sequence number of the event in this incarnation of the node, from 1.
+    seq: u64,
     /// The emitting service.
     service: String,
     /// The event's name, also the SSE `event`.
@@ -46,7 +53,33 @@ pub(crate) struct LiveEvent {
 
 /// The ring of recent events and the channel of new ones.
 pub(crate) struct Live {
+    /// This incarnation of the node, as its event ids carry it.
+    incarnation: u32,
     state: Mutex<Ring>,
+}
+
+/// An id a client resumes after: of this incarnation, or of another one (or of none: a bare
+/// number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LastId {
+    incarnation: Option<u32>,
+    seq: u64,
+}
+
+impl LastId {
+    fn parse(text: &str) -> Option<LastId> {
+        let text = text.trim();
+        match text.split_once('-') {
+            Some((incarnation, seq)) => Some(LastId {
+                incarnation: Some(u32::from_str_radix(incarnation, 16).ok()?),
+                seq: seq.parse().ok()?,
+            }),
+            None => Some(LastId {
+                incarnation: None,
+                seq: text.parse().ok()?,
+            }),
+        }
+    }
 }
 
 struct Ring {
@@ -62,6 +95,7 @@ impl Live {
     pub(crate) fn start(runtime: &RuntimeHandle) -> Arc<Live> {
         let (tx, _) = broadcast::channel(RING);
         let live = Arc::new(Live {
+            incarnation: fastrand::u32(..),
             state: Mutex::new(Ring {
                 events: VecDeque::with_capacity(RING),
                 newest: 0,
@@ -73,6 +107,7 @@ impl Live {
             .queue(RING * 4, crate::Overflow::DropOldest)
             .stream_now();
         let feeder = live.clone();
+        let incarnation = live.incarnation;
         match feed {
             Ok(mut events) => {
                 tokio::spawn(async move {
@@ -82,7 +117,8 @@ impl Live {
                             .duration_since(UNIX_EPOCH)
                             .unwrap_or_default();
                         let mut event = LiveEvent {
-                            id: e.id(),
+                            id: format!("{incarnation:08x}-{}", e.id()),
+                            seq: e.id(),
                             service: e.service().to_owned(),
                             event: e.name().to_owned(),
                             correlation_id: e.correlation_id().map(str::to_owned),
@@ -113,7 +149,7 @@ impl Live {
         if ring.events.len() == RING {
             ring.events.pop_front();
         }
-        ring.newest = event.id;
+        ring.newest = event.seq;
         ring.events.push_back(event.clone());
         if let Some(tx) = &ring.tx {
             let _ = tx.send(event);
@@ -126,29 +162,46 @@ impl Live {
 
     /// What a client gets: the events after `last` still in the ring, the gap if some are gone,
     /// and the channel of new ones (opened under the same lock, so nothing falls between).
-    fn attach(&self, last: Option<u64>) -> Attached {
+    fn attach(&self, last: Option<LastId>) -> Attached {
         let ring = self.ring();
+        // Any id a client sends is taken: arithmetic saturates instead of overflowing.
+        let oldest_kept = ring
+            .events
+            .front()
+            .map_or(ring.newest.saturating_add(1), |e| e.seq);
         let (backlog, gap) = match last {
             None => (Vec::new(), None),
-            Some(last) => {
+            // Of this incarnation: what came after it.
+            Some(LastId {
+                incarnation: Some(incarnation),
+                seq,
+            }) if incarnation == self.incarnation => {
                 let backlog: Vec<_> = ring
                     .events
                     .iter()
-                    .filter(|e| e.id > last)
+                    .filter(|e| e.seq > seq)
                     .cloned()
                     .collect();
-                // Any id a client sends is taken: arithmetic saturates instead of overflowing.
-                let oldest_kept = ring
-                    .events
-                    .front()
-                    .map_or(ring.newest.saturating_add(1), |e| e.id);
-                let first_missed = last.saturating_add(1);
-                let gap = (first_missed < oldest_kept && last < ring.newest).then(|| Gap {
+                let first_missed = seq.saturating_add(1);
+                let gap = (first_missed < oldest_kept && seq < ring.newest).then(|| Gap {
                     from: Some(first_missed),
                     to: Some(oldest_kept - 1),
                     missed: None,
+                    restarted: None,
                 });
                 (backlog, gap)
+            }
+            // Of the node's previous life: whatever came after it there is gone, and so is
+            // what this life emitted before the oldest event kept.
+            Some(_) => {
+                let lost = oldest_kept > 1;
+                let gap = Gap {
+                    from: lost.then_some(1),
+                    to: lost.then(|| oldest_kept - 1),
+                    missed: None,
+                    restarted: Some(true),
+                };
+                (ring.events.iter().cloned().collect(), Some(gap))
             }
         };
         Attached {
@@ -177,6 +230,10 @@ struct Gap {
     /// How many were missed, when the ids are not known.
     #[serde(skip_serializing_if = "Option::is_none")]
     missed: Option<u64>,
+    /// The id resumed after is of the node's previous incarnation: what came after it there is
+    /// lost (`from` and `to` are then of this incarnation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restarted: Option<bool>,
 }
 
 impl Gap {
@@ -208,8 +265,10 @@ enum Item {
 #[utoipa::path(get, path = "/api/events", tag = "events",
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<u64>, Header,
-            description = "Resume after this id: the kept events after it come first"),
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "Resume after this id (`<incarnation>-<sequence>`): the kept events \
+                           after it come first; an id of the node's previous incarnation gets \
+                           every kept event, after a `gap` with `\"restarted\": true`"),
     ),
     responses(
         (status = 200, content_type = "text/event-stream", body = LiveEvent,
@@ -231,7 +290,7 @@ pub(crate) async fn events(
             value
                 .to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .and_then(LastId::parse)
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event id"))?,
         ),
         None => None,
@@ -252,18 +311,16 @@ pub(crate) async fn events(
     let items = stream::iter(backlog.into_iter().map(Item::Event)).chain(live);
     let events = items.filter_map(move |item| {
         let out = match item {
-            Item::Event(e) if wanted(&e) => Some(
-                SseEvent::default()
-                    .id(e.id.to_string())
-                    .event(&e.event)
-                    .data(&e.json),
-            ),
+            Item::Event(e) if wanted(&e) => {
+                Some(SseEvent::default().id(&e.id).event(&e.event).data(&e.json))
+            }
             Item::Event(_) => None,
             Item::Lagged(n) => Some(
                 Gap {
                     from: None,
                     to: None,
                     missed: Some(n),
+                    restarted: None,
                 }
                 .event(),
             ),

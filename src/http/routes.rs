@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -86,6 +86,25 @@ pub(crate) async fn status(
     Ok(Json(service(&api, &name)?.status().await?))
 }
 
+/// A path's parameters; one that does not decode (not UTF-8, say) is the JSON error
+/// `bad_request`, as every other rejection is.
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
 /// The query of a call: `?priority=10&timeoutMs=500`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -119,6 +138,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
             })?)),
             None => None,
         };
+        if query.timeout_ms == Some(0) {
+            let mut err = ApiError::bad_request("`timeoutMs` must be at least 1");
+            err.field = Some("timeoutMs".into());
+            return Err(err);
+        }
         Ok(Call(CallOptions {
             priority: query.priority.unwrap_or(0),
             timeout: query.timeout_ms.map(Duration::from_millis),
@@ -132,6 +156,12 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(e.status(), "payload_too_large", e.body_text())
+        } else if let Some(late) = timed_out(&e) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                late.to_string(),
+            )
         } else {
             ApiError::bad_request(e.body_text())
         }
@@ -146,6 +176,18 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value
             format!("the body is not JSON: {e}"),
         )
     })
+}
+
+/// The deadline a body missed, if that is why it could not be read.
+fn timed_out(rejection: &BytesRejection) -> Option<&super::server::BodyTimeout> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if let Some(late) = err.downcast_ref::<super::server::BodyTimeout>() {
+            return Some(late);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 /// The reply of a call, with its correlation id echoed.
@@ -259,20 +301,10 @@ struct Correlation {
     x_correlation_id: Option<String>,
 }
 
-/// The body of `process-batch`: `{"batchSize": 100, "filter": "..."}`, both optional.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BatchBody {
-    /// How many items to take.
-    batch_size: Option<usize>,
-    /// Which items to take.
-    filter: Option<String>,
-}
-
 /// Asks a service to process a batch.
 #[utoipa::path(post, path = "/api/services/{name}/process-batch", tag = "calls",
     params(("name" = String, Path, description = "The service's name"), CallQuery, Correlation),
-    request_body(content = Option<BatchBody>, description = "Both fields optional; an empty body is `{}`"),
+    request_body(content = Option<crate::service::BatchArgs>, description = "Both fields optional; an empty body is `{}`"),
     responses((status = 204, description = "Done"), CallErrors),
     security((), ("bearer" = [])))]
 pub(crate) async fn process_batch(
@@ -281,20 +313,22 @@ pub(crate) async fn process_batch(
     Call(options): Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let batch: BatchBody = match json_body(body)? {
-        serde_json::Value::Null => BatchBody::default(),
-        value => serde_path_to_error::deserialize(value).map_err(|e| {
-            let field = e.path().to_string();
-            let mut err = ApiError::bad_request(e.inner().to_string());
-            err.field = (field != ".").then_some(field);
-            err
-        })?,
-    };
-    let command = Command::ProcessBatch {
-        size: batch.batch_size,
-        filter: batch.filter,
-    };
+    let command = named_command(&name, Command::PROCESS_BATCH, json_body(body)?)?;
     run_command(&api, &name, command, options).await
+}
+
+/// The command called `command` with the JSON `args` (`null`: none), the built-in ones read
+/// as their routes read them.
+fn named_command(service: &str, command: &str, args: serde_json::Value) -> ApiResult<Command> {
+    let args = (!args.is_null()).then(|| args.to_string());
+    Command::named(command, args).map_err(|e| {
+        ApiError::from(Error::BadParameters {
+            service: service.to_owned(),
+            action: command.to_owned(),
+            field: e.field,
+            message: e.message,
+        })
+    })
 }
 
 /// Sends one of a service's own commands; the JSON body is its arguments.
@@ -314,18 +348,7 @@ pub(crate) async fn custom_command(
     Call(options): Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let args = match json_body(body)? {
-        serde_json::Value::Null => None,
-        value => Some(value.to_string()),
-    };
-    let command = match command.as_str() {
-        Command::TRIGGER => Command::TriggerNow,
-        Command::CHECK_QUEUE => Command::CheckQueue,
-        _ => Command::Custom {
-            name: command,
-            args,
-        },
-    };
+    let command = named_command(&name, &command, json_body(body)?)?;
     run_command(&api, &name, command, options).await
 }
 

@@ -453,7 +453,7 @@ impl RuntimeBuilder {
             config,
             pending,
             #[cfg(feature = "http")]
-            http: loaded.http(self.http.take()),
+            http: loaded.http(self.http.take())?,
             #[cfg(feature = "cluster")]
             cluster: loaded.cluster(self.cluster.take())?,
         })
@@ -511,6 +511,9 @@ impl RuntimeBuilder {
             .map_err(|e| startup_error(e.to_string()))?;
         let _ = shared.supervisor.set(supervisor.clone());
         let handle = RuntimeHandle::from_shared(shared.clone());
+        // Its live stream subscribes now, to keep the events services emit as they start.
+        #[cfg(feature = "http")]
+        let http = http.map(|bound| bound.prepare(handle.clone()));
         let runtime = Runtime { handle };
         match supervisor.call(SupervisorMessage::Start, None).await {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
@@ -535,7 +538,7 @@ impl RuntimeBuilder {
                 shared.phase.store(RUNNING, Ordering::Release);
                 #[cfg(feature = "http")]
                 if let Some(http) = http {
-                    let task = http.serve(runtime.handle());
+                    let task = http.serve();
                     *shared.http_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
                 }
                 Ok(runtime)

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{Codec, DecodeError, Json};
+
 /// A command sent to a pokable service: a nudge to do its work now.
 ///
 /// A service accepts only the commands it declares with
@@ -29,6 +31,18 @@ pub enum Command {
         /// Its arguments as JSON text, if any.
         args: Option<String>,
     },
+}
+
+/// The arguments of [`Command::ProcessBatch`] as JSON: `{"batchSize": 100, "filter": "..."}`,
+/// both optional.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct BatchArgs {
+    /// How many items to take.
+    pub(crate) batch_size: Option<usize>,
+    /// Which items to take.
+    pub(crate) filter: Option<String>,
 }
 
 impl Command {
@@ -68,6 +82,69 @@ impl Command {
             Command::ProcessBatch { .. } => Self::PROCESS_BATCH.into(),
             Command::CheckQueue => Self::CHECK_QUEUE.into(),
             Command::Custom { name, .. } => name.clone().into(),
+        }
+    }
+
+    /// The command called `name`, with `args`, the JSON text of its arguments: a built-in
+    /// name gives the built-in command (`process-batch` reads `{"batchSize": 100, "filter":
+    /// "..."}`, both optional; `trigger` and `check-queue` take none), any other name a custom
+    /// command with `args` as they are. Every command is read so before it is sent, whatever
+    /// path it came by: `Command::custom("process-batch")`, the CLI's or HTTP's
+    /// `commands/process-batch` and another node's all run as [`Command::ProcessBatch`].
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] naming the field when a built-in command's arguments are not its own
+    /// (`{"batchSize": -5}`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sora::Command;
+    ///
+    /// let batch = Command::named("process-batch", Some(r#"{"batchSize": 50}"#.into())).unwrap();
+    /// assert_eq!(batch, Command::ProcessBatch { size: Some(50), filter: None });
+    /// let err = Command::named("process-batch", Some(r#"{"batchSize": -5}"#.into())).unwrap_err();
+    /// assert_eq!(err.field.as_deref(), Some("batchSize"));
+    /// assert_eq!(Command::named("reindex", None).unwrap(), Command::custom("reindex"));
+    /// ```
+    pub fn named(name: impl Into<String>, args: Option<String>) -> Result<Command, DecodeError> {
+        let name = name.into();
+        let none = |args: &Option<String>| args.as_deref().is_none_or(|a| a.trim() == "null");
+        let no_arguments = |args: &Option<String>, command: Command| {
+            if none(args) {
+                Ok(command)
+            } else {
+                Err(DecodeError {
+                    field: None,
+                    message: format!("`{}` takes no arguments", command.name()),
+                })
+            }
+        };
+        match name.as_str() {
+            Self::TRIGGER => no_arguments(&args, Command::TriggerNow),
+            Self::CHECK_QUEUE => no_arguments(&args, Command::CheckQueue),
+            Self::PROCESS_BATCH => {
+                let batch = match &args {
+                    _ if none(&args) => BatchArgs::default(),
+                    Some(text) => Json::decode::<BatchArgs>(text.as_bytes())?,
+                    None => BatchArgs::default(),
+                };
+                Ok(Command::ProcessBatch {
+                    size: batch.batch_size,
+                    filter: batch.filter,
+                })
+            }
+            _ => Ok(Command::Custom { name, args }),
+        }
+    }
+
+    /// This command as [`Command::named`] reads it: a custom command with a built-in name
+    /// becomes the built-in one.
+    pub(crate) fn resolve(self) -> Result<Command, DecodeError> {
+        match self {
+            Command::Custom { name, args } => Command::named(name, args),
+            other => Ok(other),
         }
     }
 

@@ -27,6 +27,9 @@ pub(crate) enum Failure {
         message: String,
         field: Option<String>,
     },
+    /// The node took longer than the CLI waits.
+    #[error("no answer from the node at {url} within {after:?}")]
+    TimedOut { url: String, after: Duration },
     /// The node answered something that is not the control plane's answer.
     #[error("unexpected answer from the node: {0}")]
     Protocol(String),
@@ -44,16 +47,17 @@ impl Failure {
     /// | 1 | the node refused or failed the request (400, 405, 409, 413, 429, 500, …) |
     /// | 2 | the command line is wrong |
     /// | 3 | the node cannot be reached |
-    /// | 4 | the token is missing or wrong (401) |
+    /// | 4 | the token is missing or wrong (401), or may not do that (403) |
     /// | 5 | no such service, action, command or path (404) |
     /// | 6 | unavailable (503), or a health probe says unhealthy or not ready |
-    /// | 7 | the call timed out (504) |
+    /// | 7 | the call timed out (504), or the node did not answer within the CLI's deadline |
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Usage(_) => 2,
             Failure::Unreachable { .. } => 3,
+            Failure::TimedOut { .. } => 7,
             Failure::Api { status, .. } => match *status {
-                StatusCode::UNAUTHORIZED => 4,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => 4,
                 StatusCode::NOT_FOUND => 5,
                 StatusCode::SERVICE_UNAVAILABLE => Self::UNHEALTHY,
                 StatusCode::GATEWAY_TIMEOUT => 7,
@@ -97,6 +101,14 @@ pub(crate) enum Probe {
 /// How often `events` reconnects in a row before it gives up, and the longest pause between.
 const RECONNECTS: u32 = 10;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a connection may take to open.
+const CONNECT: Duration = Duration::from_secs(5);
+/// How much longer than a call's own `--timeout` the CLI waits: the node answers 504 at the
+/// timeout, and this is for that answer to arrive.
+const GRACE: Duration = Duration::from_secs(1);
+/// How long `events` waits for the next bytes of its stream before it reconnects: the node
+/// sends a keep-alive every 15 s.
+const STALL: Duration = Duration::from_secs(45);
 
 /// A client of one node.
 #[derive(Debug)]
@@ -104,10 +116,16 @@ pub(crate) struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// How long a request without a `--timeout` of its own may take, connection included.
+    deadline: Duration,
 }
 
 impl Client {
-    pub(crate) fn new(url: &str, token: Option<String>) -> Result<Self, Failure> {
+    pub(crate) fn new(
+        url: &str,
+        token: Option<String>,
+        deadline: Duration,
+    ) -> Result<Self, Failure> {
         let base =
             Url::parse(url).map_err(|e| Failure::Usage(format!("bad --url `{url}`: {e}")))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
@@ -116,12 +134,17 @@ impl Client {
             )));
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT.min(deadline))
             .user_agent(concat!("sora-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::Usage(format!("cannot build an HTTP client: {e}")))?;
         let token = token.filter(|t| !t.is_empty());
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base,
+            token,
+            deadline,
+        })
     }
 
     /// `path` under the node's URL; each segment in `parts` is percent-encoded.
@@ -141,16 +164,31 @@ impl Client {
         }
     }
 
-    async fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
-        let response = self
-            .authorized(request)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+    /// Sends `request`, whole within `within` (its answer's body included).
+    async fn send(&self, request: RequestBuilder, within: Duration) -> Result<Response, Failure> {
+        let response = self.open(request.timeout(within), within).await?;
         if response.status().is_success() {
             Ok(response)
         } else {
             Err(refusal(response).await)
+        }
+    }
+
+    /// Sends `request` and waits, at most `within`, for the head of its answer.
+    async fn open(&self, request: RequestBuilder, within: Duration) -> Result<Response, Failure> {
+        let sent = tokio::time::timeout(within, self.authorized(request).send()).await;
+        match sent {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) if err.is_timeout() && !err.is_connect() => Err(self.late(within)),
+            Ok(Err(err)) => Err(self.unreachable(&err)),
+            Err(_) => Err(self.late(within)),
+        }
+    }
+
+    fn late(&self, after: Duration) -> Failure {
+        Failure::TimedOut {
+            url: self.base.to_string(),
+            after,
         }
     }
 
@@ -166,9 +204,16 @@ impl Client {
         }
     }
 
+    /// How long a call may take: its own timeout and a grace, or the CLI's deadline.
+    fn within(&self, call: &Call) -> Duration {
+        call.timeout.map_or(self.deadline, |t| t + GRACE)
+    }
+
     async fn get(&self, parts: &[&str]) -> Result<Value, Failure> {
-        let response = self.send(self.http.get(self.url(parts))).await?;
-        body(response).await
+        let response = self
+            .send(self.http.get(self.url(parts)), self.deadline)
+            .await?;
+        body(response, self, self.deadline).await
     }
 
     async fn post(
@@ -177,6 +222,7 @@ impl Client {
         call: Call,
         json: Option<Value>,
     ) -> Result<Response, Failure> {
+        let within = self.within(&call);
         let mut request = self.http.post(self.url(parts));
         if call.priority != 0 {
             request = request.query(&[("priority", call.priority)]);
@@ -191,7 +237,7 @@ impl Client {
         if let Some(json) = json {
             request = request.json(&json);
         }
-        self.send(request).await
+        self.send(request, within).await
     }
 
     pub(crate) async fn services(&self) -> Result<Value, Failure> {
@@ -250,7 +296,8 @@ impl Client {
         call: Call,
     ) -> Result<Value, Failure> {
         let parts = ["api", "services", name, "actions", action];
-        body(self.post(&parts, call, params).await?).await
+        let within = self.within(&call);
+        body(self.post(&parts, call, params).await?, self, within).await
     }
 
     /// The probe's body, and whether it says up (200) or down (503).
@@ -260,12 +307,14 @@ impl Client {
             Probe::Live => &["health", "live"],
             Probe::Ready => &["health", "ready"],
         };
-        let request = self.authorized(self.http.get(self.url(parts)));
-        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let request = self.http.get(self.url(parts)).timeout(self.deadline);
+        let response = self.open(request, self.deadline).await?;
         match response.status() {
-            StatusCode::OK => Ok((true, body(response).await?)),
+            StatusCode::OK => Ok((true, body(response, self, self.deadline).await?)),
             // Down, with a report (health, ready) or an error (live, while shutting down).
-            StatusCode::SERVICE_UNAVAILABLE => Ok((false, body(response).await?)),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                Ok((false, body(response, self, self.deadline).await?))
+            }
             _ => Err(refusal(response).await),
         }
     }
@@ -275,7 +324,7 @@ impl Client {
     pub(crate) async fn follow(
         &self,
         filter: &EventFilter,
-        since: Option<u64>,
+        since: Option<String>,
         count: Option<u64>,
         out: &Output,
     ) -> Result<(), Failure> {
@@ -288,19 +337,26 @@ impl Client {
         }
         loop {
             let mut request = self.http.get(self.url(&["api", "events"])).query(filter);
-            if let Some(id) = last {
-                request = request.header("last-event-id", id.to_string());
+            if let Some(id) = &last {
+                request = request.header("last-event-id", id.as_str());
             }
-            match self.send(request).await {
+            // The stream has no end, so only its head is bounded; then each chunk is.
+            let opened = match self.open(request, self.deadline).await {
+                Ok(response) if response.status().is_success() => Ok(response),
+                Ok(response) => Err(refusal(response).await),
+                Err(failure) => Err(failure),
+            };
+            match opened {
                 Ok(response) => {
                     connected_once = true;
                     attempts = 0;
                     let mut parser = sse::Parser::default();
                     let mut bytes = response.bytes_stream();
-                    while let Some(Ok(chunk)) = bytes.next().await {
+                    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(STALL, bytes.next()).await
+                    {
                         for event in parser.feed(&chunk) {
-                            if let Some(id) = event.id.as_deref().and_then(|id| id.parse().ok()) {
-                                last = Some(id);
+                            if let Some(id) = &event.id {
+                                last = Some(id.clone());
                             }
                             out.event(&event)?;
                             if event.event.as_deref() != Some("gap") {
@@ -312,8 +368,9 @@ impl Client {
                         }
                     }
                 }
-                // Nothing listens (yet, or any more): try again, a few times.
-                Err(failure @ Failure::Unreachable { .. }) => {
+                // Nothing listens (yet, or any more), or nothing answers: try again, a few
+                // times.
+                Err(failure @ (Failure::Unreachable { .. } | Failure::TimedOut { .. })) => {
                     if !connected_once || attempts >= RECONNECTS {
                         return Err(failure);
                     }
@@ -327,12 +384,15 @@ impl Client {
     }
 }
 
-/// A success's JSON body.
-async fn body(response: Response) -> Result<Value, Failure> {
-    let text = response
-        .text()
-        .await
-        .map_err(|e| Failure::Protocol(format!("the body could not be read: {e}")))?;
+/// A success's JSON body, read within the request's deadline.
+async fn body(response: Response, client: &Client, within: Duration) -> Result<Value, Failure> {
+    let text = response.text().await.map_err(|e| {
+        if e.is_timeout() {
+            client.late(within)
+        } else {
+            Failure::Protocol(format!("the body could not be read: {e}"))
+        }
+    })?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }

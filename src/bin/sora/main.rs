@@ -34,9 +34,20 @@ struct Cli {
     )]
     url: String,
 
-    /// The bearer token the node requires for calls.
+    /// The bearer token the node requires (the read-only one lists, shows and follows).
     #[arg(long, env = "SORA_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+
+    /// How long a request may take, connecting included, before `sora` gives up and exits 7
+    /// (`500ms`, `30s`, `2m`). A call with `--timeout` waits that long and a second more.
+    #[arg(
+        long,
+        env = "SORA_DEADLINE",
+        default_value = "30s",
+        value_parser = parse_deadline,
+        global = true
+    )]
+    deadline: Duration,
 
     /// Print JSON for scripts instead of tables for people.
     #[arg(long, global = true)]
@@ -131,7 +142,7 @@ enum Cmd {
         event: Option<String>,
         /// Start after this event id (the events the node still keeps come first).
         #[arg(long, value_name = "ID")]
-        since: Option<u64>,
+        since: Option<String>,
         /// Stop after this many events.
         #[arg(long, value_name = "N")]
         count: Option<u64>,
@@ -161,6 +172,15 @@ struct CallArgs {
     correlation_id: Option<String>,
 }
 
+/// A deadline above zero.
+fn parse_deadline(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl From<CallArgs> for Call {
     fn from(args: CallArgs) -> Self {
         Call {
@@ -184,7 +204,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let client = Client::new(&cli.url, cli.token)?;
+    let client = Client::new(&cli.url, cli.token, cli.deadline)?;
     let out = output::Output::new(cli.json);
     match cli.command {
         Cmd::Services => out.services(&client.services().await?)?,
