@@ -73,6 +73,7 @@ mod chain;
 mod index;
 mod record;
 mod subscription;
+mod work;
 
 use serde::Serialize;
 

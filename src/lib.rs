@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod service;
 pub mod status;
 pub mod supervisor;
+mod sync;
 
 pub use action::{Action, CallOptions, Handler};
 pub use config::Environment;

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use node::*;
 use ractor::{Actor, ActorRef, RpcReplyPort};
+use serde::Serialize;
 use sora::cluster::ractor_cluster;
 use sora::cluster::ractor_cluster::node::NodeConnectionMode;
 use sora::cluster::ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
-use serde::Serialize;
 use sora::codec::{Bincode, Codec, Format};
 use sora::{CallOptions, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -422,4 +422,113 @@ mod tests {
         assert_eq!(sender(&encode(&("bad\nname", 1))), None);
         assert_eq!(sender(&[]), None);
     }
+
+    mod hostile {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn requests() -> Vec<Vec<u8>> {
+            let act = Request::Act {
+                service: "Translator".into(),
+                action: "translate".into(),
+                format: Format::Bincode,
+                params: vec![1, 2, 3, 4],
+                schema: Some(7),
+                options: CallOptions {
+                    priority: 3,
+                    timeout: Some(std::time::Duration::from_secs(2)),
+                    correlation_id: Some("upload-42".into()),
+                },
+            };
+            let subscribe = Request::Subscribe {
+                service: "Translator".into(),
+                event: "done".into(),
+                node: "beta@h".into(),
+                formats: Formats {
+                    bincode: true,
+                    json: false,
+                },
+                schemas: vec![1, 2],
+            };
+            [act, subscribe, Request::Catalog]
+                .iter()
+                .map(|r| encode_request("alpha@h", r))
+                .collect()
+        }
+
+        fn events() -> Vec<u8> {
+            encode(&WireEvents {
+                node: "alpha@h".into(),
+                names: vec![("Translator".into(), "done".into())],
+                events: vec![WireEvent {
+                    name: 0,
+                    correlation_id: Some("c".into()),
+                    at: std::time::SystemTime::UNIX_EPOCH,
+                    bincode: Some(vec![9; 16]),
+                    json: None,
+                }],
+            })
+        }
+
+        /// A message as an attacker would shape it: a well-formed one cut short or with bytes
+        /// changed, one with a length prefix spliced in, or bytes at random.
+        fn hostile(valid: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+            let valid = proptest::sample::select(valid);
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..256),
+                (valid.clone(), any::<prop::sample::Index>())
+                    .prop_map(|(v, at)| v[..at.index(v.len() + 1)].to_vec()),
+                (valid.clone(), any::<prop::sample::Index>(), any::<u8>()).prop_map(
+                    |(mut v, at, b)| {
+                        let at = at.index(v.len());
+                        v[at] = b;
+                        v
+                    }
+                ),
+                (valid, any::<prop::sample::Index>(), any::<u64>()).prop_map(|(v, at, len)| {
+                    let at = at.index(v.len() + 1);
+                    let mut bomb = v[..at].to_vec();
+                    bomb.push(0xfd);
+                    bomb.extend_from_slice(&len.to_le_bytes());
+                    bomb.extend_from_slice(&v[at..]);
+                    bomb
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever a peer sends as a request, decoding it ends: a request, or an error.
+            #[test]
+            fn any_request_bytes_decode_or_are_refused(bytes in hostile(requests())) {
+                let _ = decode_request(&bytes);
+                let _ = sender(&bytes);
+            }
+
+            /// The same for a batch of events, and for a reply.
+            #[test]
+            fn any_events_or_reply_bytes_decode_or_are_refused(bytes in hostile(vec![events()])) {
+                let _ = decode::<WireEvents>(&bytes);
+                let _ = decode::<Reply>(&bytes);
+                let _ = decode::<Vec<ServiceSchemas>>(&bytes);
+            }
+
+            /// A length that asks for more than the limit is refused, wherever it stands.
+            #[test]
+            fn a_length_past_the_limit_is_refused(
+                valid in proptest::sample::select(requests()[..2].to_vec()),
+                len in (crate::codec::DECODE_LIMIT as u64 + 1)..=u64::MAX,
+            ) {
+                // In the place of the service's name, the first string after the variant.
+                let sender_len = Bincode::encode("alpha@h").unwrap().len();
+                let mut bomb = valid[..sender_len + 1].to_vec();
+                bomb.push(0xfd);
+                bomb.extend_from_slice(&len.to_le_bytes());
+                let err = decode_request(&bomb).unwrap_err();
+                prop_assert!(err.message.contains("limit"), "{}", err);
+            }
+        }
+    }
 }

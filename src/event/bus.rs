@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
-use crossbeam_queue::SegQueue;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::index::{Index, Member};
 use super::record::Shared;
 use super::subscription::{Deliver, Ended};
+use super::work::WorkQueue;
 
 /// How many pieces of work the bus takes in one turn before it lets its mailbox through.
 const TURN: usize = 1024;
@@ -44,8 +44,7 @@ impl ractor::Message for Wake {}
 /// What the bus shares with emitters and subscribers; one per runtime, outliving bus restarts.
 pub(crate) struct EventsShared {
     bus: ArcSwapOption<ActorRef<Wake>>,
-    work: SegQueue<Work>,
-    bell: AtomicBool,
+    work: WorkQueue<Work>,
     /// Every active subscription, by id.
     subs: Mutex<HashMap<u64, Arc<dyn Deliver>>>,
     /// The bus's own state. It lives here, not in the actor, so that a restarted bus goes on
@@ -72,8 +71,7 @@ impl EventsShared {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(EventsShared {
             bus: ArcSwapOption::empty(),
-            work: SegQueue::new(),
-            bell: AtomicBool::new(false),
+            work: WorkQueue::new(),
             subs: Mutex::new(HashMap::new()),
             index: Mutex::new(BusIndex::default()),
             next_sub: AtomicU64::new(1),
@@ -174,8 +172,7 @@ impl EventsShared {
     }
 
     fn push(&self, work: Work) {
-        self.work.push(work);
-        if !self.bell.swap(true, Ordering::SeqCst)
+        if self.work.push(work)
             && let Some(bus) = self.bus.load().as_ref()
         {
             // A bus that is gone is being restarted: its successor empties the queue at start.
@@ -192,7 +189,7 @@ impl EventsShared {
         for sub in subs {
             sub.end_after_queue(Ended::RuntimeStopped);
         }
-        while self.work.pop().is_some() {}
+        self.work.clear();
     }
 }
 
@@ -245,23 +242,11 @@ impl Actor for Bus {
     ) -> Result<(), ActorProcessingErr> {
         let shared = state.shared.clone();
         let mut index = state.index();
-        let mut taken = 0;
-        loop {
-            while let Some(work) = shared.work.pop() {
-                state.run(&mut index, work);
-                taken += 1;
-                if taken == TURN {
-                    // The bell stays rung: this message brings the bus back for the rest.
-                    myself.cast(Wake)?;
-                    return Ok(());
-                }
-            }
-            shared.bell.store(false, Ordering::SeqCst);
-            if shared.work.is_empty() || shared.bell.swap(true, Ordering::SeqCst) {
-                // Empty, or somebody rang after the queue ran dry: their message is coming.
-                return Ok(());
-            }
+        if shared.work.turn(TURN, |work| state.run(&mut index, work)) {
+            // The bell stays rung: this message brings the bus back for the rest.
+            myself.cast(Wake)?;
         }
+        Ok(())
     }
 
     async fn handle_supervisor_evt(

@@ -6,9 +6,11 @@
 //! then is the subscriber woken, if it was waiting.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
+
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
 use ractor::ActorCell;
 
@@ -463,3 +465,6 @@ impl Drop for Ticket {
         self.0.release();
     }
 }
+
+#[cfg(all(test, sora_loom))]
+mod loom;

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::guard::{Outcome, guarded};
-use super::inbox::{Inbox, Turn};
+use super::inbox::{ServiceInbox, Turn};
 use super::job::{Incarnation, Refuse};
 use super::messages::{Drain, EnvelopeKind, InternalKind, Query, ServiceMessage, Subscribe};
 use super::reply::ReplyTo;
@@ -31,7 +31,7 @@ impl<S> HostActor<S> {
 
 pub(crate) struct HostArgs<S: Service> {
     pub(crate) cell: Arc<ServiceCell<S>>,
-    pub(crate) inbox: Arc<Inbox<S>>,
+    pub(crate) inbox: Arc<ServiceInbox<S>>,
 }
 
 type TickReply = ReplyTo<()>;
@@ -62,7 +62,7 @@ impl Drop for AbortOnDrop {
 
 pub(crate) struct HostState<S: Service> {
     inc: Arc<Incarnation<S>>,
-    inbox: Arc<Inbox<S>>,
+    inbox: Arc<ServiceInbox<S>>,
     ticks: Ticks,
     ticker: Option<AbortOnDrop>,
     background: Option<AbortOnDrop>,
@@ -140,7 +140,11 @@ impl<S: Service> Actor for HostActor<S> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ServiceMessage::Call(envelope) => {
+                let rang = envelope.0.rang();
                 on_call(state, envelope.0);
+                if rang {
+                    answer(&myself, state);
+                }
                 Ok(())
             }
             ServiceMessage::Query(query) => {
@@ -153,13 +157,7 @@ impl<S: Service> Actor for HostActor<S> {
             }
             ServiceMessage::Internal(internal) => match internal.0 {
                 InternalKind::Wake => {
-                    let mut turn = Turn::default();
-                    while let Some(call) = state.inbox.next_call(&mut turn) {
-                        on_call(state, call);
-                    }
-                    if turn.more {
-                        let _ = myself.cast(ServiceMessage::internal(InternalKind::Wake));
-                    }
+                    answer(&myself, state);
                     Ok(())
                 }
                 InternalKind::Tick => {
@@ -204,6 +202,18 @@ impl<S: Service> Actor for HostActor<S> {
     }
 }
 
+/// Answers the inbox's doorbell: one turn over the calls waiting there.
+#[inline]
+fn answer<S: Service>(myself: &ActorRef<ServiceMessage<S>>, state: &mut HostState<S>) {
+    let mut turn = Turn::default();
+    while let Some(call) = state.inbox.next_call(&mut turn) {
+        on_call(state, call);
+    }
+    if turn.more {
+        let _ = myself.cast(ServiceMessage::internal(InternalKind::Wake));
+    }
+}
+
 #[inline]
 fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
     let inc = &state.inc;
@@ -211,7 +221,7 @@ fn on_call<S: Service>(state: &mut HostState<S>, envelope: EnvelopeKind<S>) {
         return envelope.refuse(Error::ShuttingDown);
     }
     match envelope {
-        EnvelopeKind::Job(job) => inc.submit(job),
+        EnvelopeKind::Job(job, _) => inc.submit(job),
         EnvelopeKind::Command(mut cmd) => {
             let def = &inc.cell.def;
             if !def.accepts(&cmd.command) {

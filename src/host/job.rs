@@ -169,7 +169,7 @@ impl<S: Service> Submit<S> for JobBox<S> {
 pub(crate) struct Incarnation<S: Service> {
     pub(crate) svc: Arc<S>,
     pub(crate) cell: Arc<ServiceCell<S>>,
-    pub(crate) sched: Scheduler<S>,
+    pub(crate) sched: Scheduler<JobBox<S>>,
     cancel_reason: OnceLock<Error>,
     pub(crate) host: ActorRef<ServiceMessage<S>>,
     /// The context of everything the incarnation runs without a correlation id of its own.
@@ -487,6 +487,8 @@ where
 pub(crate) struct CommandJob {
     pub(crate) command: Command,
     pub(crate) priority: i32,
+    /// It rang its host's doorbell on its way in (see `EnvelopeKind`).
+    pub(crate) rang: bool,
     /// What a plain `tell` does not carry, boxed so that the message stays small.
     pub(crate) call: Option<Box<CallParts>>,
 }
@@ -516,6 +518,7 @@ impl CommandJob {
         CommandJob {
             command,
             priority,
+            rang: false,
             call,
         }
     }

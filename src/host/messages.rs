@@ -106,12 +106,34 @@ impl<S: Service> std::fmt::Debug for Envelope<S> {
     }
 }
 
+/// A call. A handle's call that rang its host's doorbell on its way in is marked so (the `bool`
+/// of a job, [`CommandJob::rang`]), and the host answers the bell after handling it (see
+/// `inbox.rs`); a call that came otherwise (a message sent to the `ActorRef`) is not. The marks
+/// fit in bytes the envelope already has: it stays the size it was.
 pub(crate) enum EnvelopeKind<S: Service> {
-    Job(JobBox<S>),
+    Job(JobBox<S>, bool),
     Command(CommandJob),
 }
 
 impl<S: Service> EnvelopeKind<S> {
+    /// Marks the call as the one that rang the doorbell.
+    #[inline(always)]
+    pub(crate) fn ring(&mut self) {
+        match self {
+            EnvelopeKind::Job(_, rang) => *rang = true,
+            EnvelopeKind::Command(cmd) => cmd.rang = true,
+        }
+    }
+
+    /// Whether the call rang the doorbell: the host answers the bell after it.
+    #[inline(always)]
+    pub(crate) fn rang(&self) -> bool {
+        match self {
+            EnvelopeKind::Job(_, rang) => *rang,
+            EnvelopeKind::Command(cmd) => cmd.rang,
+        }
+    }
+
     #[inline]
     pub(crate) fn action<A>(
         action: A,
@@ -128,13 +150,13 @@ impl<S: Service> EnvelopeKind<S> {
             correlation_id: options.correlation_id.or_else(super::current_correlation),
             reply: reply.into(),
         };
-        EnvelopeKind::Job(action_job(options.priority, call))
+        EnvelopeKind::Job(action_job(options.priority, call), false)
     }
 
     /// Answers the call with `err` without running it.
     pub(crate) fn refuse(self, err: Error) {
         match self {
-            EnvelopeKind::Job(mut job) => job.as_mut().reject(err),
+            EnvelopeKind::Job(mut job, _) => job.as_mut().reject(err),
             EnvelopeKind::Command(cmd) => cmd.refuse(err),
         }
     }

@@ -12,23 +12,31 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use super::job::JobBox;
 use crate::Error;
 use crate::service::Service;
+use crate::sync::{AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Set while the queue holds a job or is closed: admission and hand-over must take the lock.
 const SLOW: usize = 1 << (usize::BITS - 1);
 
 /// What status reads of one incarnation's scheduler: the running jobs and the [`SLOW`] flag in
 /// one word, and the depth of the queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gate {
     slots: AtomicUsize,
     /// Written under the queue's lock, read by status without it.
     queued: AtomicUsize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            slots: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Gate {
@@ -43,24 +51,36 @@ impl Gate {
     }
 }
 
-struct Queued<S: Service> {
-    priority: i32,
-    seq: u64,
-    job: JobBox<S>,
+/// What waits in a run queue: anything with a priority.
+pub(crate) trait Prioritized {
+    fn priority(&self) -> i32;
 }
 
-impl<S: Service> PartialEq for Queued<S> {
+impl<S: Service> Prioritized for JobBox<S> {
+    #[inline]
+    fn priority(&self) -> i32 {
+        (**self).priority()
+    }
+}
+
+struct Queued<J> {
+    priority: i32,
+    seq: u64,
+    job: J,
+}
+
+impl<J> PartialEq for Queued<J> {
     fn eq(&self, other: &Self) -> bool {
         self.priority == other.priority && self.seq == other.seq
     }
 }
-impl<S: Service> Eq for Queued<S> {}
-impl<S: Service> PartialOrd for Queued<S> {
+impl<J> Eq for Queued<J> {}
+impl<J> PartialOrd for Queued<J> {
     fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(other))
     }
 }
-impl<S: Service> Ord for Queued<S> {
+impl<J> Ord for Queued<J> {
     /// Higher priority first; among equals, the earlier arrival first.
     fn cmp(&self, other: &Self) -> CmpOrdering {
         self.priority
@@ -70,32 +90,33 @@ impl<S: Service> Ord for Queued<S> {
 }
 
 /// What a job that did not find a free slot at once should do.
-pub(crate) enum Admit<S: Service> {
+pub(crate) enum Admit<J> {
     /// A slot was free after all: run it now.
-    Run(JobBox<S>),
+    Run(J),
     /// Queued behind others.
     Queued,
     /// The queue is at its limit: refused.
-    Full(JobBox<S>, usize),
+    Full(J, usize),
     /// The queue is closed (the incarnation is stopping or failed).
-    Closed(JobBox<S>, Error),
+    Closed(J, Error),
 }
 
-struct Queue<S: Service> {
-    heap: BinaryHeap<Queued<S>>,
+struct Queue<J> {
+    heap: BinaryHeap<Queued<J>>,
     seq: u64,
     closed: Option<Error>,
 }
 
-pub(crate) struct Scheduler<S: Service> {
+/// The run queue of a service's incarnation.
+pub(crate) struct Scheduler<J> {
     gate: std::sync::Arc<Gate>,
     limit: usize,
     /// How many jobs may wait; `usize::MAX` for no limit.
     queue_limit: usize,
-    queue: Mutex<Queue<S>>,
+    queue: Mutex<Queue<J>>,
 }
 
-impl<S: Service> Scheduler<S> {
+impl<J: Prioritized> Scheduler<J> {
     pub(crate) fn new(
         limit: usize,
         queue_limit: Option<usize>,
@@ -113,7 +134,7 @@ impl<S: Service> Scheduler<S> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue<S>> {
+    fn lock(&self) -> MutexGuard<'_, Queue<J>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -137,7 +158,7 @@ impl<S: Service> Scheduler<S> {
 
     /// Admits a job that [`Self::try_enter`] turned away: it runs if a slot has been freed since,
     /// waits in the queue otherwise, and is refused if the queue is at its limit.
-    pub(crate) fn admit(&self, job: JobBox<S>) -> Admit<S> {
+    pub(crate) fn admit(&self, job: J) -> Admit<J> {
         let mut queue = self.lock();
         if let Some(err) = &queue.closed {
             return Admit::Closed(job, err.clone());
@@ -173,7 +194,7 @@ impl<S: Service> Scheduler<S> {
     /// Called when a job finishes: the next job for its slot, or `None` and the slot is given
     /// back.
     #[inline]
-    pub(crate) fn finish(&self) -> Option<JobBox<S>> {
+    pub(crate) fn finish(&self) -> Option<J> {
         let gate = &self.gate.slots;
         let mut current = gate.load(Ordering::SeqCst);
         while current & SLOW == 0 {
@@ -208,7 +229,7 @@ impl<S: Service> Scheduler<S> {
     }
 
     /// Closes the queue and hands back every queued job, to be refused with `err`.
-    pub(crate) fn close(&self, err: Error) -> Vec<JobBox<S>> {
+    pub(crate) fn close(&self, err: Error) -> Vec<J> {
         let mut queue = self.lock();
         queue.closed.get_or_insert(err);
         self.gate.slots.fetch_or(SLOW, Ordering::SeqCst);
@@ -222,7 +243,10 @@ impl<S: Service> Scheduler<S> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, sora_loom))]
+mod loom;
+
+#[cfg(all(test, not(sora_loom)))]
 mod tests {
     use std::pin::Pin;
     use std::sync::Arc;
@@ -249,7 +273,7 @@ mod tests {
         fn reject(self: Pin<&mut Self>, _: Error) {}
     }
 
-    fn scheduler(limit: usize) -> (Scheduler<Probe>, Arc<Gate>) {
+    fn scheduler(limit: usize) -> (Scheduler<JobBox<Probe>>, Arc<Gate>) {
         let gate = Arc::new(Gate::default());
         (Scheduler::new(limit, None, gate.clone()), gate)
     }
@@ -314,7 +338,7 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_newcomers_whatever_their_priority() {
         let gate = Arc::new(Gate::default());
-        let s: Scheduler<Probe> = Scheduler::new(1, Some(2), gate.clone());
+        let s: Scheduler<JobBox<Probe>> = Scheduler::new(1, Some(2), gate.clone());
         assert!(s.try_enter());
         assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Queued));
         assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Queued));
@@ -328,7 +352,7 @@ mod tests {
     #[test]
     fn a_zero_limit_refuses_rather_than_queues_and_keeps_the_fast_path() {
         let gate = Arc::new(Gate::default());
-        let s: Scheduler<Probe> = Scheduler::new(1, Some(0), gate.clone());
+        let s: Scheduler<JobBox<Probe>> = Scheduler::new(1, Some(0), gate.clone());
         assert!(s.try_enter());
         assert!(matches!(s.admit(Box::pin(Tagged(0))), Admit::Full(_, 0)));
         assert!(s.finish().is_none());
@@ -338,7 +362,7 @@ mod tests {
     }
 
     /// Finishes the job holding a slot and every job handed on to that slot.
-    fn run_out(s: &Scheduler<Probe>) {
+    fn run_out(s: &Scheduler<JobBox<Probe>>) {
         while s.finish().is_some() {}
     }
 

@@ -515,3 +515,58 @@ pub(crate) async fn openapi(State(api): State<Api>) -> Response {
         .insert(axum::http::header::CONTENT_TYPE, kind);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A body as a careless or hostile client sends it: JSON of any shape or none, cut short,
+    /// with a field of the wrong kind.
+    fn bodies() -> impl Strategy<Value = Vec<u8>> {
+        let fields = prop_oneof![
+            any::<i64>().prop_map(|n| format!(r#"{{"batchSize": {n}}}"#)),
+            any::<f64>().prop_map(|n| format!(r#"{{"batchSize": {n}}}"#)),
+            ".*".prop_map(|f| format!(r#"{{"filter": {}}}"#, serde_json::json!(f))),
+            Just(r#"{"batchSize": 3, "filter": "x", "other": 1}"#.to_owned()),
+            Just("null".to_owned()),
+            Just("[]".to_owned()),
+        ];
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            (fields, any::<prop::sample::Index>()).prop_map(|(text, cut)| {
+                let bytes = text.into_bytes();
+                let at = cut.index(bytes.len() + 1);
+                bytes[..at].to_vec()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever the body, it reads as JSON or is a 400 that says why; and a batch's
+        /// arguments make the command or a 400 that names the field.
+        #[test]
+        fn any_body_is_read_or_refused_as_a_bad_request(body in bodies()) {
+            match json_body(Ok(Bytes::from(body))) {
+                Ok(json) => {
+                    for command in [Command::PROCESS_BATCH, Command::TRIGGER, "reindex"] {
+                        match named_command("batcher", command, json.clone()) {
+                            Ok(made) => prop_assert_eq!(made.name(), command),
+                            Err(err) => {
+                                prop_assert_eq!(err.status, StatusCode::BAD_REQUEST);
+                                prop_assert_eq!(err.code, "bad_parameters");
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    prop_assert_eq!(err.status, StatusCode::BAD_REQUEST);
+                    prop_assert!(!err.message.is_empty());
+                }
+            }
+        }
+    }
+}

@@ -354,7 +354,13 @@ impl Client {
                     let mut bytes = response.bytes_stream();
                     while let Ok(Some(Ok(chunk))) = tokio::time::timeout(STALL, bytes.next()).await
                     {
-                        for event in parser.feed(&chunk) {
+                        let events = parser.feed(&chunk).map_err(|_| {
+                            Failure::Protocol(format!(
+                                "an event of the stream is longer than {} MiB",
+                                sse::MAX_EVENT >> 20
+                            ))
+                        })?;
+                        for event in events {
                             if let Some(id) = &event.id {
                                 last = Some(id.clone());
                             }
