@@ -152,7 +152,7 @@ impl<S: Service> ServiceCell<S> {
         let timeout = options.timeout;
         let label = command.label();
         // Refused before the call's clock starts: a timeout never hides a bad name.
-        let sent = self.admit(command).and_then(|command| {
+        let sent = self.admit(command).map_err(|e| *e).and_then(|command| {
             let (tx, rx) = slim();
             let call = EnvelopeKind::command(command, options, Some(ReplyTo::Handle(tx)));
             self.deliver(call, Delivery::Prompt).map(|()| rx)
@@ -160,23 +160,32 @@ impl<S: Service> ServiceCell<S> {
         ReplyFuture::new(self.shared.clone(), label, sent, timeout)
     }
 
-    /// A command as the service will take it ([`Command::named`]), or why it will not.
-    fn admit(&self, command: Command) -> Result<Command, Error> {
+    /// A command as the service will take it ([`Command::named`]), or why it will not. Nothing
+    /// is allocated unless it is refused: a `tell` pays only for the name's comparison.
+    #[inline]
+    fn admit(&self, command: Command) -> Result<Command, Box<Error>> {
         if !self.shared.enabled {
-            return Err(self.shared.unavailable());
+            return Err(Box::new(self.shared.unavailable()));
         }
-        let name = command.name().to_owned();
-        let command = command.resolve().map_err(|e| Error::BadParameters {
-            service: self.name().to_owned(),
-            action: name,
-            field: e.field,
-            message: e.message,
-        })?;
+        let command = match command {
+            Command::Custom { name, args } if Command::is_built_in(&name) => {
+                let named = Command::named(name.clone(), args);
+                named.map_err(|e| {
+                    Box::new(Error::BadParameters {
+                        service: self.name().to_owned(),
+                        action: name,
+                        field: e.field,
+                        message: e.message,
+                    })
+                })?
+            }
+            command => command,
+        };
         if !self.def.accepts(&command) {
-            return Err(Error::UnknownCommand {
+            return Err(Box::new(Error::UnknownCommand {
                 service: self.name().to_owned(),
                 command: command.name().to_owned(),
-            });
+            }));
         }
         Ok(command)
     }
@@ -446,7 +455,7 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         if let Some(remote) = self.remote() {
             return remote.tell(command);
         }
-        let command = self.admit(command)?;
+        let command = self.admit(command).map_err(|e| *e)?;
         let call = EnvelopeKind::command(command, CallOptions::default(), None);
         self.deliver(call, Delivery::Batched)
     }

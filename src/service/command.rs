@@ -139,13 +139,12 @@ impl Command {
         }
     }
 
-    /// This command as [`Command::named`] reads it: a custom command with a built-in name
-    /// becomes the built-in one.
-    pub(crate) fn resolve(self) -> Result<Command, DecodeError> {
-        match self {
-            Command::Custom { name, args } => Command::named(name, args),
-            other => Ok(other),
-        }
+    /// Whether `name` is the name of a built-in command.
+    pub(crate) fn is_built_in(name: &str) -> bool {
+        matches!(
+            name,
+            Self::TRIGGER | Self::PROCESS_BATCH | Self::CHECK_QUEUE
+        )
     }
 
     /// The command's name: `trigger`, `process-batch`, `check-queue`, or the custom name.

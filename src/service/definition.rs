@@ -50,6 +50,8 @@ pub struct Definition<S: Service> {
     pub(crate) restart: Restart,
     pub(crate) actions: Vec<ActionEntry<S>>,
     pub(crate) commands: Vec<String>,
+    /// Which built-in commands are among `commands`, so that accepting one compares no names.
+    built_ins: BuiltIns,
     pub(crate) events: Vec<Declared>,
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
@@ -135,6 +137,7 @@ impl<S: Service> Definition<S> {
             restart: Restart::default(),
             actions: Vec::new(),
             commands: Vec::new(),
+            built_ins: BuiltIns::default(),
             events: Vec::new(),
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(5),
@@ -276,6 +279,12 @@ impl<S: Service> Definition<S> {
     /// custom name.
     pub fn command(&mut self, name: impl Into<String>) -> &mut Self {
         let name = name.into();
+        match name.as_str() {
+            Command::TRIGGER => self.built_ins.trigger = true,
+            Command::CHECK_QUEUE => self.built_ins.check_queue = true,
+            Command::PROCESS_BATCH => self.built_ins.process_batch = true,
+            _ => {}
+        }
         if !self.commands.contains(&name) {
             self.commands.push(name);
         }
@@ -387,11 +396,23 @@ impl<S: Service> Definition<S> {
         self.set(Field::Settings)
     }
 
+    #[inline]
     pub(crate) fn accepts(&self, command: &Command) -> bool {
-        let name = command.name();
-        (name == Command::TRIGGER && self.schedule.is_some())
-            || self.commands.iter().any(|c| c == name)
+        match command {
+            Command::TriggerNow => self.schedule.is_some() || self.built_ins.trigger,
+            Command::CheckQueue => self.built_ins.check_queue,
+            Command::ProcessBatch { .. } => self.built_ins.process_batch,
+            Command::Custom { name, .. } => self.commands.iter().any(|c| c == name),
+        }
     }
+}
+
+/// The built-in commands a service declares.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuiltIns {
+    trigger: bool,
+    check_queue: bool,
+    process_batch: bool,
 }
 
 /// When a periodic service runs.
