@@ -314,6 +314,64 @@ async fn a_zero_timeout_is_refused_and_an_unknown_command_is_never_a_timeout() {
 }
 
 #[tokio::test]
+async fn every_rejection_is_the_json_error() {
+    let node = Node::start(HttpConfig::local(0)).await;
+    let client = reqwest::Client::new();
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/api/services/%FF%FE",
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/services/%FF%FE/status",
+            400,
+            "bad_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/events?who=me",
+            400,
+            "bad_request",
+        ),
+        (reqwest::Method::GET, "/nowhere", 404, "not_found"),
+        (
+            reqwest::Method::DELETE,
+            "/api/services",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::OPTIONS,
+            "/api/events",
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let answer = client
+            .request(method.clone(), node.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{method} {path}");
+        let kind = answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            kind.starts_with("application/json"),
+            "{method} {path}: {kind}"
+        );
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], code, "{method} {path}");
+    }
+    node.runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn triggers_are_counted_as_calls() {
     let node = Node::start(HttpConfig::local(0)).await;
     let client = reqwest::Client::new();

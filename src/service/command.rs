@@ -110,7 +110,10 @@ impl Command {
     /// ```
     pub fn named(name: impl Into<String>, args: Option<String>) -> Result<Command, DecodeError> {
         let name = name.into();
-        let none = |args: &Option<String>| args.as_deref().is_none_or(|a| a.trim() == "null");
+        let none = |args: &Option<String>| {
+            args.as_deref()
+                .is_none_or(|a| matches!(a.trim(), "null" | "{}" | ""))
+        };
         let no_arguments = |args: &Option<String>, command: Command| {
             if none(args) {
                 Ok(command)
