@@ -84,6 +84,7 @@ pub struct HttpConfig {
     pub(crate) open_probes: bool,
     pub(crate) header_timeout: Duration,
     pub(crate) body_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) cors_origins: Vec<String>,
 }
@@ -99,6 +100,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("open_probes", &self.open_probes)
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_connections", &self.max_connections)
             .field("cors_origins", &self.cors_origins)
             .finish()
@@ -119,6 +121,7 @@ impl HttpConfig {
             open_probes: true,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_connections: 1024,
             cors_origins: Vec::new(),
         }
@@ -173,6 +176,14 @@ impl HttpConfig {
         self
     }
 
+    /// How long an answer may wait for the client to take it (default 30 s): a client that
+    /// stops reading, with its socket's buffer full, has its connection closed then. An event
+    /// stream's client that stops reading goes the same way.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
     /// How many connections are served at once (default 1024); one more is answered 503 and
     /// closed at once.
     pub fn max_connections(mut self, connections: usize) -> Self {
@@ -200,9 +211,18 @@ impl HttpConfig {
                 return Some(("read_token", "must differ from `token`".into()));
             }
         }
+        for (key, token) in [("token", &self.token), ("read_token", &self.read_token)] {
+            if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                return Some((key, "must not be empty (leave it out for none)".into()));
+            }
+        }
+        if self.max_connections == 0 {
+            return Some(("max_connections", "must be at least 1".into()));
+        }
         for (key, timeout) in [
             ("header_timeout", self.header_timeout),
             ("body_timeout", self.body_timeout),
+            ("write_timeout", self.write_timeout),
         ] {
             if timeout.is_zero() {
                 return Some((key, "must be longer than zero".into()));

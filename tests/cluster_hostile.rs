@@ -218,6 +218,51 @@ async fn a_gateway_that_stops_is_restarted_and_serves_again() {
     victim.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_fails_its_call_and_the_link_stays() {
+    use futures::StreamExt;
+    let _turn = THIS_NODE.lock().await;
+    let env = [("SORA_TEST_MAX_MESSAGE", std::ffi::OsStr::new("4096"))];
+    let other = Node::start_with("other", None, SECRET, &[], &env).await;
+    let config = this_node(&[other.port], SECRET).max_message_size(4096);
+    let (runtime, cluster) = translator_caller(config).await;
+    served_by_others(&cluster, "Translator").await;
+    let translator = runtime.service::<Translator>().unwrap();
+    // A request too large for one message is refused here, before it is sent.
+    let large = Translate {
+        text: "x".repeat(10_000),
+        to: "pt".into(),
+    };
+    let err = translator.act(large).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::BadParameters { message, .. } if message.contains("4096")),
+        "{err:?}"
+    );
+    // A reply too large: the serving node says so instead of sending it.
+    let err = translator.act(Blob(10_000)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Encode { message, .. } if message.contains("more than the 4096")),
+        "{err:?}"
+    );
+    // Neither closed the link: the next call crosses.
+    assert_eq!(translator.act(Blob(100)).await.unwrap().len(), 100);
+    // A burst of events larger than one message crosses in several, all of it, in order.
+    let mut counted = translator.on::<Counted>().stream().await.unwrap();
+    translator
+        .command(sora::Command::custom_with("count", &2000))
+        .await
+        .unwrap();
+    for n in 0..2000 {
+        let event = within("the next event", counted.next())
+            .await
+            .expect("an event");
+        assert_eq!(event.n, n);
+    }
+    assert_eq!(cluster.peers().len(), 1, "the link stayed up");
+    runtime.shutdown().await.unwrap();
+    other.stop().await;
+}
+
 /// How many file descriptors process `pid` has open.
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -183,6 +183,36 @@ async fn a_body_shorter_than_its_length_is_answered_408_and_the_call_does_not_ru
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_closed_at_the_write_timeout() {
+    let timeout = Duration::from_millis(300);
+    let node = Node::start(
+        HttpConfig::local(0)
+            .max_connections(1)
+            .header_timeout(Duration::from_secs(60))
+            .write_timeout(timeout),
+    )
+    .await;
+    let mut stuck = node.connect().await;
+    // Answers far larger than the sockets' buffers, asked for and never read.
+    let ask = b"GET /api/openapi.json HTTP/1.1\r\nhost: node\r\n\r\n".repeat(2000);
+    let _ = tokio::time::timeout(Duration::from_secs(5), stuck.write_all(&ask)).await;
+    // It holds the only slot: another client is turned away...
+    let mut other = node.connect().await;
+    assert_eq!(response(&mut other).await.0, 503);
+    // ...until the node gives up on the stuck one and its slot comes back.
+    let started = Instant::now();
+    eventually(|| async {
+        reqwest::get(node.url("/health/live"))
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(stuck);
+    node.runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_are_answered_503_at_once() {
     let cap = 100;
     let node = Node::start(

@@ -439,6 +439,65 @@ async fn a_service_that_ran_stably_restarts_after_the_first_delay_again() {
     runtime.shutdown().await.unwrap();
 }
 
+/// Starts once, and after its first life fails to start twice: a database that went away.
+struct Fragile {
+    starts: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Service for Fragile {
+    fn define(def: &mut Definition<Self>) {
+        let backoff = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            factor: 2.0,
+            jitter: 0.0,
+            reset_after: Duration::from_secs(5),
+        };
+        def.restart(
+            Restart::permanent()
+                .intensity(100, Duration::from_secs(3600))
+                .backoff(backoff),
+        );
+    }
+
+    async fn start(&self, _: &Context) -> Result<(), BoxError> {
+        let mut starts = self.starts.lock().unwrap();
+        starts.push(tokio::time::Instant::now());
+        if (2..=3).contains(&starts.len()) {
+            return Err("database not reachable".into());
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Explode> for Fragile {
+    async fn handle(&self, _: Explode, _: &Context) -> Result<(), BoxError> {
+        panic!("lost the database")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_that_fail_to_start_back_off_even_after_a_stable_run() {
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = starts.clone();
+    let runtime = Runtime::builder()
+        .service(move || Fragile { starts: s.clone() })
+        .start()
+        .await
+        .unwrap();
+    let fragile = runtime.service::<Fragile>().unwrap();
+    // A stable run, then a failure: the first restart waits the first delay, and each failed
+    // start after it counts as consecutive (before, each one started over from the first).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(fragile.act(Explode).await.is_err());
+    eventually(|| async { starts.lock().unwrap().len() == 4 }).await;
+    let starts = starts.lock().unwrap().clone();
+    let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    // Ten seconds of a stable life and the first delay; then twice, then four times as long.
+    assert_eq!(gaps, [11, 2, 4], "{starts:?}");
+    runtime.shutdown().await.unwrap();
+}
+
 /// Long-running work that fails on its first life and runs until cancelled on the next.
 struct Consumer {
     lives: Arc<AtomicUsize>,

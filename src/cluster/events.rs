@@ -817,20 +817,61 @@ async fn send_forwarded(cluster: Weak<ClusterShared>, forwarder: Arc<Forwarder>)
             cluster.drop_forwarder(&forwarder.node);
             return;
         };
-        let message = WireEvents {
-            node: cluster.node.clone(),
-            names,
-            events,
-        };
-        if to
-            .cast(GatewayMessage::Events(wire::encode(&message)))
-            .is_ok()
-        {
-            forwarder.forwarded.fetch_add(count, Ordering::Relaxed);
+        let limit = cluster.config.max_message_size;
+        let (sent, dropped) = send_events(to, &cluster.node, &names, events, limit);
+        forwarder.dropped.fetch_add(dropped, Ordering::Relaxed);
+        if sent.is_ok() {
+            forwarder
+                .forwarded
+                .fetch_add(count - dropped, Ordering::Relaxed);
         } else {
             // Its session is gone; a session that replaces it finds the gateway again.
-            forwarder.dropped.fetch_add(count, Ordering::Relaxed);
+            forwarder
+                .dropped
+                .fetch_add(count - dropped, Ordering::Relaxed);
             gateway = None;
+        }
+    }
+}
+
+/// Sends `events` to `to` in batches that each fit the largest message a node takes, halving a
+/// batch that does not; an event too large to cross on its own is dropped with a warning. The
+/// outcome of the sends, and how many events were dropped.
+fn send_events(
+    to: &ActorRef<GatewayMessage>,
+    node: &str,
+    names: &[(String, String)],
+    mut events: Vec<WireEvent>,
+    limit: usize,
+) -> (Result<(), ()>, u64) {
+    let message = WireEvents {
+        node: node.to_owned(),
+        names: names.to_vec(),
+        events: std::mem::take(&mut events),
+    };
+    match wire::fits(wire::encode(&message), limit) {
+        Ok(bytes) => (to.cast(GatewayMessage::Events(bytes)).map_err(drop), 0),
+        Err(len) if message.events.len() == 1 => {
+            let event = &message.events[0];
+            let (service, name) = names.get(event.name as usize).cloned().unwrap_or_default();
+            tracing::warn!(
+                service,
+                event = name,
+                bytes = len,
+                limit,
+                "an event too large to cross to another node in one message; not forwarded"
+            );
+            (Ok(()), 1)
+        }
+        Err(_) => {
+            let mut first = message.events;
+            let second = first.split_off(first.len() / 2);
+            let (a, dropped_a) = send_events(to, node, names, first, limit);
+            if a.is_err() {
+                return (a, dropped_a);
+            }
+            let (b, dropped_b) = send_events(to, node, names, second, limit);
+            (b, dropped_a + dropped_b)
         }
     }
 }

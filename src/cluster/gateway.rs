@@ -87,8 +87,16 @@ impl Actor for Gateway {
         match message {
             GatewayMessage::Call(bytes, port) => {
                 let reply = serve(runtime, &bytes);
+                let limit = runtime
+                    .cluster
+                    .get()
+                    .map_or(crate::codec::DECODE_LIMIT, |c| c.config.max_message_size);
                 tokio::spawn(async move {
-                    let _ = port.send(wire::encode(&reply.await));
+                    let answer = wire::encode(&reply.await);
+                    let _ = port.send(wire::fits(answer, limit).unwrap_or_else(|len| {
+                        // Sent, it would close the link: the caller hears why instead.
+                        too_large(&bytes, len, limit)
+                    }));
                 });
             }
             GatewayMessage::Tell(bytes) => {
@@ -108,6 +116,23 @@ impl Actor for Gateway {
         }
         Ok(())
     }
+}
+
+/// The answer to the request in `bytes` whose reply is `len` bytes, over the `limit` of a
+/// message between nodes.
+fn too_large(bytes: &[u8], len: usize, limit: usize) -> Vec<u8> {
+    let (service, action) = wire::decode_request(bytes)
+        .map(|(_, request)| (request.service().to_owned(), request.label()))
+        .unwrap_or_default();
+    let reply: Reply = Err(Error::Encode {
+        service,
+        action,
+        message: format!(
+            "the reply is {len} bytes, more than the {limit} a node of the cluster takes in one \
+             message"
+        ),
+    });
+    wire::encode(&reply)
 }
 
 /// Serves one request from another node as a local caller would be served: the request is

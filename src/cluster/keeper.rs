@@ -40,10 +40,11 @@ pub(super) struct KeeperState {
 
 impl KeeperState {
     async fn spawn(&mut self, myself: &ActorRef<KeeperMessage>) -> Result<(), ActorProcessingErr> {
+        // From the attempt: a gateway that fails to start ran for no time at all.
+        self.started = Instant::now();
         let (gateway, _) =
             Actor::spawn_linked(None, Gateway, self.args.clone(), myself.get_cell()).await?;
         self.gateway = Some(gateway);
-        self.started = Instant::now();
         Ok(())
     }
 

@@ -434,7 +434,13 @@ impl ClusterShared {
         let peer = peer.unwrap_or("a node that did not name itself");
         let first = {
             let mut complained = self.complained.lock().unwrap_or_else(|e| e.into_inner());
-            complained.len() < COMPLAINTS && complained.insert(peer.to_owned())
+            if complained.len() < COMPLAINTS {
+                complained.insert(peer.to_owned())
+            } else {
+                // So many names (made up, perhaps): said at 1, 2, 4, 8… more such messages.
+                let past = self.undecodable.load(Ordering::Relaxed);
+                !complained.contains(peer) && past.is_power_of_two()
+            }
         };
         if first {
             tracing::warn!(
@@ -704,9 +710,12 @@ impl ClusterShared {
         request: Request,
     ) -> BoxFuture<'static, Reply> {
         let service = request.service().to_owned();
+        let bytes = match self.sized(&request) {
+            Ok(bytes) => bytes,
+            Err(err) => return Box::pin(std::future::ready(Err(err))),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let gateway: ActorRef<GatewayMessage> = to.gateway.clone().into();
-        let bytes = wire::encode_request(&self.node, &request);
         let sent = gateway.cast(GatewayMessage::Call(bytes, tx.into()));
         let (node, lost) = (to.node.clone(), to.lost.clone());
         let cluster = self.clone();
@@ -736,11 +745,26 @@ impl ClusterShared {
     pub(crate) fn tell(&self, request: Request) -> Result<(), Error> {
         let service = request.service().to_owned();
         let to = self.pick(&service)?;
+        let bytes = self.sized(&request)?;
         ActorRef::<GatewayMessage>::from(to.gateway)
-            .cast(GatewayMessage::Tell(wire::encode_request(
-                &self.node, &request,
-            )))
+            .cast(GatewayMessage::Tell(bytes))
             .map_err(|_| node_lost(&service, &to.node))
+    }
+
+    /// A request as it crosses, if it fits the largest message a node takes.
+    fn sized(&self, request: &Request) -> Result<Vec<u8>, Error> {
+        let limit = self.config.max_message_size;
+        wire::fits(wire::encode_request(&self.node, request), limit).map_err(|len| {
+            Error::BadParameters {
+                service: request.service().to_owned(),
+                action: request.label(),
+                field: None,
+                message: format!(
+                    "the request is {len} bytes, more than the {limit} a node of the cluster \
+                     takes in one message"
+                ),
+            }
+        })
     }
 
     /// The gateways of other nodes that serve `service` and whose sessions are up.
@@ -844,6 +868,12 @@ impl NodeEventSubscription for Watcher {
     fn node_session_opened(&self, session: NodeServerSessionInformation) {
         if let Some(cluster) = self.0.upgrade() {
             cluster.links.opened(session.node_id, &session.peer_addr);
+            // Should ractor_cluster ever restart its own (shut) listener, it would advertise that
+            // listener's port again: the port this node listens on is said once more.
+            if let Some(server) = cluster.server.get() {
+                let port = cluster.listen_address().port();
+                let _ = server.cast(NodeServerMessage::PortChanged { port });
+            }
         }
         self.update(&session, PeerState::Connecting);
     }
@@ -895,13 +925,18 @@ impl NodeEventSubscription for Watcher {
                         "the seed did not complete a handshake within {handshake:?}; the \
                          connection is closed and the seed tried again"
                     );
+                    cluster.seeds_refused(address, format!("no handshake within {handshake:?}"));
                 } else {
-                    tracing::warn!(
-                        %address,
-                        "a connection did not authenticate within {handshake:?}; closed"
-                    );
+                    // Anyone can open these: said at 1, 2, 4, 8… of them, not each time.
+                    let late = cluster.links.late.fetch_add(1, Ordering::Relaxed) + 1;
+                    if late.is_power_of_two() {
+                        tracing::warn!(
+                            %address,
+                            connections = late,
+                            "a connection did not authenticate within {handshake:?}; closed"
+                        );
+                    }
                 }
-                cluster.seeds_refused(address, format!("no handshake within {handshake:?}"));
             }
             _ if peer.info.outgoing => {
                 tracing::warn!(

@@ -49,6 +49,8 @@ pub(super) struct Links {
     slots: Arc<Semaphore>,
     /// Incoming connections closed at once because the cap was reached.
     pub(super) turned_away: AtomicU64,
+    /// Incoming connections closed because they did not authenticate in time.
+    pub(super) late: AtomicU64,
 }
 
 /// One connection as the guard sees it.
@@ -83,10 +85,20 @@ impl Links {
             sessions: Mutex::default(),
             slots: Arc::new(Semaphore::new(max_pending)),
             turned_away: AtomicU64::new(0),
+            late: AtomicU64::new(0),
         }
     }
 
-    fn open(&self, label: String, slot: Option<OwnedSemaphorePermit>) -> Arc<Link> {
+    /// A new link to `label`, handed to ractor_cluster by `send` under the lock that orders
+    /// the unmatched links: two links with one label (two seeds at one address) are matched with
+    /// their sessions in the order ractor_cluster reports them, which is the order `send` gave
+    /// them in.
+    fn hand_over(
+        &self,
+        label: String,
+        slot: Option<OwnedSemaphorePermit>,
+        send: impl FnOnce(Arc<Link>) -> bool,
+    ) -> bool {
         let link = Arc::new(Link {
             label,
             authenticated: AtomicBool::new(false),
@@ -96,8 +108,22 @@ impl Links {
         });
         let mut unmatched = self.unmatched.lock().unwrap_or_else(|e| e.into_inner());
         unmatched.retain(|l| l.strong_count() > 0);
-        unmatched.push(Arc::downgrade(&link));
-        link
+        let weak = Arc::downgrade(&link);
+        let sent = send(link);
+        if sent {
+            unmatched.push(weak);
+        }
+        sent
+    }
+
+    #[cfg(test)]
+    fn open(&self, label: String, slot: Option<OwnedSemaphorePermit>) -> Arc<Link> {
+        let mut out = None;
+        self.hand_over(label, slot, |link| {
+            out = Some(link);
+            true
+        });
+        out.expect("handed over")
     }
 
     /// ractor_cluster made session `id` of the link to `label`.
@@ -199,32 +225,46 @@ pub(super) async fn accept(
         };
         let _ = stream.set_nodelay(true);
         let deadline = Instant::now() + guard.handshake;
-        let link = links.open(peer.to_string(), Some(slot));
-        let (server, guard, tls) = (server.clone(), guard.clone(), config.tls.clone());
+        let (server, links, guard, tls) = (
+            server.clone(),
+            links.clone(),
+            guard.clone(),
+            config.tls.clone(),
+        );
         tokio::spawn(async move {
-            let stream: Box<dyn ClusterBidiStream> = match tls {
-                None => Box::new(Guarded::new(stream, link, &guard, deadline)),
+            let label = peer.to_string();
+            match tls {
+                None => {
+                    links.hand_over(label, Some(slot), |link| {
+                        let stream = Box::new(Guarded::new(stream, link, &guard, deadline));
+                        server.cast(opened(stream, true)).is_ok()
+                    });
+                }
                 Some(tls) => {
                     let accepted = tokio::time::timeout_at(deadline, tls.acceptor.accept(stream));
                     match accepted.await {
-                        Ok(Ok(stream)) => Box::new(Guarded::new(stream, link, &guard, deadline)),
+                        Ok(Ok(stream)) => {
+                            links.hand_over(label, Some(slot), |link| {
+                                let stream = Box::new(Guarded::new(stream, link, &guard, deadline));
+                                server.cast(opened(stream, true)).is_ok()
+                            });
+                        }
                         Ok(Err(err)) => {
-                            tracing::warn!(%peer, %err, "cluster: a TLS handshake failed");
-                            return;
+                            tracing::debug!(%peer, %err, "cluster: a TLS handshake failed");
                         }
                         Err(_) => {
-                            tracing::warn!(%peer, "cluster: no TLS handshake within {:?}", guard.handshake);
-                            return;
+                            let within = guard.handshake;
+                            tracing::debug!(%peer, "cluster: no TLS handshake within {within:?}");
                         }
                     }
                 }
-            };
-            let _ = server.cast(NodeServerMessage::ConnectionOpenedExternal {
-                stream,
-                is_server: true,
-            });
+            }
         });
     }
+}
+
+fn opened(stream: Box<dyn ClusterBidiStream>, is_server: bool) -> NodeServerMessage {
+    NodeServerMessage::ConnectionOpenedExternal { stream, is_server }
 }
 
 /// Connects to `address`, through TLS if the node uses it, and hands the guarded link to
@@ -243,22 +283,29 @@ pub(super) async fn dial(
         .map_err(|_| within("connection"))?
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().map_err(|e| e.to_string())?;
-    let link = links.open(peer.to_string(), None);
-    let stream: Box<dyn ClusterBidiStream> = match &config.tls {
-        None => Box::new(Guarded::new(stream, link, &guard, deadline)),
+    let label = stream.peer_addr().map_err(|e| e.to_string())?.to_string();
+    let sent = match &config.tls {
+        None => links.hand_over(label, None, |link| {
+            let stream = Box::new(Guarded::new(stream, link, &guard, deadline));
+            server.cast(opened(stream, false)).is_ok()
+        }),
         Some(tls) => {
             let connect = tls.connector.connect(tls.server_name.clone(), stream);
             let stream = tokio::time::timeout_at(deadline, connect)
                 .await
                 .map_err(|_| within("TLS handshake"))?
                 .map_err(|e| format!("TLS: {e}"))?;
-            Box::new(Guarded::new(stream, link, &guard, deadline))
+            links.hand_over(label, None, |link| {
+                let stream = Box::new(Guarded::new(stream, link, &guard, deadline));
+                server.cast(opened(stream, false)).is_ok()
+            })
         }
     };
-    ractor_cluster::client_connect_external(server, stream)
-        .await
-        .map_err(|e| e.to_string())
+    if sent {
+        Ok(())
+    } else {
+        Err("the node's server is gone".into())
+    }
 }
 
 /// A stream that can be split into halves that move to their own tasks.
@@ -308,6 +355,7 @@ impl<S: Split> Guarded<S> {
             stream,
             guard: ReadGuard {
                 link,
+                until: deadline,
                 deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
                 handshake: guard.handshake,
                 max_frame: guard.max_frame,
@@ -354,7 +402,9 @@ impl Frame {
 /// What the read half of a link enforces: the deadline and the frame limits.
 struct ReadGuard {
     link: Arc<Link>,
-    /// Until the link authenticates.
+    /// When the link must have authenticated.
+    until: Instant,
+    /// Wakes the reader at `until`, while the link has not authenticated.
     deadline: Option<Pin<Box<Sleep>>>,
     handshake: Duration,
     max_frame: u64,
@@ -390,7 +440,29 @@ impl ReadGuard {
         Poll::Pending
     }
 
-    /// Fails once the deadline has passed on a link that has not authenticated.
+    /// Fails once the deadline has passed on a link that has not authenticated: looked at on
+    /// every read, so that a peer that keeps sending (empty frames, say) meets it too.
+    fn check_deadline(&mut self) -> io::Result<()> {
+        if self.deadline.is_some() && !self.link.is_authenticated() && Instant::now() >= self.until
+        {
+            return Err(self.timed_out());
+        }
+        Ok(())
+    }
+
+    fn timed_out(&self) -> io::Error {
+        self.link.timed_out.store(true, Ordering::Release);
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{} did not authenticate within {:?}",
+                self.link.label, self.handshake
+            ),
+        )
+    }
+
+    /// Fails once the deadline has passed on a link that has not authenticated, and otherwise
+    /// makes sure the reader is woken when it does.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.link.is_authenticated() {
             self.deadline = None;
@@ -401,14 +473,7 @@ impl ReadGuard {
             None => false,
         };
         if passed {
-            self.link.timed_out.store(true, Ordering::Release);
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "{} did not authenticate within {:?}",
-                    self.link.label, self.handshake
-                ),
-            ));
+            return Err(self.timed_out());
         }
         Ok(())
     }
@@ -438,6 +503,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedRead<R> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let GuardedRead { inner, guard } = self.get_mut();
+        guard.check_deadline()?;
         loop {
             match &mut guard.frame {
                 Frame::Body { remaining } => {

@@ -180,6 +180,21 @@ pub(crate) enum Query {
 }
 
 impl Request {
+    /// What the request does, for an error about it: the action's or the command's name.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Request::Act { action, .. } => action.clone(),
+            Request::Command { command, .. } | Request::Tell { command, .. } => {
+                Command::from(command.clone()).name().to_owned()
+            }
+            Request::Pause { paused: true, .. } => "pause".into(),
+            Request::Pause { paused: false, .. } => "resume".into(),
+            Request::Query { query, .. } => format!("{query:?}").to_lowercase(),
+            Request::Subscribe { event, .. } | Request::Unsubscribe { event, .. } => event.clone(),
+            Request::Catalog => "catalog".into(),
+        }
+    }
+
     pub(crate) fn service(&self) -> &str {
         match self {
             Request::Act { service, .. }
@@ -210,6 +225,16 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError
 /// A request as it crosses: the name of the node that sends it, then the request.
 pub(crate) fn encode_request(from: &str, request: &Request) -> Vec<u8> {
     encode(&(from, request))
+}
+
+/// Refuses bytes longer than `limit`, the largest message a node takes from another: sent,
+/// they would close the link (and fail every call on it) rather than this one message.
+pub(crate) fn fits(bytes: Vec<u8>, limit: usize) -> Result<Vec<u8>, usize> {
+    if bytes.len() <= limit {
+        Ok(bytes)
+    } else {
+        Err(bytes.len())
+    }
 }
 
 /// A request and the node that sent it.

@@ -49,6 +49,9 @@ impl Loaded {
                 if let Some(timeout) = file.body_timeout {
                     http.body_timeout = timeout;
                 }
+                if let Some(timeout) = file.write_timeout {
+                    http.write_timeout = timeout;
+                }
                 if let Some(connections) = file.max_connections {
                     http.max_connections = connections;
                 }

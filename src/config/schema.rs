@@ -61,6 +61,8 @@ pub(crate) struct HttpFile {
     pub(crate) header_timeout: Option<Duration>,
     #[serde(default, with = "duration")]
     pub(crate) body_timeout: Option<Duration>,
+    #[serde(default, with = "duration")]
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) cors_origins: Option<Vec<String>>,
 }

@@ -6,6 +6,8 @@
 //!   connection that sends nothing for as long is closed (hyper's header read timeout).
 //! - A request's body must arrive within [`HttpConfig::body_timeout`] of its head, or the call
 //!   is answered `408` and the connection closed.
+//! - An answer the client does not take (its socket's buffer stays full) for
+//!   [`HttpConfig::write_timeout`] closes the connection.
 //! - Once the runtime shuts down, every answer says `Connection: close`; once it has stopped,
 //!   the connections still open are answered for a moment more ([`LINGER`]), so that a request
 //!   sent on a kept-alive connection just then gets an answer (`409` or `503`) rather than a
@@ -125,9 +127,10 @@ async fn accept(listener: TcpListener, app: Router, config: &HttpConfig, runtime
                 match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
                         let (app, stopped) = (app.clone(), stopped.clone());
-                        let header_timeout = config.header_timeout;
+                        let (header, write) = (config.header_timeout, config.write_timeout);
                         connections.spawn(async move {
-                            serve_connection(stream, app, header_timeout, stopped).await;
+                            let stream = TimedWrites::new(stream, write);
+                            serve_connection(stream, app, header, stopped).await;
                             drop(slot);
                         });
                     }
@@ -144,8 +147,17 @@ async fn accept(listener: TcpListener, app: Router, config: &HttpConfig, runtime
 
 /// Answers a connection over the cap with `503` and closes it, without waiting on it.
 fn turn_away(stream: TcpStream, peer: std::net::SocketAddr, cap: usize) {
-    // The socket is new, so its send buffer takes the whole answer at once.
+    // The socket is new, so its send buffer takes the whole answer at once. What the client
+    // has sent already is read first: closing a socket with unread bytes resets it, and the
+    // client would see the reset rather than the answer.
     let _ = stream.try_write(FULL);
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
     let turned = TURNED_AWAY.fetch_add(1, Ordering::Relaxed) + 1;
     if turned.is_power_of_two() {
         tracing::warn!(%peer, cap, turned_away = turned, "control plane: too many connections; answering 503");
@@ -153,12 +165,12 @@ fn turn_away(stream: TcpStream, peer: std::net::SocketAddr, cap: usize) {
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: TimedWrites<TcpStream>,
     app: Router,
     header_timeout: Duration,
     stopped: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.io.set_nodelay(true);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -178,6 +190,89 @@ async fn serve_connection(
     }
     connection.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(LINGER, connection).await;
+}
+
+/// A connection whose writes fail once they have waited `timeout` for the client to take them.
+struct TimedWrites<S> {
+    io: S,
+    timeout: Duration,
+    /// Made when a write first has to wait, dropped when one goes through.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> TimedWrites<S> {
+    fn new(io: S, timeout: Duration) -> Self {
+        TimedWrites {
+            io,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        polled: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client took nothing for {timeout:?}"),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TimedWrites<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TimedWrites<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.progress(polled, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.progress(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.progress(polled, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Marks every answer `Connection: close` once the runtime is shutting down, so that no client

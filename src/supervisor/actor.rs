@@ -103,11 +103,13 @@ impl Actor for Supervisor {
                     }
                     let service = slot.service.clone();
                     service.shared().restarts.fetch_add(1, Ordering::Relaxed);
+                    // From the attempt: a restart whose start fails ran for no time at all, and
+                    // the next one waits longer.
+                    state.slots[idx].started = Instant::now();
                     match service.clone().spawn(myself.get_cell()).await {
                         Ok(cell) => {
                             tracing::info!(service = service.name(), "service restarted");
                             state.slots[idx].actor = Some(cell.get_id());
-                            state.slots[idx].started = Instant::now();
                         }
                         Err(reason) => on_exit(&myself, state, idx, Some(reason)).await,
                     }
@@ -203,6 +205,7 @@ async fn start_all(
             tracing::info!(service = service.name(), "service disabled; not started");
             continue;
         }
+        state.slots[idx].started = Instant::now();
         let spawned = service.clone().spawn(myself.get_cell()).await;
         if Instant::now() >= deadline {
             // Whatever this service did, the runtime's start ran out of time with it.
@@ -217,10 +220,7 @@ async fn start_all(
             return Err(abort_start(state, service.name(), reason).await);
         }
         match spawned {
-            Ok(cell) => {
-                state.slots[idx].actor = Some(cell.get_id());
-                state.slots[idx].started = Instant::now();
-            }
+            Ok(cell) => state.slots[idx].actor = Some(cell.get_id()),
             Err(reason) => {
                 let shared = service.shared();
                 shared.record_failure(&reason);

@@ -53,6 +53,15 @@ impl Action for Hold {
     type Reply = ();
 }
 
+/// Answers with this many bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Blob(pub usize);
+
+impl Action for Blob {
+    const NAME: &'static str = "blob";
+    type Reply = Vec<u8>;
+}
+
 /// Emitted by `count N`, for n in 0..N.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counted {
@@ -72,6 +81,7 @@ impl Service for Translator {
     fn define(def: &mut Definition<Self>) {
         def.action::<Translate>()
             .action::<Hold>()
+            .action::<Blob>()
             .command("bump")
             .command("count")
             .emits::<Counted>()
@@ -115,6 +125,12 @@ impl Handler<Translate> for Translator {
             correlation_id: ctx.correlation_id().map(str::to_owned),
             node: node.unwrap_or_default(),
         })
+    }
+}
+
+impl Handler<Blob> for Translator {
+    async fn handle(&self, blob: Blob, _: &Context) -> Result<Vec<u8>, BoxError> {
+        Ok(vec![7; blob.0])
     }
 }
 
@@ -260,6 +276,9 @@ pub async fn node_main() {
     }
     if let Ok(ms) = std::env::var("SORA_TEST_HANDSHAKE_MS") {
         config = config.handshake_timeout(Duration::from_millis(ms.parse().expect("ms")));
+    }
+    if let Ok(bytes) = std::env::var("SORA_TEST_MAX_MESSAGE") {
+        config = config.max_message_size(bytes.parse().expect("bytes"));
     }
     if let Ok(n) = std::env::var("SORA_TEST_PENDING") {
         config = config.max_pending_connections(n.parse().expect("a count"));

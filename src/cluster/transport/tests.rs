@@ -14,6 +14,7 @@ fn guarded(inner: DuplexStream) -> (GuardedRead<DuplexStream>, Arc<Link>) {
     let link = links.open("127.0.0.1:9".into(), None);
     let guard = ReadGuard {
         link: link.clone(),
+        until: tokio::time::Instant::now() + HANDSHAKE,
         deadline: Some(Box::pin(tokio::time::sleep(HANDSHAKE))),
         handshake: HANDSHAKE,
         max_frame: MAX_FRAME,
@@ -122,6 +123,28 @@ async fn a_link_that_stops_mid_frame_before_authentication_fails_at_the_deadline
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_peer_that_keeps_sending_empty_frames_still_meets_the_deadline() {
+    let (mut peer, ours) = tokio::io::duplex(1 << 20);
+    let (mut reader, _link) = guarded(ours);
+    // A mebibyte of empty frames, there before the reader looks, and the deadline passed: the
+    // reader never finds the socket empty, so only a look at the clock on each read stops it.
+    peer.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+    tokio::time::advance(HANDSHAKE + Duration::from_millis(1)).await;
+    let mut read = 0;
+    let err = loop {
+        match read_frame(&mut reader).await {
+            Ok(frame) => {
+                assert!(frame.is_empty());
+                read += 1;
+            }
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(read, 0, "frames were taken past the deadline");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_authenticated_link_has_no_deadline() {
     let (mut peer, ours) = tokio::io::duplex(1 << 20);
     let (mut reader, link) = guarded(ours);
@@ -174,6 +197,7 @@ async fn a_session_closed_at_its_deadline_says_so_when_it_ends() {
         inner: ours,
         guard: ReadGuard {
             link,
+            until: tokio::time::Instant::now() + HANDSHAKE,
             deadline: Some(Box::pin(tokio::time::sleep(HANDSHAKE))),
             handshake: HANDSHAKE,
             max_frame: MAX_FRAME,
@@ -201,6 +225,7 @@ fn a_slot_is_given_back_when_the_link_authenticates_or_closes() {
     // The guard of a link gives its slot back when the link closes.
     let guard = ReadGuard {
         link: b,
+        until: tokio::time::Instant::now(),
         deadline: None,
         handshake: HANDSHAKE,
         max_frame: MAX_FRAME,
