@@ -115,7 +115,7 @@ pub(crate) struct ActionEntry<S: Service> {
     pub(crate) bincode: Invoke<S>,
     /// How a typed call leaves for another node, and how its reply comes back.
     #[cfg(feature = "cluster")]
-    pub(crate) wire: crate::cluster::WireAction,
+    pub(crate) wire: crate::codec::typed::WireAction,
 }
 
 impl<S: Service> ActionEntry<S> {
@@ -130,7 +130,7 @@ impl<S: Service> ActionEntry<S> {
             json: invoke::<S, A, crate::codec::Json>,
             bincode: invoke::<S, A, crate::codec::Bincode>,
             #[cfg(feature = "cluster")]
-            wire: crate::cluster::WireAction::of::<A>(),
+            wire: crate::codec::typed::WireAction::of::<A>(),
         }
     }
 

@@ -40,7 +40,7 @@ pub(crate) use events::{TypedWire, Wanted};
 pub(crate) use node::ClusterShared;
 pub use node::{PeerInfo, PeerState, SchemaKind, SchemaMismatch, SeedInfo, SeedState};
 pub(crate) use remote::{RemoteService, route};
-pub(crate) use wire::{ServiceSchemas, WireAction, event_schema};
+pub(crate) use wire::ServiceSchemas;
 
 /// `tokio_rustls`, as ractor_cluster takes it, to build a [`ClusterTls`].
 pub use tokio_rustls as tls;

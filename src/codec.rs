@@ -13,6 +13,9 @@
 //! about a mebibyte ahead of the elements it has actually read. [`Json`] reads only what its
 //! input holds: the input's own size (the HTTP plane's body limit) bounds it.
 
+#[cfg(feature = "cluster")]
+pub(crate) mod typed;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -70,8 +70,9 @@
 mod bus;
 mod capture;
 mod chain;
+mod emitted;
 mod index;
-mod record;
+pub(crate) mod record;
 mod subscription;
 mod work;
 
@@ -81,7 +82,8 @@ pub use capture::Captured;
 pub use chain::{
     All, Both, Chain, Decoded, EventStream, Filter, HandlerResult, On, Subscription, Take, Typed,
 };
-pub use record::Emitted;
+pub use emitted::Emitted;
+pub use record::Event;
 pub use subscription::{Ended, SubscriptionStats};
 
 pub(crate) use bus::{Bus, EventsShared, Wake};
@@ -89,36 +91,10 @@ pub(crate) use chain::Target;
 #[cfg(feature = "cluster")]
 pub(crate) use index::{ANY_EVENT, Member, Whole};
 #[cfg(feature = "cluster")]
-pub(crate) use record::{AnyRecord, Shared};
-pub(crate) use record::{Meta, Record, Source};
+pub(crate) use record::{AnyRecord, Meta, Record, Shared};
+pub(crate) use record::{Declared, Source};
 #[cfg(feature = "cluster")]
 pub(crate) use subscription::{Deliver, Offer};
-
-/// A named event a service emits.
-///
-/// The payload is serializable both ways so that it can reach subscribers that want bytes
-/// (by-name subscribers and the HTTP event stream take JSON) and typed subscribers on other
-/// nodes of a cluster, which decode it back into `Self`. Local subscribers get it as is.
-///
-/// # Examples
-///
-/// ```
-/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
-/// struct TranslationCompleted {
-///     file_id: String,
-///     language: String,
-/// }
-///
-/// impl sora::Event for TranslationCompleted {
-///     const NAME: &'static str = "translation-completed";
-/// }
-/// # let _ = TranslationCompleted { file_id: "a".into(), language: "pt".into() };
-/// ```
-pub trait Event: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
-    /// The event's name, unique within a service: what by-name subscribers and other nodes
-    /// know it by.
-    const NAME: &'static str;
-}
 
 /// What a subscription does when its queue is full and another event comes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -136,17 +112,6 @@ pub enum Overflow {
 
 /// A subscription's queue holds this many events unless it says otherwise.
 pub const DEFAULT_QUEUE: usize = 1024;
-
-/// An event a service declared it emits.
-#[derive(Debug, Clone)]
-pub(crate) struct Declared {
-    pub(crate) name: std::sync::Arc<str>,
-    pub(crate) type_id: std::any::TypeId,
-    /// A hash of the payload type's shape, for nodes to compare; computed once, as an
-    /// action's is.
-    #[cfg(feature = "cluster")]
-    pub(crate) schema: u64,
-}
 
 /// The runtime's event bus, as its owner sees it: [`RuntimeHandle::events`](crate::RuntimeHandle::events).
 #[derive(Debug, Clone)]

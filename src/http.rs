@@ -53,6 +53,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::Error;
+use crate::config::Loaded;
 use crate::runtime::RuntimeHandle;
 use error::ApiError;
 use routes::Api;
@@ -111,6 +113,62 @@ impl std::fmt::Debug for HttpConfig {
 pub const DEFAULT_PORT: u16 = 7070;
 
 impl HttpConfig {
+    /// The control plane's settings from the configuration: `explicit` (the builder's) over the
+    /// `[http]` table; the
+    /// token from the builder, else `SORA_TOKEN`, else the file. `None` if neither asks for it.
+    pub(crate) fn resolve(
+        loaded: &Loaded,
+        explicit: Option<HttpConfig>,
+    ) -> Result<Option<HttpConfig>, Error> {
+        let file = loaded.file.http.as_ref();
+        let mut http = match (explicit, file) {
+            (Some(http), _) => http,
+            (None, Some(file)) => {
+                let mut http = HttpConfig::default();
+                if let Some(address) = file.address {
+                    http.address = address;
+                }
+                if let Some(limit) = file.body_limit {
+                    http.body_limit = limit;
+                }
+                if let Some(open) = file.open_probes {
+                    http.open_probes = open;
+                }
+                if let Some(token) = &file.read_token {
+                    http.read_token = Some(std::sync::Arc::from(token.0.as_str()));
+                }
+                if let Some(timeout) = file.header_timeout {
+                    http.header_timeout = timeout;
+                }
+                if let Some(timeout) = file.body_timeout {
+                    http.body_timeout = timeout;
+                }
+                if let Some(timeout) = file.write_timeout {
+                    http.write_timeout = timeout;
+                }
+                if let Some(connections) = file.max_connections {
+                    http.max_connections = connections;
+                }
+                if let Some(origins) = &file.cors_origins {
+                    http.cors_origins = origins.clone();
+                }
+                http
+            }
+            (None, None) => return Ok(None),
+        };
+        if http.token.is_none() {
+            let token = loaded
+                .token
+                .clone()
+                .or_else(|| file.and_then(|f| f.token.clone()));
+            http.token = token.map(|t| std::sync::Arc::from(t.0));
+        }
+        if let Some((key, why)) = http.invalid() {
+            return Err(loaded.error_at(&["http".to_owned(), key.to_owned()], why));
+        }
+        Ok(Some(http))
+    }
+
     /// Serves on `address`.
     pub fn new(address: SocketAddr) -> Self {
         HttpConfig {

@@ -26,13 +26,14 @@ mod host;
 pub mod http;
 mod registry;
 pub mod runtime;
+#[cfg(feature = "http")]
+mod schema;
 pub mod service;
 pub mod status;
 pub mod supervisor;
 mod sync;
 
 pub use action::{Action, CallOptions, Handler};
-pub use config::Environment;
 pub use error::{BoxError, Error};
 pub use event::{Emitted, Event, Overflow, Subscription};
 pub use handle::{ServiceHandle, ServiceRef};
@@ -40,9 +41,10 @@ pub use handle::{ServiceHandle, ServiceRef};
 pub use host::Internal;
 pub use host::{Envelope, Query, ServiceMessage, Subscribe};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle};
+pub use service::environment::Environment;
+pub use service::restart::{Backoff, Restart, RestartPolicy, Strategy};
 pub use service::{Command, Context, Definition, Health, MissedTick, Schedule, Service, Startup};
 pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
-pub use supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
 pub use ractor;
 

@@ -31,10 +31,10 @@ pub use builder::RuntimeBuilder;
 pub(crate) use builder::{Pending, PendingService};
 
 use crate::Error;
-use crate::config::Environment;
 use crate::event::{Chain, Decoded, Event, Events, EventsShared, On, Target};
 use crate::handle::{ErasedService, ServiceCell, ServiceHandle, ServiceRef};
 use crate::registry::RegistryMessage;
+use crate::service::environment::Environment;
 use crate::service::{Health, Service, short_type_name};
 use crate::supervisor::{Strategy, SupervisorMessage};
 

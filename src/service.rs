@@ -47,7 +47,9 @@
 mod command;
 mod context;
 mod definition;
+pub(crate) mod environment;
 mod health;
+pub(crate) mod restart;
 
 use std::future::Future;
 

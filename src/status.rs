@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Environment;
+use crate::service::environment::Environment;
+use crate::service::restart::Restart;
 use crate::service::{MissedTick, Schedule, Startup};
-use crate::supervisor::Restart;
 
 /// Where a service is in its life.
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
@@ -69,10 +69,10 @@ impl ServiceState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastRun {
     /// When it started (wall clock).
-    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::TimeSchema))]
+    #[cfg_attr(feature = "http", schema(value_type = crate::schema::TimeSchema))]
     pub started_at: SystemTime,
     /// How long it took.
-    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
+    #[cfg_attr(feature = "http", schema(value_type = crate::schema::DurationSchema))]
     pub duration: Duration,
     /// Its error, if it failed.
     pub error: Option<String>,
@@ -90,7 +90,7 @@ pub struct ServiceStatus {
     /// The last periodic (or triggered) run.
     pub last_run: Option<LastRun>,
     /// How long until the next scheduled run.
-    #[cfg_attr(feature = "http", schema(value_type = Option<crate::http::openapi::DurationSchema>))]
+    #[cfg_attr(feature = "http", schema(value_type = Option<crate::schema::DurationSchema>))]
     pub next_run_in: Option<Duration>,
     /// Periodic runs completed (successful or not).
     pub runs: u64,
@@ -140,10 +140,10 @@ pub enum ServiceKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleInfo {
     /// Time between runs.
-    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
+    #[cfg_attr(feature = "http", schema(value_type = crate::schema::DurationSchema))]
     pub period: Duration,
     /// Delay before the first scheduled run.
-    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
+    #[cfg_attr(feature = "http", schema(value_type = crate::schema::DurationSchema))]
     pub initial_delay: Duration,
     /// Whether it runs once at start.
     pub run_on_start: bool,

@@ -3,6 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::Error;
+use crate::config::Loaded;
+
 /// The port a node listens on when none is configured.
 pub const DEFAULT_PORT: u16 = 7171;
 
@@ -53,6 +56,66 @@ impl std::fmt::Debug for ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// The cluster settings: `explicit` (the builder's) wins whole over the `[cluster]` table.
+    /// `None` if neither asks for a cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the table lacks the node's name or the secret.
+    pub(crate) fn resolve(
+        loaded: &Loaded,
+        explicit: Option<ClusterConfig>,
+    ) -> Result<Option<ClusterConfig>, Error> {
+        if explicit.is_some() {
+            return Ok(explicit);
+        }
+        let Some(file) = &loaded.file.cluster else {
+            return Ok(None);
+        };
+        let required = |key: &str, what: &str| {
+            loaded.error_at(
+                &["cluster".to_owned(), key.to_owned()],
+                format!("a node of a cluster needs {what}"),
+            )
+        };
+        let node = file
+            .node
+            .clone()
+            .ok_or_else(|| required("node", "a name, unique in its cluster"))?;
+        let secret = file
+            .secret
+            .clone()
+            .ok_or_else(|| required("secret", "the secret its cluster shares"))?;
+        let mut config = ClusterConfig::new(node, secret.0);
+        if let Some(listen) = file.listen {
+            config = config.listen(listen);
+        }
+        for seed in file.seeds.iter().flatten() {
+            config = config.seed(seed.clone());
+        }
+        if let Some(name) = &file.name {
+            config = config.cluster_name(name.clone());
+        }
+        let (min, max) = config.reconnect;
+        config = config.reconnect(
+            file.reconnect_min.unwrap_or(min),
+            file.reconnect_max.unwrap_or(max),
+        );
+        if let Some(timeout) = file.handshake_timeout {
+            config = config.handshake_timeout(timeout);
+        }
+        if let Some(pending) = file.max_pending_connections {
+            config = config.max_pending_connections(pending);
+        }
+        if let Some(size) = file.max_message_size {
+            config = config.max_message_size(size);
+        }
+        if let Some((key, why)) = config.invalid() {
+            return Err(loaded.error_at(&["cluster".to_owned(), key.to_owned()], why));
+        }
+        Ok(Some(config))
+    }
+
     /// A node called `node` that shares `secret` with the other nodes (ractor_cluster's cookie: a
     /// node with another secret is refused). It listens on `127.0.0.1:7171` and has no seeds.
     pub fn new(node: impl Into<String>, secret: impl Into<String>) -> Self {

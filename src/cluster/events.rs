@@ -59,7 +59,7 @@ impl TypedWire {
                 let payload = Bincode::decode::<E>(bytes)?;
                 Ok(Arc::new(Record::new(meta, payload)))
             },
-            schema: wire::event_schema::<E>,
+            schema: crate::codec::typed::event_schema::<E>,
         }
     }
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use super::node::ClusterShared;
 use futures::future::BoxFuture;
 
-use super::wire::{Erased, Query, Request, WireAction, WireHealth};
+use super::wire::{Query, Request, WireHealth};
 use crate::Error;
 use crate::action::CallOptions;
 use crate::codec::Format;
+use crate::codec::typed::{Erased, WireAction};
 use crate::host::ServiceShared;
 use crate::service::{Command, Health};
 use crate::status::{ServiceInfo, ServiceStatus};

@@ -1,12 +1,10 @@
 //! What crosses between nodes: one request envelope in, one reply out, both bincode.
 
-use std::any::Any;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::action::{Action, CallOptions};
+use crate::action::CallOptions;
 use crate::codec::{Bincode, Codec, DecodeError, Format};
 use crate::service::{Command, Health};
 
@@ -252,64 +250,6 @@ pub(crate) fn sender(bytes: &[u8]) -> Option<String> {
     plausible.then_some(name)
 }
 
-/// How a typed action leaves this node and how its reply comes back: captured where the types
-/// are known ([`Definition::action`](crate::Definition::action)), used where they are erased.
-#[derive(Clone, Copy)]
-pub(crate) struct WireAction {
-    pub(crate) encode: fn(Erased) -> Result<Vec<u8>, String>,
-    pub(crate) decode_reply: fn(&[u8]) -> Result<Erased, DecodeError>,
-    /// A hash of the shapes of the action's and its reply's types (see [`schema_of`]).
-    pub(crate) schema: u64,
-}
-
-/// An action or a reply whose type only its declaration knows.
-pub(crate) type Erased = Box<dyn Any + Send>;
-
-impl WireAction {
-    pub(crate) fn of<A>() -> Self
-    where
-        A: Action + Serialize + DeserializeOwned,
-        A::Reply: DeserializeOwned,
-    {
-        WireAction {
-            encode: |action| match action.downcast::<A>() {
-                Ok(action) => Bincode::encode(&*action),
-                Err(_) => Err(format!("not a `{}`", A::NAME)),
-            },
-            decode_reply: |bytes| Bincode::decode::<A::Reply>(bytes).map(|r| Box::new(r) as Erased),
-            schema: schema_of::<A, A::Reply>(),
-        }
-    }
-}
-
-/// A hash of the shape of an event's payload type (see [`schema_of`]).
-pub(crate) fn event_schema<E: DeserializeOwned>() -> u64 {
-    schema_of::<E, ()>()
-}
-
-/// A hash of the shapes of an action's and its reply's types, the same in every process whose
-/// types have the same names, fields, variants and field types in the same order (what bincode's
-/// encoding depends on, and the names), whatever the build: FNV-1a over the JSON of the formats
-/// `serde-reflection` traces. A type that cannot be traced (it decodes through
-/// `deserialize_any`, which bincode cannot decode either) is hashed by its name.
-pub(crate) fn schema_of<A: DeserializeOwned, R: DeserializeOwned>() -> u64 {
-    fn shape<T: DeserializeOwned>() -> String {
-        use serde_reflection::{Tracer, TracerConfig};
-        let mut tracer = Tracer::new(TracerConfig::default());
-        let traced = tracer.trace_simple_type::<T>();
-        match (traced, tracer.registry()) {
-            (Ok((format, _)), Ok(registry)) => {
-                serde_json::to_string(&(format, registry)).unwrap_or_default()
-            }
-            _ => std::any::type_name::<T>().to_owned(),
-        }
-    }
-    let text = format!("{}\n{}", shape::<A>(), shape::<R>());
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,42 +285,6 @@ mod tests {
         }
         // Its own serde form would not decode: the reason for the mirror.
         assert!(decode::<Health>(&encode(&Health::Healthy)).is_err());
-    }
-
-    #[test]
-    fn a_schema_changes_with_the_shape_of_its_types_only() {
-        #[derive(Deserialize)]
-        #[allow(dead_code)]
-        struct Translate {
-            text: String,
-            to: String,
-        }
-        #[derive(Deserialize)]
-        #[allow(dead_code)]
-        struct Renamed {
-            text: String,
-            to: String,
-        }
-        #[derive(Deserialize)]
-        #[allow(dead_code)]
-        struct Widened {
-            text: String,
-            to: String,
-            pages: u32,
-        }
-        #[derive(Deserialize)]
-        #[allow(dead_code)]
-        enum Reply {
-            Done(String),
-            Skipped,
-        }
-        let base = schema_of::<Translate, String>();
-        assert_eq!(base, schema_of::<Translate, String>());
-        assert_ne!(base, schema_of::<Widened, String>());
-        assert_ne!(base, schema_of::<Translate, u64>());
-        assert_ne!(schema_of::<Translate, Reply>(), base);
-        // The shape names the type: a renamed type is another contract.
-        assert_ne!(base, schema_of::<Renamed, String>());
     }
 
     #[test]

@@ -19,62 +19,6 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
-    /// The control plane's settings: `explicit` (the builder's) over the `[http]` table; the
-    /// token from the builder, else `SORA_TOKEN`, else the file. `None` if neither asks for it.
-    #[cfg(feature = "http")]
-    pub(crate) fn http(
-        &self,
-        explicit: Option<crate::http::HttpConfig>,
-    ) -> Result<Option<crate::http::HttpConfig>, Error> {
-        let file = self.file.http.as_ref();
-        let mut http = match (explicit, file) {
-            (Some(http), _) => http,
-            (None, Some(file)) => {
-                let mut http = crate::http::HttpConfig::default();
-                if let Some(address) = file.address {
-                    http.address = address;
-                }
-                if let Some(limit) = file.body_limit {
-                    http.body_limit = limit;
-                }
-                if let Some(open) = file.open_probes {
-                    http.open_probes = open;
-                }
-                if let Some(token) = &file.read_token {
-                    http.read_token = Some(std::sync::Arc::from(token.0.as_str()));
-                }
-                if let Some(timeout) = file.header_timeout {
-                    http.header_timeout = timeout;
-                }
-                if let Some(timeout) = file.body_timeout {
-                    http.body_timeout = timeout;
-                }
-                if let Some(timeout) = file.write_timeout {
-                    http.write_timeout = timeout;
-                }
-                if let Some(connections) = file.max_connections {
-                    http.max_connections = connections;
-                }
-                if let Some(origins) = &file.cors_origins {
-                    http.cors_origins = origins.clone();
-                }
-                http
-            }
-            (None, None) => return Ok(None),
-        };
-        if http.token.is_none() {
-            let token = self
-                .token
-                .clone()
-                .or_else(|| file.and_then(|f| f.token.clone()));
-            http.token = token.map(|t| std::sync::Arc::from(t.0));
-        }
-        if let Some((key, why)) = http.invalid() {
-            return Err(self.error_at(&["http".to_owned(), key.to_owned()], why));
-        }
-        Ok(Some(http))
-    }
-
     /// Refuses an `[http]` table in a build without the control plane.
     #[cfg(not(feature = "http"))]
     pub(crate) fn refuse_http(&self) -> Result<(), Error> {
@@ -85,67 +29,6 @@ impl Loaded {
             )),
             None => Ok(()),
         }
-    }
-
-    /// The cluster settings: `explicit` (the builder's) wins whole over the `[cluster]` table.
-    /// `None` if neither asks for a cluster.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] if the table lacks the node's name or the secret.
-    #[cfg(feature = "cluster")]
-    pub(crate) fn cluster(
-        &self,
-        explicit: Option<crate::cluster::ClusterConfig>,
-    ) -> Result<Option<crate::cluster::ClusterConfig>, Error> {
-        if explicit.is_some() {
-            return Ok(explicit);
-        }
-        let Some(file) = &self.file.cluster else {
-            return Ok(None);
-        };
-        let required = |key: &str, what: &str| {
-            self.error_at(
-                &["cluster".to_owned(), key.to_owned()],
-                format!("a node of a cluster needs {what}"),
-            )
-        };
-        let node = file
-            .node
-            .clone()
-            .ok_or_else(|| required("node", "a name, unique in its cluster"))?;
-        let secret = file
-            .secret
-            .clone()
-            .ok_or_else(|| required("secret", "the secret its cluster shares"))?;
-        let mut config = crate::cluster::ClusterConfig::new(node, secret.0);
-        if let Some(listen) = file.listen {
-            config = config.listen(listen);
-        }
-        for seed in file.seeds.iter().flatten() {
-            config = config.seed(seed.clone());
-        }
-        if let Some(name) = &file.name {
-            config = config.cluster_name(name.clone());
-        }
-        let (min, max) = config.reconnect;
-        config = config.reconnect(
-            file.reconnect_min.unwrap_or(min),
-            file.reconnect_max.unwrap_or(max),
-        );
-        if let Some(timeout) = file.handshake_timeout {
-            config = config.handshake_timeout(timeout);
-        }
-        if let Some(pending) = file.max_pending_connections {
-            config = config.max_pending_connections(pending);
-        }
-        if let Some(size) = file.max_message_size {
-            config = config.max_message_size(size);
-        }
-        if let Some((key, why)) = config.invalid() {
-            return Err(self.error_at(&["cluster".to_owned(), key.to_owned()], why));
-        }
-        Ok(Some(config))
     }
 
     /// Refuses a `[cluster]` table in a build without the `cluster` feature.
@@ -188,7 +71,7 @@ impl Loaded {
         origin(nearest_metadata(&self.figment, path), path)
     }
 
-    fn error_at(&self, path: &[String], message: String) -> Error {
+    pub(crate) fn error_at(&self, path: &[String], message: String) -> Error {
         Error::Config {
             origin: self.origin_of(path),
             key: path.join("."),

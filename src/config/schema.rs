@@ -7,7 +7,7 @@ use figment::value::Value;
 use serde::Deserialize;
 
 use super::Environment;
-use crate::supervisor::{RestartPolicy, Strategy};
+use crate::service::restart::{RestartPolicy, Strategy};
 
 /// The whole file (and the `SORA__` environment variables, which share its keys).
 #[derive(Debug, Default, Deserialize)]

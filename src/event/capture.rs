@@ -3,7 +3,7 @@
 use futures::StreamExt;
 
 use super::chain::{EventStream, Filter, On, Take};
-use super::record::Emitted;
+use super::emitted::Emitted;
 use crate::Error;
 
 /// The events of one clause, captured for a test to look at.

@@ -13,8 +13,9 @@ use ractor::{ActorRef, Message};
 use serde::de::DeserializeOwned;
 
 use super::bus::EventsShared;
+use super::emitted::Emitted;
 use super::index::{ByType, Member, Whole};
-use super::record::{Emitted, Record, Shared};
+use super::record::{Record, Shared};
 use super::subscription::{Deliver, Ended, Pick, Picked, Sink, Spec, Sub, SubscriptionStats};
 use super::{DEFAULT_QUEUE, Event, Overflow};
 use crate::action::{Action, CallOptions, Handler};

@@ -15,7 +15,8 @@ use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 use ractor::ActorCell;
 
 use super::Overflow;
-use super::record::{Emitted, Shared};
+use super::emitted::Emitted;
+use super::record::Shared;
 use crate::codec::DecodeError;
 
 /// Why a subscription ended.

@@ -2,7 +2,7 @@
 //! (each route is added together with its description), so that the two cannot drift apart.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::error::ApiError;
 
@@ -37,24 +37,6 @@ impl Modify for Bearer {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
-}
-
-/// serde's form of a `Duration`.
-#[derive(ToSchema)]
-#[schema(as = Duration)]
-#[expect(dead_code, reason = "it only describes a JSON form")]
-pub(crate) struct DurationSchema {
-    secs: u64,
-    nanos: u32,
-}
-
-/// serde's form of a `SystemTime`: time since the Unix epoch.
-#[derive(ToSchema)]
-#[schema(as = SystemTime)]
-#[expect(dead_code, reason = "it only describes a JSON form")]
-pub(crate) struct TimeSchema {
-    secs_since_epoch: u64,
-    nanos_since_epoch: u32,
 }
 
 /// How a call (a command or an action) can fail.

@@ -453,9 +453,9 @@ impl RuntimeBuilder {
             config,
             pending,
             #[cfg(feature = "http")]
-            http: loaded.http(self.http.take())?,
+            http: crate::http::HttpConfig::resolve(&loaded, self.http.take())?,
             #[cfg(feature = "cluster")]
-            cluster: loaded.cluster(self.cluster.take())?,
+            cluster: crate::cluster::ClusterConfig::resolve(&loaded, self.cluster.take())?,
         })
     }
 

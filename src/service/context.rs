@@ -7,7 +7,7 @@ use ractor::ActorCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::event::{Event, Meta, Record};
+use crate::event::record::{Event, Meta, Record};
 use crate::host::{BACKGROUND_NONE, ServiceShared};
 use crate::runtime::RuntimeHandle;
 

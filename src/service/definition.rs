@@ -6,10 +6,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ActionEntry, Handler};
-use crate::config::Environment;
-use crate::event::{Declared, Event};
+use crate::event::record::{Declared, Event};
+use crate::service::environment::Environment;
+use crate::service::restart::Restart;
 use crate::service::{Command, Service, short_type_name};
-use crate::supervisor::Restart;
 
 /// What a service declares about itself in [`Service::define`], and what a registration can
 /// override in code (see [`RuntimeBuilder::service_with`](crate::RuntimeBuilder::service_with)).
@@ -311,7 +311,7 @@ impl<S: Service> Definition<S> {
                 name: Arc::from(E::NAME),
                 type_id,
                 #[cfg(feature = "cluster")]
-                schema: crate::cluster::event_schema::<E>(),
+                schema: crate::codec::typed::event_schema::<E>(),
             }),
         }
         self
@@ -502,7 +502,7 @@ pub enum MissedTick {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Startup {
     pub(crate) order: i32,
-    #[cfg_attr(feature = "http", schema(value_type = crate::http::openapi::DurationSchema))]
+    #[cfg_attr(feature = "http", schema(value_type = crate::schema::DurationSchema))]
     pub(crate) timeout: Duration,
     pub(crate) continue_on_failure: bool,
 }

@@ -9,13 +9,13 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
 use super::messages::SupervisorMessage;
-use super::policy::admit_restart;
-use super::{RestartPolicy, Strategy};
+use super::policy::{admit_restart, group, restarts};
 use crate::Error;
 use crate::event::{Bus, Wake};
 use crate::handle::ErasedService;
 use crate::registry::{Registry, RegistryMessage};
 use crate::runtime::RuntimeShared;
+use crate::service::restart::RestartPolicy;
 use crate::status::ServiceState;
 
 pub(crate) struct Supervisor;
@@ -281,6 +281,10 @@ async fn stop_all(state: &mut SupervisorState) {
 const BUS_FLUSH: Duration = Duration::from_secs(5);
 
 /// A service's actor has stopped (`failure` is `None` for a normal stop): apply its policy.
+///
+/// In turn: the policy decides whether it comes back; the intensity limit whether it may (past
+/// it, the service is left failed, or the runtime stops for a critical one); the backoff how long
+/// it waits; the strategy which siblings stop and come back with it.
 async fn on_exit(
     myself: &ActorRef<SupervisorMessage>,
     state: &mut SupervisorState,
@@ -299,12 +303,7 @@ async fn on_exit(
     if let Some(reason) = &failure {
         shared.record_failure(reason);
     }
-    let again = match restart.policy {
-        RestartPolicy::Permanent => true,
-        RestartPolicy::Transient => failure.is_some(),
-        RestartPolicy::Temporary => false,
-    };
-    if !again {
+    if !restarts(restart.policy, failure.is_some()) {
         shared.set_state(if failure.is_some() {
             ServiceState::Failed
         } else {
@@ -313,33 +312,9 @@ async fn on_exit(
         tracing::info!(service = service.name(), ?failure, policy = ?restart.policy, "service not restarted");
         return;
     }
-    if !admit_restart(
-        &mut slot.history,
-        Instant::now(),
-        restart.max_restarts,
-        restart.within,
-    ) {
-        let last = failure
-            .or_else(|| shared.last_failure())
-            .unwrap_or_else(|| "stopped".into());
-        let reason = format!(
-            "more than {} restarts within {:?}; last failure: {last}",
-            restart.max_restarts, restart.within
-        );
-        shared.record_failure(&reason);
-        shared.set_state(ServiceState::Failed);
-        if service.critical() {
-            tracing::error!(service = service.name(), %reason, "critical service failed; stopping the runtime");
-            let err = Error::CriticalFailure {
-                service: service.name().to_owned(),
-                reason,
-            };
-            state.shared.finish(Err(err));
-            stop_all(state).await;
-            myself.stop(Some("critical service failed".into()));
-        } else {
-            tracing::error!(service = service.name(), %reason, "service failed; left down");
-        }
+    let now = Instant::now();
+    if !admit_restart(&mut slot.history, now, restart.max_restarts, restart.within) {
+        give_up(myself, state, &*service, failure).await;
         return;
     }
     // A service that ran stably before it failed starts over from the first delay.
@@ -349,15 +324,62 @@ async fn on_exit(
     slot.consecutive += 1;
     let attempt = slot.consecutive;
     let delay = restart.backoff.delay(attempt);
+    let targets = stop_group(state, idx, &*service).await;
+    tracing::warn!(
+        service = service.name(),
+        ?failure,
+        ?delay,
+        attempt,
+        "restarting"
+    );
+    // The timer task runs on its own; its handle is not needed.
+    drop(myself.send_after(delay, move || SupervisorMessage::Restart(targets)));
+}
 
-    let group: Vec<usize> = match state.shared.config.strategy {
-        Strategy::OneForOne => vec![idx],
-        Strategy::OneForAll => (0..state.slots.len()).collect(),
-        Strategy::RestForOne => (idx..state.slots.len()).collect(),
-    };
+/// A service went past its restart intensity: it is left failed, and a critical one stops the
+/// runtime.
+async fn give_up(
+    myself: &ActorRef<SupervisorMessage>,
+    state: &mut SupervisorState,
+    service: &dyn ErasedService,
+    failure: Option<String>,
+) {
+    let shared = service.shared();
+    let restart = service.restart();
+    let last = failure
+        .or_else(|| shared.last_failure())
+        .unwrap_or_else(|| "stopped".into());
+    let reason = format!(
+        "more than {} restarts within {:?}; last failure: {last}",
+        restart.max_restarts, restart.within
+    );
+    shared.record_failure(&reason);
+    shared.set_state(ServiceState::Failed);
+    if service.critical() {
+        tracing::error!(service = service.name(), %reason, "critical service failed; stopping the runtime");
+        let err = Error::CriticalFailure {
+            service: service.name().to_owned(),
+            reason,
+        };
+        state.shared.finish(Err(err));
+        stop_all(state).await;
+        myself.stop(Some("critical service failed".into()));
+    } else {
+        tracing::error!(service = service.name(), %reason, "service failed; left down");
+    }
+}
+
+/// Stops, in reverse start order, the running siblings that the strategy restarts with the
+/// service at `idx`, and marks every member restarting. Returns each member's slot and the
+/// generation its restart is for; a temporary sibling is stopped and not restarted.
+async fn stop_group(
+    state: &mut SupervisorState,
+    idx: usize,
+    service: &dyn ErasedService,
+) -> Vec<(usize, u64)> {
     let mut members = vec![idx];
     let deadline = Instant::now() + state.shared.config.shutdown_timeout;
-    for &j in group.iter().rev() {
+    for j in group(state.shared.config.strategy, idx, state.slots.len()).rev() {
         if j == idx {
             continue;
         }
@@ -377,7 +399,7 @@ async fn on_exit(
         }
     }
     members.sort_unstable();
-    let targets: Vec<(usize, u64)> = members
+    members
         .into_iter()
         .map(|j| {
             let slot = &mut state.slots[j];
@@ -385,14 +407,5 @@ async fn on_exit(
             slot.service.shared().set_state(ServiceState::Restarting);
             (j, slot.generation)
         })
-        .collect();
-    tracing::warn!(
-        service = service.name(),
-        ?failure,
-        ?delay,
-        attempt,
-        "restarting"
-    );
-    // The timer task runs on its own; its handle is not needed.
-    drop(myself.send_after(delay, move || SupervisorMessage::Restart(targets)));
+        .collect()
 }

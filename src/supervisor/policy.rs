@@ -5,17 +5,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Backoff;
-
-/// The delay before the `attempt`-th consecutive restart, with `unit` a random number in [0, 1).
-pub(super) fn backoff_delay(backoff: &Backoff, attempt: u32, unit: f64) -> Duration {
-    let exp = attempt.saturating_sub(1).min(64) as i32;
-    let base = backoff.initial.as_secs_f64() * backoff.factor.max(1.0).powi(exp);
-    let capped = base.min(backoff.max.as_secs_f64().max(backoff.initial.as_secs_f64()));
-    let jitter = backoff.jitter.clamp(0.0, 1.0);
-    let moved = capped * (1.0 + jitter * (2.0 * unit - 1.0));
-    Duration::from_secs_f64(moved.max(0.0))
-}
+#[cfg(test)]
+use crate::service::restart::{Backoff, backoff_delay};
+use crate::service::restart::{RestartPolicy, Strategy};
 
 /// Records a restart at `now` and says whether the intensity limit still holds.
 ///
@@ -37,6 +29,25 @@ pub(super) fn admit_restart(
     }
     history.push_back(now);
     true
+}
+
+/// Whether a service stopped under `policy` comes back; `failed` says whether it failed or
+/// stopped normally.
+pub(super) fn restarts(policy: RestartPolicy, failed: bool) -> bool {
+    match policy {
+        RestartPolicy::Permanent => true,
+        RestartPolicy::Transient => failed,
+        RestartPolicy::Temporary => false,
+    }
+}
+
+/// The slots, in start order, that restart together when the one at `idx` of `len` fails.
+pub(super) fn group(strategy: Strategy, idx: usize, len: usize) -> std::ops::Range<usize> {
+    match strategy {
+        Strategy::OneForOne => idx..idx + 1,
+        Strategy::OneForAll => 0..len,
+        Strategy::RestForOne => idx..len,
+    }
 }
 
 #[cfg(test)]
@@ -79,5 +90,28 @@ mod tests {
         assert!(admit_restart(&mut h, t0 + Duration::from_secs(1), 2, w));
         assert!(!admit_restart(&mut h, t0 + Duration::from_secs(2), 2, w));
         assert!(admit_restart(&mut h, t0 + Duration::from_secs(12), 2, w));
+    }
+
+    #[test]
+    fn the_policy_says_what_comes_back() {
+        use RestartPolicy::*;
+        let table = [
+            (Permanent, true, true),
+            (Permanent, false, true),
+            (Transient, true, true),
+        ];
+        for (policy, failed, back) in table {
+            assert_eq!(restarts(policy, failed), back, "{policy:?} failed={failed}");
+        }
+        assert!(!restarts(Transient, false));
+        assert!(!restarts(Temporary, true));
+        assert!(!restarts(Temporary, false));
+    }
+
+    #[test]
+    fn the_strategy_says_who_restarts_together() {
+        assert_eq!(group(Strategy::OneForOne, 2, 5), 2..3);
+        assert_eq!(group(Strategy::OneForAll, 2, 5), 0..5);
+        assert_eq!(group(Strategy::RestForOne, 2, 5), 2..5);
     }
 }
