@@ -36,10 +36,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use config::{ClusterConfig, ClusterTls, DEFAULT_MAX_PENDING, DEFAULT_PORT};
-pub(crate) use events::{TypedWire, Wanted};
 pub(crate) use node::ClusterShared;
 pub use node::{PeerInfo, PeerState, SchemaKind, SchemaMismatch, SeedInfo, SeedState};
-pub(crate) use remote::{RemoteService, route};
 pub(crate) use wire::ServiceSchemas;
 
 /// `tokio_rustls`, as ractor_cluster takes it, to build a [`ClusterTls`].
@@ -158,5 +156,13 @@ impl Cluster {
     /// as [`ClusterConfig::max_pending_connections`] were already waiting to authenticate.
     pub fn turned_away(&self) -> u64 {
         self.shared.links.turned_away.load(Ordering::Relaxed)
+    }
+}
+
+impl crate::RuntimeHandle {
+    /// This runtime's node, when it has joined a cluster.
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster(&self) -> Option<Cluster> {
+        ClusterShared::shared_of(&self.shared).map(Cluster::new)
     }
 }

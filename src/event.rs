@@ -91,7 +91,7 @@ pub(crate) use chain::Target;
 #[cfg(feature = "cluster")]
 pub(crate) use index::{ANY_EVENT, Member, Whole};
 #[cfg(feature = "cluster")]
-pub(crate) use record::{AnyRecord, Meta, Record, Shared};
+pub(crate) use record::{AnyRecord, Meta, Shared};
 pub(crate) use record::{Declared, Source};
 #[cfg(feature = "cluster")]
 pub(crate) use subscription::{Deliver, Offer};

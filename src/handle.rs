@@ -235,13 +235,13 @@ pub(crate) enum Callee {
     Local(Arc<dyn ErasedService>),
     /// A service that only other nodes know.
     #[cfg(feature = "cluster")]
-    Remote(crate::cluster::RemoteService),
+    Remote(Arc<dyn crate::remote::Remote>),
 }
 
 /// Whether calls to the service of `shared` leave this node.
 fn calls_go_remote(shared: &crate::host::ServiceShared) -> bool {
     #[cfg(feature = "cluster")]
-    return shared.remote || crate::cluster::route(shared).is_some();
+    return shared.remote || crate::remote::route(shared).is_some();
     #[cfg(not(feature = "cluster"))]
     return {
         let _ = shared;
@@ -284,7 +284,7 @@ impl ServiceRef {
     }
 
     #[cfg(feature = "cluster")]
-    pub(crate) fn remote(remote: crate::cluster::RemoteService) -> Self {
+    pub(crate) fn remote(remote: Arc<dyn crate::remote::Remote>) -> Self {
         ServiceRef {
             inner: Callee::Remote(remote),
         }

@@ -25,6 +25,8 @@ mod host;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod registry;
+#[cfg(feature = "cluster")]
+mod remote;
 pub mod runtime;
 #[cfg(feature = "http")]
 mod schema;

@@ -93,7 +93,7 @@ pub(crate) struct RuntimeShared {
     pub(crate) metrics: OnceLock<Arc<crate::http::metrics::Metrics>>,
     /// This runtime's node, when it has joined a cluster.
     #[cfg(feature = "cluster")]
-    pub(crate) cluster: OnceLock<Arc<crate::cluster::ClusterShared>>,
+    pub(crate) cluster: OnceLock<Arc<dyn crate::remote::Node>>,
 }
 
 impl RuntimeShared {
@@ -322,7 +322,7 @@ impl Drop for Runtime {
 /// A cloneable handle to a runtime: resolves services, reports readiness, shuts down.
 #[derive(Clone)]
 pub struct RuntimeHandle {
-    shared: Arc<RuntimeShared>,
+    pub(crate) shared: Arc<RuntimeShared>,
 }
 
 impl std::fmt::Debug for RuntimeHandle {
@@ -411,7 +411,7 @@ impl RuntimeHandle {
         #[cfg(feature = "cluster")]
         if let Some(cluster) = self.shared.cluster.get() {
             if cluster.serves(name) {
-                let remote = crate::cluster::RemoteService::new(name.into(), cluster.clone());
+                let remote = cluster.clone().service(name.into());
                 return Ok(ServiceRef::remote(remote));
             }
         }
@@ -538,16 +538,6 @@ impl RuntimeHandle {
     #[cfg(feature = "http")]
     pub(crate) fn metrics(&self) -> Arc<crate::http::metrics::Metrics> {
         self.shared.metrics()
-    }
-
-    /// This runtime's node, when it has joined a cluster.
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn cluster(&self) -> Option<crate::cluster::Cluster> {
-        self.shared
-            .cluster
-            .get()
-            .map(|c| crate::cluster::Cluster::new(c.clone()))
     }
 
     /// Where the HTTP control plane listens, if the runtime serves it: the bound address, so

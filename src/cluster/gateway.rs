@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
+use super::node::ClusterShared;
 use super::wire::{self, Query, Reply, Request};
 use crate::Error;
 use crate::handle::ErasedService;
@@ -69,7 +70,7 @@ impl Actor for Gateway {
         runtime: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if let ractor::SupervisionEvent::ProcessGroupChanged(_) = event {
-            if let Some(cluster) = runtime.cluster.get() {
+            if let Some(cluster) = ClusterShared::of(runtime) {
                 cluster.bump();
             }
         }
@@ -87,9 +88,7 @@ impl Actor for Gateway {
         match message {
             GatewayMessage::Call(bytes, port) => {
                 let reply = serve(runtime, &bytes);
-                let limit = runtime
-                    .cluster
-                    .get()
+                let limit = ClusterShared::of(runtime)
                     .map_or(crate::codec::DECODE_LIMIT, |c| c.config.max_message_size);
                 tokio::spawn(async move {
                     let answer = wire::encode(&reply.await);
@@ -109,7 +108,7 @@ impl Actor for Gateway {
             }
             // In the order they come: the order their node emitted them in.
             GatewayMessage::Events(bytes) => {
-                if let Some(cluster) = runtime.cluster.get() {
+                if let Some(cluster) = ClusterShared::of(runtime) {
                     cluster.deliver(&bytes);
                 }
             }
@@ -141,7 +140,7 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
     let request: Request = match wire::decode_request(bytes) {
         Ok((_from, request)) => request,
         Err(err) => {
-            if let Some(cluster) = runtime.cluster.get() {
+            if let Some(cluster) = ClusterShared::of(runtime) {
                 cluster.undecodable(wire::sender(bytes).as_deref(), "a request", &err);
             }
             let err = Error::Incompatible {
@@ -205,7 +204,7 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
             runtime, &*service, &event, &node, formats, &schemas,
         )),
         Request::Unsubscribe { event, node, .. } => {
-            if let Some(cluster) = runtime.cluster.get() {
+            if let Some(cluster) = ClusterShared::of(runtime) {
                 cluster.unforward(&node, service.name(), &event);
             }
             ready(Ok(Vec::new()))
@@ -250,7 +249,7 @@ fn subscribe(
             });
         }
     }
-    let Some(cluster) = runtime.cluster.get() else {
+    let Some(cluster) = ClusterShared::shared_of(runtime) else {
         return Err(Error::ShuttingDown);
     };
     cluster.forward(node, service.name(), event, formats)?;
@@ -287,9 +286,7 @@ fn local(runtime: &RuntimeShared, name: &str) -> Result<Arc<dyn ErasedService>, 
 }
 
 fn local_node(runtime: &RuntimeShared) -> String {
-    runtime
-        .cluster
-        .get()
+    ClusterShared::of(runtime)
         .map(|c| c.node.clone())
         .unwrap_or_default()
 }

@@ -1,5 +1,6 @@
 //! A service that runs on another node, seen from this one.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use super::node::ClusterShared;
@@ -10,7 +11,9 @@ use crate::Error;
 use crate::action::CallOptions;
 use crate::codec::Format;
 use crate::codec::typed::{Erased, WireAction};
-use crate::host::ServiceShared;
+use crate::event::EventsShared;
+use crate::remote::{Node, Remote, Wanted};
+use crate::runtime::RuntimeShared;
 use crate::service::{Command, Health};
 use crate::status::{ServiceInfo, ServiceStatus};
 
@@ -21,28 +24,53 @@ pub(crate) struct RemoteService {
     cluster: Arc<ClusterShared>,
 }
 
-/// Where a call to a service that does not run here goes: to another node, if one serves it.
-pub(crate) fn route(shared: &ServiceShared) -> Option<RemoteService> {
-    if shared.enabled {
-        return None;
-    }
-    let cluster = shared.runtime.cluster.get()?;
-    cluster
-        .serves(&shared.name)
-        .then(|| RemoteService::new(shared.name.clone(), cluster.clone()))
-}
-
 impl RemoteService {
     pub(crate) fn new(name: Arc<str>, cluster: Arc<ClusterShared>) -> Self {
         RemoteService { name, cluster }
     }
 
-    pub(crate) fn name(&self) -> &str {
+    async fn query<T: serde::de::DeserializeOwned>(&self, query: Query) -> Result<T, Error> {
+        let request = Request::Query {
+            service: self.name.to_string(),
+            query,
+        };
+        self.cluster.query(request).await
+    }
+
+    /// Sends `request` now, so that one caller's requests leave in the order they are made;
+    /// the future waits for the reply, bounded by the caller's `timeout` (the serving node bounds
+    /// the handler too).
+    fn send(
+        &self,
+        label: &str,
+        timeout: Option<std::time::Duration>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
+        let reply = self.cluster.exchange(request);
+        let Some(after) = timeout else {
+            return Box::pin(async move { reply.await.1 });
+        };
+        let (service, label) = (self.name.to_string(), label.to_owned());
+        Box::pin(async move {
+            match tokio::time::timeout(after, reply).await {
+                Ok((_, reply)) => reply,
+                Err(_) => Err(Error::Timeout {
+                    service,
+                    action: label,
+                    after,
+                }),
+            }
+        })
+    }
+}
+
+impl Remote for RemoteService {
+    fn name(&self) -> &str {
         &self.name
     }
 
     /// A call by name, sent now; the future bounds the wait by the call's timeout.
-    pub(crate) fn act_encoded(
+    fn act_encoded(
         &self,
         action: &str,
         format: Format,
@@ -63,7 +91,7 @@ impl RemoteService {
 
     /// A typed call: the action encoded through its declaration and sent now; the future
     /// decodes the reply.
-    pub(crate) fn act_typed(
+    fn act_typed(
         &self,
         action: &'static str,
         wire: WireAction,
@@ -101,25 +129,22 @@ impl RemoteService {
     }
 
     /// The bus that delivers this service's events here.
-    pub(crate) fn events(&self) -> Arc<crate::event::EventsShared> {
+    fn events(&self) -> Arc<EventsShared> {
         self.cluster.events()
     }
 
     /// Asks every node that serves the service to forward the events the clauses take.
-    pub(crate) async fn subscribe_events(
-        &self,
-        clauses: Vec<(u64, super::Wanted)>,
-    ) -> Result<(), Error> {
-        self.cluster.subscribe_events(&self.name, clauses).await
+    fn subscribe_events(&self, clauses: Vec<(u64, Wanted)>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.cluster.subscribe_events(&self.name, clauses))
     }
 
     /// Lets go of the clauses `ids`, which never reached the bus.
-    pub(crate) fn forget_events(&self, ids: &[u64]) {
+    fn forget_events(&self, ids: &[u64]) {
         self.cluster.forget_events(ids);
     }
 
     /// A command, sent now; the future bounds the wait by the command's timeout.
-    pub(crate) fn command(
+    fn command(
         &self,
         command: Command,
         options: CallOptions,
@@ -135,64 +160,74 @@ impl RemoteService {
         Box::pin(async move { ran.await.map(drop) })
     }
 
-    pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
+    fn tell(&self, command: Command) -> Result<(), Error> {
         self.cluster.tell(Request::Tell {
             service: self.name.to_string(),
             command: command.into(),
         })
     }
 
-    pub(crate) fn set_paused(&self, paused: bool) -> Result<(), Error> {
+    fn set_paused(&self, paused: bool) -> Result<(), Error> {
         self.cluster.tell(Request::Pause {
             service: self.name.to_string(),
             paused,
         })
     }
 
-    pub(crate) async fn status(&self) -> Result<ServiceStatus, Error> {
-        self.query(Query::Status).await
+    fn status(&self) -> BoxFuture<'_, Result<ServiceStatus, Error>> {
+        Box::pin(self.query(Query::Status))
     }
 
-    pub(crate) async fn health(&self) -> Result<Health, Error> {
-        let health: WireHealth = self.query(Query::Health).await?;
-        Ok(health.into())
-    }
-
-    pub(crate) async fn info(&self) -> Result<ServiceInfo, Error> {
-        self.query(Query::Info).await
-    }
-
-    async fn query<T: serde::de::DeserializeOwned>(&self, query: Query) -> Result<T, Error> {
-        let request = Request::Query {
-            service: self.name.to_string(),
-            query,
-        };
-        self.cluster.query(request).await
-    }
-
-    /// Sends `request` now, so that one caller's requests leave in the order they are made;
-    /// the future waits for the reply, bounded by the caller's `timeout` (the serving node bounds
-    /// the handler too).
-    fn send(
-        &self,
-        label: &str,
-        timeout: Option<std::time::Duration>,
-        request: Request,
-    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
-        let reply = self.cluster.exchange(request);
-        let Some(after) = timeout else {
-            return Box::pin(async move { reply.await.1 });
-        };
-        let (service, label) = (self.name.to_string(), label.to_owned());
+    fn health(&self) -> BoxFuture<'_, Result<Health, Error>> {
         Box::pin(async move {
-            match tokio::time::timeout(after, reply).await {
-                Ok((_, reply)) => reply,
-                Err(_) => Err(Error::Timeout {
-                    service,
-                    action: label,
-                    after,
-                }),
-            }
+            let health: WireHealth = self.query(Query::Health).await?;
+            Ok(health.into())
         })
+    }
+
+    fn info(&self) -> BoxFuture<'_, Result<ServiceInfo, Error>> {
+        Box::pin(self.query(Query::Info))
+    }
+}
+
+impl Node for ClusterShared {
+    fn serves(&self, service: &str) -> bool {
+        ClusterShared::serves(self, service)
+    }
+
+    fn service(self: Arc<Self>, name: Arc<str>) -> Arc<dyn Remote> {
+        Arc::new(RemoteService::new(name, self))
+    }
+
+    fn is_ready(&self) -> bool {
+        ClusterShared::is_ready(self)
+    }
+
+    fn leave_now(&self) {
+        ClusterShared::leave_now(self);
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(ClusterShared::stop(self))
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl ClusterShared {
+    /// The node of `runtime`, when it has joined a cluster.
+    pub(crate) fn of(runtime: &RuntimeShared) -> Option<&ClusterShared> {
+        runtime.cluster.get()?.as_any().downcast_ref()
+    }
+
+    /// The node of `runtime`, shared.
+    pub(crate) fn shared_of(runtime: &RuntimeShared) -> Option<Arc<ClusterShared>> {
+        runtime.cluster.get()?.clone().into_any().downcast().ok()
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::action::CallOptions;
+pub(crate) use crate::codec::typed::ServiceSchemas;
 use crate::codec::{Bincode, Codec, DecodeError, Format};
 use crate::service::{Command, Health};
 
@@ -54,14 +55,6 @@ pub(crate) enum Request {
     },
     /// The schema hashes of every action and event of every service the node serves.
     Catalog,
-}
-
-/// The names and schema hashes of one service's actions and events, as a node serves them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ServiceSchemas {
-    pub(crate) service: String,
-    pub(crate) actions: Vec<(String, u64)>,
-    pub(crate) events: Vec<(String, u64)>,
 }
 
 /// The encodings of an event a subscriber node needs: bincode for its typed subscribers, JSON

@@ -4,8 +4,8 @@
 
 use std::any::Any;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{Bincode, Codec, DecodeError};
 use crate::action::Action;
@@ -67,6 +67,14 @@ pub(crate) fn schema_of<A: DeserializeOwned, R: DeserializeOwned>() -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The names and schema hashes of one service's actions and events, as a node serves them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServiceSchemas {
+    pub(crate) service: String,
+    pub(crate) actions: Vec<(String, u64)>,
+    pub(crate) events: Vec<(String, u64)>,
 }
 
 #[cfg(test)]

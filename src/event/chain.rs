@@ -25,6 +25,14 @@ use crate::host::panic_message;
 use crate::service::Service;
 use crate::{Error, ServiceHandle};
 
+mod subscribed;
+mod take;
+
+use subscribed::drive;
+pub use subscribed::{EventStream, HandlerResult, Subscription};
+use take::sealed;
+pub use take::{All, Both, Decoded, Filter, Take, Typed};
+
 /// Whose events a chain subscribes to.
 #[derive(Clone)]
 pub(crate) enum Target {
@@ -34,7 +42,7 @@ pub(crate) enum Target {
     Any(Vec<Arc<dyn ErasedService>>),
     /// A service that only other nodes of the cluster know.
     #[cfg(feature = "cluster")]
-    Remote(crate::cluster::RemoteService),
+    Remote(Arc<dyn crate::remote::Remote>),
 }
 
 impl Target {
@@ -88,11 +96,11 @@ impl Target {
     /// The service of another node whose events the chain subscribes to, if the target does not
     /// run here: a service only other nodes know, or one registered here that does not run here
     /// (declared remote, or disabled) while another node serves it.
-    fn remote(&self) -> Result<Option<crate::cluster::RemoteService>, Error> {
+    fn remote(&self) -> Result<Option<Arc<dyn crate::remote::Remote>>, Error> {
         match self {
             Target::Remote(remote) => Ok(Some(remote.clone())),
             Target::Service(service) if !service.shared().enabled => {
-                match crate::cluster::route(service.shared()) {
+                match crate::remote::route(service.shared()) {
                     Some(remote) => Ok(Some(remote)),
                     None if service.shared().remote => Err(Error::ServiceUnavailable {
                         service: service.name().to_owned(),
@@ -113,7 +121,7 @@ struct Clause {
     start: Option<Box<dyn FnOnce() + Send>>,
     /// What the clause asks of the node that serves a service of another node.
     #[cfg(feature = "cluster")]
-    wanted: crate::cluster::Wanted,
+    wanted: crate::remote::Wanted,
 }
 
 /// A chain of subscription clauses on one target, subscribed together by
@@ -213,7 +221,7 @@ impl<S> Chain<S> {
     #[cfg(feature = "cluster")]
     async fn subscribe_remote(
         mut self,
-        remote: crate::cluster::RemoteService,
+        remote: Arc<dyn crate::remote::Remote>,
     ) -> Result<Subscription, Error> {
         if let Some(err) = self.error.take() {
             return Err(err);
@@ -411,7 +419,7 @@ where
             member,
             start,
             #[cfg(feature = "cluster")]
-            wanted: crate::cluster::Wanted {
+            wanted: crate::remote::Wanted {
                 event: self.event,
                 typed: parts.typed,
             },
@@ -475,314 +483,3 @@ where
 
 /// Starts the subscriber task of a closure clause, once it is subscribed.
 type Starter<T> = Box<dyn FnOnce(Arc<Sub<T>>) + Send>;
-
-/// A clause's filter: a closure `Fn(&T) -> bool`, [`All`] (no filter), or [`Both`].
-pub trait Filter<T>: Send + Sync + 'static {
-    /// Whether the event is for the subscriber.
-    fn test(&self, payload: &T) -> bool;
-
-    /// Whether this filter takes every event, so that the bus need not call it.
-    fn takes_all(&self) -> bool {
-        false
-    }
-}
-
-/// The filter of a clause without one: every event passes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct All;
-
-impl<T> Filter<T> for All {
-    fn test(&self, _: &T) -> bool {
-        true
-    }
-
-    fn takes_all(&self) -> bool {
-        true
-    }
-}
-
-impl<T, F> Filter<T> for F
-where
-    F: Fn(&T) -> bool + Send + Sync + 'static,
-{
-    fn test(&self, payload: &T) -> bool {
-        self(payload)
-    }
-}
-
-/// Two filters that must both pass.
-#[derive(Debug, Clone, Copy)]
-pub struct Both<A, B>(A, B);
-
-impl<T, A: Filter<T>, B: Filter<T>> Filter<T> for Both<A, B> {
-    fn test(&self, payload: &T) -> bool {
-        self.0.test(payload) && self.1.test(payload)
-    }
-
-    fn takes_all(&self) -> bool {
-        self.0.takes_all() && self.1.takes_all()
-    }
-}
-
-/// How a clause takes its payload out of an event: [`Typed`] or [`Decoded`]. Sealed.
-pub trait Take<T>: sealed::Take<T> {}
-
-impl<T, K: sealed::Take<T>> Take<T> for K {}
-
-mod sealed {
-    use super::{Filter, Parts};
-
-    pub trait Take<T>: 'static {
-        /// How the subscription turns an event into what its subscriber gets, and how it
-        /// joins the bus's index with `filter`.
-        fn parts<F: Filter<T>>(filter: F) -> Parts<T>;
-    }
-}
-
-/// What [`sealed::Take::parts`] makes. `pub` because the sealed trait names it; nothing
-/// outside the crate can.
-#[allow(unreachable_pub, missing_debug_implementations)]
-pub struct Parts<T> {
-    pick: Pick<T>,
-    join: Join,
-    /// How events of other nodes are decoded for a typed clause.
-    #[cfg(feature = "cluster")]
-    typed: Option<crate::cluster::TypedWire>,
-}
-
-/// Makes a subscription's member of the bus's index, from the subscription and its source.
-type Join = Box<dyn FnOnce(Arc<dyn Deliver>, Option<Arc<str>>) -> Member + Send>;
-
-/// A typed clause (`on::<E>()`): the bus runs its filter on the shared payload, and a taken
-/// event costs a reference count.
-#[derive(Debug, Clone, Copy)]
-pub struct Typed;
-
-impl<E: Event> sealed::Take<E> for Typed {
-    fn parts<F: Filter<E>>(filter: F) -> Parts<E> {
-        let pick = Box::new(|record: &Shared| {
-            let record = match record.clone().into_any().downcast::<Record<E>>() {
-                Ok(local) => Ok(local),
-                // An event of another node, decoded here for subscribers of this type.
-                Err(_) => match record.typed(TypeId::of::<E>()) {
-                    Some(typed) => typed.clone().into_any().downcast::<Record<E>>(),
-                    None => return Picked::Skip,
-                },
-            };
-            match record {
-                Ok(record) => Picked::Take(Emitted::new(record)),
-                // The index offers a typed subscription only events of its type.
-                Err(_) => Picked::Skip,
-            }
-        });
-        let join = Box::new(move |sub, source| Member::new::<ByType<E>, F>(sub, source, filter));
-        Parts {
-            pick,
-            join,
-            #[cfg(feature = "cluster")]
-            typed: Some(crate::cluster::TypedWire::of::<E>()),
-        }
-    }
-}
-
-/// A by-name clause (`on_named::<T>(..)`): the payload is decoded from JSON for the subscriber,
-/// then filtered.
-#[derive(Debug, Clone, Copy)]
-pub struct Decoded;
-
-impl<T> sealed::Take<T> for Decoded
-where
-    T: DeserializeOwned + Send + Sync + 'static,
-{
-    fn parts<F: Filter<T>>(filter: F) -> Parts<T> {
-        let pick = Box::new(move |record: &Shared| {
-            let bytes = match record.encoded(Format::Json) {
-                Ok(bytes) => bytes,
-                Err(message) => {
-                    return Picked::Undecodable(DecodeError {
-                        field: None,
-                        message,
-                    });
-                }
-            };
-            let payload: T = match Json::decode(&bytes) {
-                Ok(payload) => payload,
-                Err(err) => return Picked::Undecodable(err),
-            };
-            if !filter.test(&payload) {
-                return Picked::Skip;
-            }
-            Picked::Take(Emitted::new(Arc::new(Record::new(
-                record.meta().clone(),
-                payload,
-            ))))
-        });
-        let join = Box::new(|sub, source| Member::new::<Whole, All>(sub, source, All));
-        Parts {
-            pick,
-            join,
-            #[cfg(feature = "cluster")]
-            typed: None,
-        }
-    }
-}
-
-/// What an event handler may return: nothing, or a `Result` whose error is counted and logged.
-pub trait HandlerResult {
-    /// The failure, rendered, if there was one.
-    ///
-    /// # Errors
-    ///
-    /// The handler's error as text.
-    fn into_result(self) -> Result<(), String>;
-}
-
-impl HandlerResult for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: std::fmt::Display> HandlerResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
-    }
-}
-
-/// The task of a closure subscriber: one event at a time until the subscription ends.
-async fn drive<T, H, Fut>(sub: Arc<Sub<T>>, handler: H)
-where
-    T: Send + Sync + 'static,
-    H: Fn(Emitted<T>) -> Fut + Send + Sync + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: HandlerResult,
-{
-    while let Some(event) = std::future::poll_fn(|cx| sub.poll_next(cx)).await {
-        let id = event.id();
-        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(event))) {
-            Ok(run) => AssertUnwindSafe(run)
-                .catch_unwind()
-                .await
-                .map(HandlerResult::into_result),
-            Err(panic) => Err(panic),
-        };
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                tracing::warn!(
-                    subscription = sub.id(),
-                    event = sub.event(),
-                    event_id = id,
-                    "event handler failed: {message}"
-                );
-                sub.failed(message);
-            }
-            Err(panic) => {
-                let message = format!("panicked: {}", panic_message(&*panic));
-                tracing::error!(
-                    subscription = sub.id(),
-                    event = sub.event(),
-                    event_id = id,
-                    "event handler {message}"
-                );
-                sub.failed(message);
-            }
-        }
-    }
-}
-
-/// An active subscription: one or several clauses, disposed together.
-///
-/// Dropping it disposes it; [`detach`](Self::detach) keeps it until the runtime stops.
-#[must_use = "dropping a subscription disposes it at once; `detach` keeps it"]
-pub struct Subscription {
-    events: Arc<EventsShared>,
-    subs: Vec<Arc<dyn Deliver>>,
-    detached: bool,
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field(
-                "clauses",
-                &self.subs.iter().map(|s| s.id()).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-impl Subscription {
-    /// Ends every clause: queued events are discarded. A handler already running, or one whose
-    /// task had taken its event from the queue, finishes; no other runs.
-    pub fn dispose(self) {
-        drop(self);
-    }
-
-    /// Keeps the subscription active until the runtime stops, without a handle.
-    pub fn detach(mut self) {
-        self.detached = true;
-    }
-
-    /// Whether any clause is still active.
-    pub fn is_active(&self) -> bool {
-        self.subs.iter().any(|s| !s.is_ended())
-    }
-
-    /// What each clause has seen, in chain order.
-    pub fn stats(&self) -> Vec<SubscriptionStats> {
-        self.subs.iter().map(|s| s.stats()).collect()
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        if self.detached {
-            return;
-        }
-        for sub in &self.subs {
-            self.events.remove(sub.as_ref(), Ended::Disposed);
-        }
-    }
-}
-
-/// A clause's events as a [`Stream`](futures::Stream). It ends when the subscription ends;
-/// dropping it disposes the subscription.
-#[must_use = "streams do nothing unless polled"]
-pub struct EventStream<T> {
-    sub: Arc<Sub<T>>,
-    subscription: Subscription,
-}
-
-impl<T> std::fmt::Debug for EventStream<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("subscription", &self.subscription)
-            .finish()
-    }
-}
-
-impl<T: Send + Sync + 'static> EventStream<T> {
-    /// The subscription the stream belongs to.
-    pub fn subscription(&self) -> &Subscription {
-        &self.subscription
-    }
-
-    /// What this clause has seen.
-    pub fn stats(&self) -> SubscriptionStats {
-        self.sub.stats()
-    }
-
-    /// The next event if one is waiting, without waiting.
-    pub fn try_next(&mut self) -> Option<Emitted<T>> {
-        self.sub.try_pop()
-    }
-}
-
-impl<T: Send + Sync + 'static> futures::Stream for EventStream<T> {
-    type Item = Emitted<T>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Emitted<T>>> {
-        self.sub.poll_next(cx)
-    }
-}

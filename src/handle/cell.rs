@@ -93,8 +93,8 @@ impl<S: Service> ServiceCell<S> {
 
     /// Where calls go when the service does not run here: to a node that serves it.
     #[cfg(feature = "cluster")]
-    pub(crate) fn remote(&self) -> Option<crate::cluster::RemoteService> {
-        crate::cluster::route(&self.shared)
+    pub(crate) fn remote(&self) -> Option<Arc<dyn crate::remote::Remote>> {
+        crate::remote::route(&self.shared)
     }
 
     /// Sends a typed call to another node when the service runs there and not here; gives the
@@ -316,7 +316,7 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     fn action_schema(&self, action: &str) -> Option<u64>;
     /// The schema hashes of every declared action and event, for other nodes to compare.
     #[cfg(feature = "cluster")]
-    fn schemas(&self) -> crate::cluster::ServiceSchemas;
+    fn schemas(&self) -> crate::codec::typed::ServiceSchemas;
     /// The status here, or of the node that serves the service when it does not run here.
     fn status_routed(&self) -> BoxFuture<'static, Result<ServiceStatus, Error>>;
     /// The health here, or of the node that serves the service when it does not run here.
@@ -498,8 +498,8 @@ impl<S: Service> ErasedService for ServiceCell<S> {
     }
 
     #[cfg(feature = "cluster")]
-    fn schemas(&self) -> crate::cluster::ServiceSchemas {
-        crate::cluster::ServiceSchemas {
+    fn schemas(&self) -> crate::codec::typed::ServiceSchemas {
+        crate::codec::typed::ServiceSchemas {
             service: self.shared.name.to_string(),
             actions: self
                 .def
