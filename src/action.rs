@@ -58,7 +58,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, Format};
-use crate::handle::ServiceCell;
+use crate::host::ServiceCell;
 use crate::service::{Context, Service};
 use crate::{BoxError, Error};
 

@@ -32,7 +32,6 @@
 //! # runtime.shutdown().await }
 //! ```
 
-mod cell;
 mod request;
 
 use std::sync::Arc;
@@ -40,14 +39,13 @@ use std::sync::Arc;
 use ractor::ActorRef;
 use serde::de::DeserializeOwned;
 
-pub(crate) use cell::{ErasedService, ServiceCell};
 pub use request::{ActRequest, CommandRequest, Then};
 
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
 use crate::event::{Chain, Decoded, Event, On, Target};
-use crate::host::ServiceMessage;
+use crate::host::{ErasedService, ServiceCell, ServiceMessage};
 use crate::service::{Command, Health, Service};
 use crate::status::{ServiceInfo, ServiceStatus};
 

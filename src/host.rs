@@ -26,21 +26,25 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 mod actor;
+mod cell;
 mod guard;
 mod inbox;
 mod job;
 mod messages;
 mod reply;
+mod reply_future;
 mod scheduler;
 mod shared;
 
 pub(crate) use actor::{HostActor, HostArgs};
+pub(crate) use cell::{ErasedService, ServiceCell};
 pub(crate) use guard::panic_message;
 pub(crate) use inbox::{Delivery, Door, inbox};
 pub(crate) use messages::{Drain, EnvelopeKind, InternalKind};
 pub use messages::{Envelope, Internal, Query, ServiceMessage, Subscribe};
 pub(crate) use reply::{ReplyTo, SlimReceiver, slim};
-pub(crate) use shared::{BACKGROUND_NONE, ServiceShared};
+pub(crate) use reply_future::ReplyFuture;
+pub(crate) use shared::ServiceShared;
 
 thread_local! {
     /// The correlation id of the call whose handler is being polled on this thread, if it has

@@ -34,6 +34,7 @@ pub mod service;
 pub mod status;
 pub mod supervisor;
 mod sync;
+mod system;
 
 pub use action::{Action, CallOptions, Handler};
 pub use error::{BoxError, Error};

@@ -18,156 +18,27 @@
 mod builder;
 
 use std::any::TypeId;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use dashmap::DashMap;
-use ractor::ActorRef;
-use tokio::sync::watch;
-
+pub(crate) use crate::system::{RUNNING, RuntimeConfig, RuntimeShared, SHUTTING_DOWN, STOPPED};
 pub use builder::RuntimeBuilder;
 pub(crate) use builder::{Pending, PendingService};
 
 use crate::Error;
-use crate::event::{Chain, Decoded, Event, Events, EventsShared, On, Target};
-use crate::handle::{ErasedService, ServiceCell, ServiceHandle, ServiceRef};
+use crate::event::{Chain, Decoded, Event, Events, On, Target};
+use crate::handle::{ServiceHandle, ServiceRef};
+use crate::host::{ErasedService, ServiceCell, ServiceShared};
 use crate::registry::RegistryMessage;
 use crate::service::environment::Environment;
 use crate::service::{Health, Service, short_type_name};
-use crate::supervisor::{Strategy, SupervisorMessage};
-
-const STARTING: u8 = 0;
-const RUNNING: u8 = 1;
-const SHUTTING_DOWN: u8 = 2;
-const STOPPED: u8 = 3;
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use crate::supervisor::SupervisorMessage;
 
 /// How long shutdown waits for the control plane's open requests once the services are down.
 const HTTP_STOP: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
-pub(crate) struct RuntimeConfig {
-    pub(crate) strategy: Strategy,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) startup_timeout: Duration,
-    pub(crate) fail_fast: bool,
-    pub(crate) enabled: bool,
-    pub(crate) environment: Environment,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            strategy: Strategy::OneForOne,
-            shutdown_timeout: Duration::from_secs(30),
-            startup_timeout: Duration::from_secs(120),
-            fail_fast: true,
-            enabled: true,
-            environment: Environment::Production,
-        }
-    }
-}
-
-/// What every part of one runtime shares.
-pub(crate) struct RuntimeShared {
-    pub(crate) id: u64,
-    phase: AtomicU8,
-    pub(crate) by_name: DashMap<String, Arc<dyn ErasedService>>,
-    pub(crate) by_type: DashMap<TypeId, Arc<dyn ErasedService>>,
-    pub(crate) registry: ArcSwapOption<ActorRef<RegistryMessage>>,
-    pub(crate) supervisor: OnceLock<ActorRef<SupervisorMessage>>,
-    exit: watch::Sender<Option<Result<(), Error>>>,
-    pub(crate) config: RuntimeConfig,
-    pub(crate) events: Arc<EventsShared>,
-    /// When the runtime's start must be over; set as it begins.
-    startup_deadline: OnceLock<tokio::time::Instant>,
-    /// Where the control plane listens, if it is served.
-    pub(crate) http_address: OnceLock<Option<std::net::SocketAddr>>,
-    /// The control plane's server, which stops once the runtime has.
-    pub(crate) http_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// The runtime's metrics, kept once something serves them.
-    #[cfg(feature = "http")]
-    pub(crate) metrics: OnceLock<Arc<crate::http::metrics::Metrics>>,
-    /// This runtime's node, when it has joined a cluster.
-    #[cfg(feature = "cluster")]
-    pub(crate) cluster: OnceLock<Arc<dyn crate::remote::Node>>,
-}
-
 impl RuntimeShared {
-    pub(crate) fn new(config: RuntimeConfig) -> Arc<Self> {
-        Arc::new(RuntimeShared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            phase: AtomicU8::new(STARTING),
-            by_name: DashMap::new(),
-            by_type: DashMap::new(),
-            registry: ArcSwapOption::empty(),
-            supervisor: OnceLock::new(),
-            exit: watch::Sender::new(None),
-            config,
-            events: EventsShared::new(),
-            startup_deadline: OnceLock::new(),
-            http_address: OnceLock::new(),
-            http_task: std::sync::Mutex::new(None),
-            #[cfg(feature = "http")]
-            metrics: OnceLock::new(),
-            #[cfg(feature = "cluster")]
-            cluster: OnceLock::new(),
-        })
-    }
-
-    /// Starts the clock of the runtime's start-up timeout; returns its deadline.
-    pub(crate) fn begin_startup(&self) -> tokio::time::Instant {
-        *self
-            .startup_deadline
-            .get_or_init(|| tokio::time::Instant::now() + self.config.startup_timeout)
-    }
-
-    /// The deadline of the runtime's start, while it is starting.
-    pub(crate) fn startup_deadline(&self) -> Option<tokio::time::Instant> {
-        if self.phase.load(Ordering::Acquire) == STARTING {
-            self.startup_deadline.get().copied()
-        } else {
-            None
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> Arc<Self> {
-        Self::new(RuntimeConfig::default())
-    }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.phase.load(Ordering::Acquire) >= SHUTTING_DOWN
-    }
-
-    pub(crate) fn begin_shutdown(&self) {
-        self.phase.fetch_max(SHUTTING_DOWN, Ordering::AcqRel);
-    }
-
-    /// Records how the runtime ended; the first outcome wins.
-    pub(crate) fn finish(&self, outcome: Result<(), Error>) {
-        self.phase.fetch_max(SHUTTING_DOWN, Ordering::AcqRel);
-        self.exit.send_if_modified(|slot| {
-            if slot.is_none() {
-                *slot = Some(outcome);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    async fn wait(&self) -> Result<(), Error> {
-        let mut rx = self.exit.subscribe();
-        match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone().unwrap_or(Ok(())),
-            Err(_) => Ok(()),
-        }
-    }
-
     async fn shutdown(&self) -> Result<(), Error> {
         let was = self.phase.fetch_max(SHUTTING_DOWN, Ordering::AcqRel);
         if was < SHUTTING_DOWN {
@@ -190,14 +61,6 @@ impl RuntimeShared {
         self.stop_http().await;
         self.phase.store(STOPPED, Ordering::Release);
         outcome
-    }
-
-    /// The runtime's metrics, kept from now on.
-    #[cfg(feature = "http")]
-    pub(crate) fn metrics(&self) -> Arc<crate::http::metrics::Metrics> {
-        self.metrics
-            .get_or_init(|| Arc::new(crate::http::metrics::Metrics::new()))
-            .clone()
     }
 
     /// Waits (a little) for the control plane to close its connections and stop listening.
@@ -534,12 +397,6 @@ impl RuntimeHandle {
         out
     }
 
-    /// The runtime's metrics, kept from the first call on.
-    #[cfg(feature = "http")]
-    pub(crate) fn metrics(&self) -> Arc<crate::http::metrics::Metrics> {
-        self.shared.metrics()
-    }
-
     /// Where the HTTP control plane listens, if the runtime serves it: the bound address, so
     /// port 0 shows the port picked.
     pub fn http_address(&self) -> Option<std::net::SocketAddr> {
@@ -618,5 +475,15 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+impl crate::service::Context {
+    /// The runtime, to act on other services. Calls made through it from a handler inherit the
+    /// handler's correlation id.
+    pub fn runtime(&self) -> RuntimeHandle {
+        let shared = self.served().as_any().downcast_ref::<ServiceShared>();
+        let shared = shared.expect("a context serves a service of a host");
+        RuntimeHandle::from_shared(shared.runtime.clone())
     }
 }

@@ -57,7 +57,7 @@ use std::future::Future;
 pub(crate) use command::BatchArgs;
 pub use command::Command;
 pub use context::Context;
-pub(crate) use context::Life;
+pub(crate) use context::{Life, Served};
 pub use definition::{Definition, MissedTick, Schedule, Startup};
 pub(crate) use definition::{Field, SettingsValue};
 pub use health::Health;

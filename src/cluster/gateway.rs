@@ -13,8 +13,8 @@ use ractor_cluster::RactorClusterMessage;
 use super::node::ClusterShared;
 use super::wire::{self, Query, Reply, Request};
 use crate::Error;
-use crate::handle::ErasedService;
-use crate::runtime::RuntimeShared;
+use crate::host::ErasedService;
+use crate::system::RuntimeShared;
 
 /// What a gateway receives: bincode envelopes (see `wire.rs`).
 #[derive(RactorClusterMessage)]

@@ -21,7 +21,7 @@ use super::gateway::{GatewayArgs, GatewayMessage};
 use super::keeper::{self, KeeperMessage};
 use super::transport::{self, Links};
 use super::wire::{self, Reply, Request};
-use crate::runtime::RuntimeShared;
+use crate::system::RuntimeShared;
 use crate::{Error, Health};
 
 mod schemas;

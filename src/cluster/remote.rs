@@ -13,9 +13,9 @@ use crate::codec::Format;
 use crate::codec::typed::{Erased, WireAction};
 use crate::event::EventsShared;
 use crate::remote::{Node, Remote, Wanted};
-use crate::runtime::RuntimeShared;
 use crate::service::{Command, Health};
 use crate::status::{ServiceInfo, ServiceStatus};
+use crate::system::RuntimeShared;
 
 /// A service of another node, by name. Every call picks a node that serves it at that moment.
 #[derive(Debug, Clone)]

@@ -18,12 +18,12 @@ use super::index::{ByType, Member, Whole};
 use super::record::{Record, Shared};
 use super::subscription::{Deliver, Ended, Pick, Picked, Sink, Spec, Sub, SubscriptionStats};
 use super::{DEFAULT_QUEUE, Event, Overflow};
+use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::{Codec, DecodeError, Format, Json};
-use crate::handle::{ErasedService, ServiceCell};
 use crate::host::panic_message;
+use crate::host::{ErasedService, ServiceCell};
 use crate::service::Service;
-use crate::{Error, ServiceHandle};
 
 mod subscribed;
 mod take;
@@ -316,7 +316,7 @@ impl<S: Service> Chain<S> {
             .map_err(|_| Error::UnknownService {
                 name: crate::service::short_type_name::<S>().to_owned(),
             })?;
-        let reply = ServiceHandle::new(cell).act(action).options(options).await;
+        let reply = ServiceCell::call(cell, action, options).await;
         Ok((subscription, reply))
     }
 }

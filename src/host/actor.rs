@@ -9,6 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::ServiceCell;
 use super::guard::{Outcome, guarded};
 use super::inbox::{ServiceInbox, Turn};
 use super::job::{Incarnation, Refuse};
@@ -17,7 +18,6 @@ use super::reply::ReplyTo;
 use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
 use crate::Error;
 use crate::event::{Chain, Target};
-use crate::handle::ServiceCell;
 use crate::service::{Command, Health, MissedTick, Service};
 use crate::status::{LastRun, ServiceState};
 

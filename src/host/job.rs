@@ -12,12 +12,12 @@ use ractor::ActorRef;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ServiceCell;
 use super::guard::{Outcome, guarded_call};
 use super::messages::{Internal, InternalKind, ServiceMessage};
 use super::reply::ReplyTo;
 use super::scheduler::{Admit, Gate, Scheduler};
 use crate::action::{Action, Handler};
-use crate::handle::ServiceCell;
 use crate::service::{Command, Context, Life, Service};
 use crate::{BoxError, Error};
 

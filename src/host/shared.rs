@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use super::scheduler::Gate;
 use crate::Error;
 use crate::event::{Declared, Source};
-use crate::runtime::RuntimeShared;
 use crate::service::SettingsValue;
 use crate::status::{LastRun, ServiceState, ServiceStatus};
+use crate::system::RuntimeShared;
 
 /// Whether the service's `run` hook does background work.
 pub(crate) const BACKGROUND_UNKNOWN: u8 = 0;
@@ -274,5 +274,39 @@ impl ServiceShared {
             events_dropped: self.source.dropped.load(Ordering::Relaxed),
             paused: self.paused.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl crate::service::Served for ServiceShared {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn declared(&self) -> &[Declared] {
+        &self.events
+    }
+
+    fn source(&self) -> &Arc<Source> {
+        &self.source
+    }
+
+    fn settings(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        self.settings.as_deref()
+    }
+
+    fn publish(&self, record: crate::event::record::Shared) -> bool {
+        self.runtime.events.publish(record)
+    }
+
+    fn unknown_event(&self, event: &str) -> Error {
+        ServiceShared::unknown_event(self, event)
+    }
+
+    fn no_background_work(&self) {
+        self.background.store(BACKGROUND_NONE, Ordering::Release);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -121,3 +121,33 @@ impl Metrics {
         self.handle.render()
     }
 }
+
+impl crate::system::RuntimeShared {
+    /// The runtime's metrics, kept from now on.
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
+        let kept = self
+            .metrics
+            .get_or_init(|| Arc::new(Metrics::new()))
+            .clone();
+        kept.into_any()
+            .downcast()
+            .expect("the runtime's metrics are the control plane's")
+    }
+}
+
+impl RuntimeHandle {
+    /// The runtime's metrics, kept from the first call on.
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics()
+    }
+}
+
+impl crate::system::Recorder for Metrics {
+    fn record(&self, service: &Arc<str>, call: &str, took: Duration, failed: bool) {
+        Metrics::record(self, service, call, took, failed);
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}

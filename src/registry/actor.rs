@@ -5,8 +5,8 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::messages::RegistryMessage;
-use crate::handle::ErasedService;
-use crate::runtime::RuntimeShared;
+use crate::host::ErasedService;
+use crate::system::RuntimeShared;
 
 pub(crate) struct Registry;
 

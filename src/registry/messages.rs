@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use ractor::RpcReplyPort;
 
-use crate::handle::ErasedService;
+use crate::host::ErasedService;
 
 pub(crate) enum RegistryMessage {
     Register(Arc<dyn ErasedService>),

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::handle::ErasedService;
-use crate::runtime::RuntimeShared;
+use crate::host::ErasedService;
+use crate::system::RuntimeShared;
 
 #[derive(Default)]
 struct Alpha;
@@ -11,7 +11,7 @@ impl crate::Service for Alpha {}
 #[tokio::test]
 async fn registers_and_resolves_by_name_and_type() {
     let shared = RuntimeShared::for_tests();
-    let cell: Arc<dyn ErasedService> = Arc::new(crate::handle::ServiceCell::<Alpha>::new(
+    let cell: Arc<dyn ErasedService> = Arc::new(crate::host::ServiceCell::<Alpha>::new(
         crate::Definition::of(),
         Box::new(Alpha::default),
         true,

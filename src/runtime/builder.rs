@@ -8,7 +8,7 @@ use ractor::Actor;
 use super::{RUNNING, Runtime, RuntimeConfig, RuntimeHandle, RuntimeShared};
 use crate::Error;
 use crate::config::{self, Config, Environment, Loaded, ServiceOverrides};
-use crate::handle::{ErasedService, ServiceCell};
+use crate::host::{ErasedService, ServiceCell};
 use crate::service::{Definition, Service};
 use crate::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMessage};
 

@@ -1,4 +1,4 @@
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -7,9 +7,7 @@ use ractor::ActorCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::event::record::{Event, Meta, Record};
-use crate::host::{BACKGROUND_NONE, ServiceShared};
-use crate::runtime::RuntimeHandle;
+use crate::event::record::{Declared, Event, Meta, Record, Shared, Source};
 
 /// What a service's hooks and handlers get from the runtime: who they are, the call they serve,
 /// a cancellation signal, and the runtime itself (to act on other services).
@@ -22,15 +20,43 @@ pub struct Context {
 /// What every context of one incarnation shares; built once per incarnation, so that a call's
 /// context costs one reference count.
 pub(crate) struct Life {
-    pub(crate) shared: Arc<ServiceShared>,
+    pub(crate) shared: Arc<dyn Served>,
     pub(crate) cancel: CancellationToken,
     pub(crate) host: ActorCell,
+}
+
+/// What a context reaches of the service it serves, and through it of the runtime: the host's
+/// shared state implements it (`host/shared.rs`), so that the model names no layer above it.
+pub(crate) trait Served: Send + Sync + 'static {
+    /// The service's name.
+    fn name(&self) -> &Arc<str>;
+
+    /// The events the service declared.
+    fn declared(&self) -> &[Declared];
+
+    /// The counters its events share.
+    fn source(&self) -> &Arc<Source>;
+
+    /// Its typed settings, if it declared some.
+    fn settings(&self) -> Option<&(dyn Any + Send + Sync)>;
+
+    /// Hands an emitted event to the runtime's bus; `false` once the bus has closed.
+    fn publish(&self, record: Shared) -> bool;
+
+    /// Why `event` cannot be emitted: the service does not declare it.
+    fn unknown_event(&self, event: &str) -> Error;
+
+    /// The service's `run` hook does no background work.
+    fn no_background_work(&self);
+
+    /// The host's state itself, for the layers that know its type (`Context::runtime`).
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("service", &self.life.shared.name)
+            .field("service", self.life.shared.name())
             .field("correlation_id", &self.correlation_id)
             .finish_non_exhaustive()
     }
@@ -53,6 +79,11 @@ impl Context {
         }
     }
 
+    /// What the context serves.
+    pub(crate) fn served(&self) -> &dyn Served {
+        &*self.life.shared
+    }
+
     /// The token that stops everything the incarnation runs.
     pub(crate) fn token(&self) -> &CancellationToken {
         &self.life.cancel
@@ -60,7 +91,7 @@ impl Context {
 
     /// The service's name.
     pub fn name(&self) -> &str {
-        &self.life.shared.name
+        self.life.shared.name()
     }
 
     /// The correlation id of the call being handled, if it has one.
@@ -80,30 +111,27 @@ impl Context {
     /// [`Definition::emits`](crate::Definition::emits), and [`Error::ShuttingDown`] once the
     /// runtime has stopped.
     pub fn emit<E: Event>(&self, event: E) -> Result<(), Error> {
-        let shared = &self.life.shared;
+        let shared = &*self.life.shared;
         let Some(declared) = shared
-            .events
+            .declared()
             .iter()
             .find(|d| d.type_id == TypeId::of::<E>())
         else {
             return Err(shared.unknown_event(E::NAME));
         };
+        let source = shared.source();
         let meta = Meta {
-            source: shared.source.clone(),
+            source: source.clone(),
             name: declared.name.clone(),
             correlation_id: self.correlation_id.clone(),
             node: None,
             id: AtomicU64::new(0),
             at: SystemTime::now(),
         };
-        if !shared
-            .runtime
-            .events
-            .publish(Arc::new(Record::new(meta, event)))
-        {
+        if !shared.publish(Arc::new(Record::new(meta, event))) {
             return Err(Error::ShuttingDown);
         }
-        shared.source.emitted.fetch_add(1, Ordering::Relaxed);
+        source.emitted.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -111,13 +139,7 @@ impl Context {
     /// [`Definition::settings`](crate::Definition::settings)), or `None` if it declared no
     /// settings of type `T`.
     pub fn settings<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.life.shared.settings.as_deref()?.downcast_ref()
-    }
-
-    /// The runtime, to act on other services. Calls made through it from a handler inherit the
-    /// handler's correlation id.
-    pub fn runtime(&self) -> RuntimeHandle {
-        RuntimeHandle::from_shared(self.life.shared.runtime.clone())
+        self.life.shared.settings()?.downcast_ref()
     }
 
     /// Resolves when the service is stopping or has failed: background work should return.
@@ -142,9 +164,6 @@ impl Context {
 
     /// Called by the default `run` hook: the service has no background work of its own.
     pub(crate) fn no_background_work(&self) {
-        self.life
-            .shared
-            .background
-            .store(BACKGROUND_NONE, Ordering::Release);
+        self.life.shared.no_background_work();
     }
 }

@@ -12,11 +12,11 @@ use super::messages::SupervisorMessage;
 use super::policy::{admit_restart, group, restarts};
 use crate::Error;
 use crate::event::{Bus, Wake};
-use crate::handle::ErasedService;
+use crate::host::ErasedService;
 use crate::registry::{Registry, RegistryMessage};
-use crate::runtime::RuntimeShared;
 use crate::service::restart::RestartPolicy;
 use crate::status::ServiceState;
+use crate::system::RuntimeShared;
 
 pub(crate) struct Supervisor;
 

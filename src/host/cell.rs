@@ -10,18 +10,18 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use tokio::time::Instant;
 
-use super::request::ReplyFuture;
-use crate::Error;
-use crate::action::{Action, CallOptions, Handler};
-use crate::codec::Format;
-use crate::host::{
+use super::reply_future::ReplyFuture;
+use super::{
     Delivery, Door, EnvelopeKind, HostActor, HostArgs, Internal, Query, ReplyTo, ServiceMessage,
     ServiceShared, inbox, slim,
 };
-use crate::runtime::RuntimeShared;
+use crate::Error;
+use crate::action::{Action, CallOptions, Handler};
+use crate::codec::Format;
 use crate::service::{Command, Definition, Health, Service, Startup};
 use crate::status::{ScheduleInfo, ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 use crate::supervisor::Restart;
+use crate::system::RuntimeShared;
 
 pub(crate) struct ServiceCell<S: Service> {
     pub(crate) def: Definition<S>,
