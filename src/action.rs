@@ -58,7 +58,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, Format};
-use crate::host::ServiceCell;
 use crate::service::{Context, Service};
 use crate::{BoxError, Error};
 
@@ -105,8 +104,35 @@ pub struct CallOptions {
     pub correlation_id: Option<Arc<str>>,
 }
 
-pub(crate) type Invoke<S> =
-    fn(Arc<ServiceCell<S>>, Vec<u8>, CallOptions) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
+/// What a call by name reaches: the service's cell, which the host defines (`host/cell.rs`).
+/// The model names it only through [`HasCell::Cell`], so that it stays below the host: the host
+/// implements both traits, for every service.
+pub(crate) trait Cell<S: Service>: Send + Sync + 'static {
+    /// The service's name.
+    fn name(&self) -> &str;
+
+    /// A typed call to the service, delivered now.
+    fn call<A>(
+        self: Arc<Self>,
+        action: A,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<A::Reply, Error>> + Send + 'static
+    where
+        S: Handler<A>,
+        A: Action;
+}
+
+/// The cell of a service; implemented once, by the host, for every service.
+pub(crate) trait HasCell: Service + Sized {
+    /// The host's cell of this service.
+    type Cell: Cell<Self>;
+}
+
+pub(crate) type Invoke<S> = fn(
+    Arc<<S as HasCell>::Cell>,
+    Vec<u8>,
+    CallOptions,
+) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
 
 /// One declared action: its name and how to call it by name in each format.
 pub(crate) struct ActionEntry<S: Service> {
@@ -143,7 +169,7 @@ impl<S: Service> ActionEntry<S> {
 }
 
 fn invoke<S, A, C>(
-    cell: Arc<ServiceCell<S>>,
+    cell: Arc<<S as HasCell>::Cell>,
     params: Vec<u8>,
     options: CallOptions,
 ) -> BoxFuture<'static, Result<Vec<u8>, Error>>
@@ -157,7 +183,7 @@ where
         Ok(action) => action,
         Err(e) => {
             let err = Error::BadParameters {
-                service: cell.name().to_owned(),
+                service: Cell::name(&*cell).to_owned(),
                 action: A::NAME.to_owned(),
                 field: e.field,
                 message: e.message,
@@ -167,11 +193,11 @@ where
     };
     // Delivered now, not when the future is first polled: calls by name keep the order in
     // which they were made, as typed calls do, even when each is then awaited on its own task.
-    let reply = cell.clone().call(action, options);
+    let reply = Cell::call(cell.clone(), action, options);
     Box::pin(async move {
         let reply = reply.await?;
         C::encode(&reply).map_err(|message| Error::Encode {
-            service: cell.name().to_owned(),
+            service: Cell::name(&*cell).to_owned(),
             action: A::NAME.to_owned(),
             message,
         })

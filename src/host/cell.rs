@@ -533,3 +533,25 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         Box::pin(async move { Ok(ServiceCell::health(&self).await) })
     }
 }
+
+impl<S: Service> crate::action::HasCell for S {
+    type Cell = ServiceCell<S>;
+}
+
+impl<S: Service> crate::action::Cell<S> for ServiceCell<S> {
+    fn name(&self) -> &str {
+        ServiceCell::name(self)
+    }
+
+    fn call<A>(
+        self: Arc<Self>,
+        action: A,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<A::Reply, Error>> + Send + 'static
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        ServiceCell::call(self, action, options)
+    }
+}
