@@ -239,7 +239,7 @@ pub(crate) enum Callee {
 /// Whether calls to the service of `shared` leave this node.
 fn calls_go_remote(shared: &crate::host::ServiceShared) -> bool {
     #[cfg(feature = "cluster")]
-    return shared.remote || crate::remote::route(shared).is_some();
+    return shared.remote || crate::remote::served_elsewhere(shared);
     #[cfg(not(feature = "cluster"))]
     return {
         let _ = shared;

@@ -114,8 +114,8 @@ pub const DEFAULT_PORT: u16 = 7070;
 
 impl HttpConfig {
     /// The control plane's settings from the configuration: `explicit` (the builder's) over the
-    /// `[http]` table; the
-    /// token from the builder, else `SORA_TOKEN`, else the file. `None` if neither asks for it.
+    /// `[http]` table; the token from the builder, else `SORA_TOKEN`, else the file. `None` if
+    /// neither asks for it.
     pub(crate) fn resolve(
         loaded: &Loaded,
         explicit: Option<HttpConfig>,

@@ -38,7 +38,8 @@ mod system;
 
 pub use action::{Action, CallOptions, Handler};
 pub use error::{BoxError, Error};
-pub use event::{Emitted, Event, Overflow, Subscription};
+pub use event::record::Event;
+pub use event::{Emitted, Overflow, Subscription};
 pub use handle::{ServiceHandle, ServiceRef};
 #[doc(hidden)]
 pub use host::Internal;

@@ -97,13 +97,31 @@ pub(crate) trait Remote: Send + Sync + 'static {
 }
 
 /// Where a call to a service that does not run here goes: to another node, if one serves it.
+///
+/// The service's remote handle is made once and kept: it holds only the name and the node, and
+/// each call picks a serving node when it is sent.
 pub(crate) fn route(shared: &ServiceShared) -> Option<Arc<dyn Remote>> {
     if shared.enabled {
         return None;
     }
     let node = shared.runtime.cluster.get()?;
-    node.serves(&shared.name)
-        .then(|| node.clone().service(shared.name.clone()))
+    if !node.serves(&shared.name) {
+        return None;
+    }
+    let remote = shared
+        .elsewhere
+        .get_or_init(|| node.clone().service(shared.name.clone()));
+    Some(remote.clone())
+}
+
+/// Whether calls to the service of `shared` go to another node now.
+pub(crate) fn served_elsewhere(shared: &ServiceShared) -> bool {
+    !shared.enabled
+        && shared
+            .runtime
+            .cluster
+            .get()
+            .is_some_and(|node| node.serves(&shared.name))
 }
 
 /// What one clause of a subscription asks of the nodes that serve its service.

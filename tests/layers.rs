@@ -106,6 +106,11 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
 /// The code of a file without its comments, string literals and `#[cfg(test)]` items, so that
 /// only what is compiled into the library is checked. Line breaks are kept for line numbers.
 fn code(text: &str) -> String {
+    without_tests(&without_literals(text))
+}
+
+/// `text` without its comments and string and character literals (their line breaks kept).
+fn without_literals(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -135,8 +140,23 @@ fn code(text: &str) -> String {
             let end = (j + 1).min(rest.len());
             out.extend(rest[..end].chars().filter(|c| *c == '\n'));
             i += end;
-        } else if rest.starts_with("#[cfg(test)]") {
-            // The item that follows, up to its closing brace or semicolon.
+        } else {
+            let c = rest.chars().next().expect("not empty");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// `code` without its `#[cfg(test)]` items: each up to its closing brace or semicolon. Runs on
+/// code without literals, so that a brace in a string is not counted.
+fn without_tests(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut i = 0;
+    while i < code.len() {
+        let rest = &code[i..];
+        if rest.starts_with("#[cfg(test)]") {
             let mut depth = 0usize;
             let mut j = "#[cfg(test)]".len();
             let body = rest.as_bytes();
@@ -144,7 +164,7 @@ fn code(text: &str) -> String {
                 match body[j] {
                     b'{' => depth += 1,
                     b'}' => {
-                        depth -= 1;
+                        depth = depth.saturating_sub(1);
                         if depth == 0 {
                             j += 1;
                             break;
@@ -317,9 +337,8 @@ fn target(
         rest = &rest[1..];
     }
     absolute.extend(rest.iter().cloned());
-    if absolute.len() == 1
-        && let Some(module) = exports.get(&absolute[0])
-    {
+    // A name the crate root re-exports (`crate::Error`, `crate::Error::Config`) is its module's.
+    if let Some(module) = absolute.first().and_then(|name| exports.get(name)) {
         return module.clone();
     }
     while !absolute.is_empty() && !modules.contains(&absolute) {

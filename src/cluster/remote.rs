@@ -1,4 +1,5 @@
-//! A service that runs on another node, seen from this one.
+//! A service that runs on another node, seen from this one, and this node as the layers below
+//! the cluster see it: the cluster's side of `crate::remote`.
 
 use std::any::Any;
 use std::sync::Arc;

@@ -34,6 +34,9 @@ pub(crate) struct ServiceShared {
     pub(crate) enabled: bool,
     /// Declared here to reach it on other nodes of a cluster; never run here.
     pub(crate) remote: bool,
+    /// Its handle on the nodes that serve it, once a call went there (see `remote::route`).
+    #[cfg(feature = "cluster")]
+    pub(crate) elsewhere: std::sync::OnceLock<Arc<dyn crate::remote::Remote>>,
     /// Paused by an operator: its scheduled ticks are skipped until it is resumed.
     pub(crate) paused: AtomicBool,
     state: AtomicU8,
@@ -97,6 +100,8 @@ impl ServiceShared {
             settings,
             enabled,
             remote: false,
+            #[cfg(feature = "cluster")]
+            elsewhere: std::sync::OnceLock::new(),
             paused: AtomicBool::new(false),
             state: AtomicU8::new(state.as_u8()),
             runs: AtomicU64::new(0),

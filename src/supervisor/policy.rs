@@ -1,4 +1,6 @@
-//! The arithmetic of restarts, kept pure so it can be tested alone.
+//! What the supervisor decides after a stop, kept pure so it can be tested alone: whether a
+//! policy restarts, which siblings a strategy takes along, whether the intensity limit holds.
+//! (The backoff's own arithmetic is the declaration's, in `service::restart`.)
 
 use std::collections::VecDeque;
 use std::time::Duration;
