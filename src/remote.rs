@@ -101,13 +101,7 @@ pub(crate) trait Remote: Send + Sync + 'static {
 /// The service's remote handle is made once and kept: it holds only the name and the node, and
 /// each call picks a serving node when it is sent.
 pub(crate) fn route(shared: &ServiceShared) -> Option<Arc<dyn Remote>> {
-    if shared.enabled {
-        return None;
-    }
-    let node = shared.runtime.cluster.get()?;
-    if !node.serves(&shared.name) {
-        return None;
-    }
+    let node = serving_node(shared)?;
     let remote = shared
         .elsewhere
         .get_or_init(|| node.clone().service(shared.name.clone()));
@@ -116,12 +110,16 @@ pub(crate) fn route(shared: &ServiceShared) -> Option<Arc<dyn Remote>> {
 
 /// Whether calls to the service of `shared` go to another node now.
 pub(crate) fn served_elsewhere(shared: &ServiceShared) -> bool {
-    !shared.enabled
-        && shared
-            .runtime
-            .cluster
-            .get()
-            .is_some_and(|node| node.serves(&shared.name))
+    serving_node(shared).is_some()
+}
+
+/// This runtime's node, if the service does not run here and another node serves it.
+fn serving_node(shared: &ServiceShared) -> Option<&Arc<dyn Node>> {
+    if shared.enabled {
+        return None;
+    }
+    let node = shared.runtime.cluster.get()?;
+    node.serves(&shared.name).then_some(node)
 }
 
 /// What one clause of a subscription asks of the nodes that serve its service.

@@ -13,8 +13,8 @@ const DOC: &str = "docs/design/layers.md";
 
 /// The table of `docs/design/layers.md`: the layers from the bottom up, and the crossings left.
 struct Table {
-    /// (rank, layer name, module paths) in order from the bottom.
-    layers: Vec<(usize, String, Vec<String>)>,
+    /// (layer name, module paths), from the bottom up: a layer's rank is its position.
+    layers: Vec<(String, Vec<String>)>,
     /// (file, module it reaches) pairs still allowed to cross upwards.
     debts: BTreeSet<(String, String)>,
 }
@@ -36,13 +36,12 @@ fn table(root: &Path) -> Table {
     };
     let layers = block("layers")
         .into_iter()
-        .enumerate()
-        .map(|(rank, line)| {
+        .map(|line| {
             let (name, modules) = line
                 .split_once(':')
                 .unwrap_or_else(|| panic!("a layer line is `name: modules…`, not `{line}`"));
             let modules = modules.split_whitespace().map(str::to_owned).collect();
-            (rank, name.trim().to_owned(), modules)
+            (name.trim().to_owned(), modules)
         })
         .collect();
     let debts = block("crossings")
@@ -61,13 +60,13 @@ impl Table {
     /// The layer of a module: the one listing the longest prefix of its path.
     fn layer(&self, module: &[String]) -> Option<(usize, &str)> {
         let mut best: Option<(usize, usize, &str)> = None;
-        for (rank, name, modules) in &self.layers {
+        for (rank, (name, modules)) in self.layers.iter().enumerate() {
             for listed in modules {
                 let listed: Vec<&str> = listed.split("::").collect();
                 let matches = listed.len() <= module.len()
                     && listed.iter().zip(module).all(|(a, b)| *a == b.as_str());
                 if matches && best.is_none_or(|(len, _, _)| listed.len() > len) {
-                    best = Some((listed.len(), *rank, name));
+                    best = Some((listed.len(), rank, name));
                 }
             }
         }
@@ -111,40 +110,18 @@ fn code(text: &str) -> String {
 
 /// `text` without its comments and string and character literals (their line breaks kept).
 fn without_literals(text: &str) -> String {
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
-    while i < bytes.len() {
+    while i < text.len() {
         let rest = &text[i..];
-        if rest.starts_with("//") {
-            let end = rest.find('\n').unwrap_or(rest.len());
-            i += end;
-        } else if rest.starts_with("/*") {
-            let end = rest.find("*/").map_or(rest.len(), |e| e + 2);
-            out.extend(rest[..end].chars().filter(|c| *c == '\n'));
-            i += end;
-        } else if let Some(end) = raw_string(rest) {
-            out.extend(rest[..end].chars().filter(|c| *c == '\n'));
-            i += end;
-        } else if let Some(end) = char_literal(rest) {
-            i += end;
-        } else if rest.starts_with('"') {
-            let mut j = 1;
-            while j < rest.len() {
-                match rest.as_bytes()[j] {
-                    b'\\' => j += 2,
-                    b'"' => break,
-                    _ => j += 1,
-                }
-            }
-            let end = (j + 1).min(rest.len());
-            out.extend(rest[..end].chars().filter(|c| *c == '\n'));
-            i += end;
-        } else {
-            let c = rest.chars().next().expect("not empty");
-            out.push(c);
-            i += c.len_utf8();
-        }
+        let skipped = comment(rest)
+            .or_else(|| raw_string(rest))
+            .or_else(|| char_literal(rest))
+            .or_else(|| string_literal(rest));
+        i += match skipped {
+            Some(end) => keep_lines(&mut out, &rest[..end]),
+            None => keep_char(&mut out, rest),
+        };
     }
     out
 }
@@ -156,37 +133,66 @@ fn without_tests(code: &str) -> String {
     let mut i = 0;
     while i < code.len() {
         let rest = &code[i..];
-        if rest.starts_with("#[cfg(test)]") {
-            let mut depth = 0usize;
-            let mut j = "#[cfg(test)]".len();
-            let body = rest.as_bytes();
-            while j < body.len() {
-                match body[j] {
-                    b'{' => depth += 1,
-                    b'}' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            j += 1;
-                            break;
-                        }
-                    }
-                    b';' if depth == 0 => {
-                        j += 1;
-                        break;
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            out.extend(rest[..j].chars().filter(|c| *c == '\n'));
-            i += j;
-        } else {
-            let c = rest.chars().next().expect("not empty");
-            out.push(c);
-            i += c.len_utf8();
-        }
+        i += match rest.strip_prefix("#[cfg(test)]") {
+            Some(item) => keep_lines(&mut out, &rest[..rest.len() - item.len() + item_end(item)]),
+            None => keep_char(&mut out, rest),
+        };
     }
     out
+}
+
+/// Keeps only the line breaks of `skipped`; returns its length.
+fn keep_lines(out: &mut String, skipped: &str) -> usize {
+    out.extend(skipped.chars().filter(|c| *c == '\n'));
+    skipped.len()
+}
+
+/// Keeps the first character of `rest`; returns its length.
+fn keep_char(out: &mut String, rest: &str) -> usize {
+    let c = rest.chars().next().expect("not empty");
+    out.push(c);
+    c.len_utf8()
+}
+
+/// The length of the item at the start of `rest`: up to its closing brace, or its semicolon.
+fn item_end(rest: &str) -> usize {
+    let mut depth = 0usize;
+    for (j, byte) in rest.bytes().enumerate() {
+        match byte {
+            b'{' => depth += 1,
+            b'}' if depth <= 1 => return j + 1,
+            b'}' => depth -= 1,
+            b';' if depth == 0 => return j + 1,
+            _ => {}
+        }
+    }
+    rest.len()
+}
+
+/// The length of the comment (`// …` up to the line break, `/* … */`) at the start of `rest`.
+fn comment(rest: &str) -> Option<usize> {
+    if rest.starts_with("//") {
+        Some(rest.find('\n').unwrap_or(rest.len()))
+    } else if rest.starts_with("/*") {
+        Some(rest.find("*/").map_or(rest.len(), |e| e + 2))
+    } else {
+        None
+    }
+}
+
+/// The length of the string literal (`"…"`, escapes included) at the start of `rest`.
+fn string_literal(rest: &str) -> Option<usize> {
+    let body = rest.strip_prefix('"')?;
+    let mut escaped = false;
+    for (j, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(j + 2),
+            _ => {}
+        }
+    }
+    Some(rest.len())
 }
 
 /// The length of the raw string literal (`r"…"`, `br#"…"#`) at the start of `rest`, if one is.
@@ -411,26 +417,23 @@ fn no_module_imports_a_higher_layer() {
     let table = table(root);
     let found = crossings(root, &table);
     let mut unlisted = Vec::new();
+    let mut pairs = BTreeSet::new();
     let mut seen = BTreeSet::new();
     for c in &found {
         let key = (c.file.clone(), c.module.clone());
-        seen.insert(key.clone());
         if !table.debts.contains(&key) {
             unlisted.push(format!(
                 "{}:{}: {} -> {}: `{}` reaches up into `{}`",
                 c.file, c.line, c.from, c.to, c.path, c.module
             ));
+            pairs.insert(format!("{} -> {}", c.file, c.module));
         }
+        seen.insert(key);
     }
     let gone: Vec<String> = table
         .debts
         .difference(&seen)
         .map(|(file, module)| format!("{file} -> {module}"))
-        .collect();
-    let pairs: BTreeSet<String> = found
-        .iter()
-        .filter(|c| !table.debts.contains(&(c.file.clone(), c.module.clone())))
-        .map(|c| format!("{} -> {}", c.file, c.module))
         .collect();
     assert!(
         unlisted.is_empty(),
