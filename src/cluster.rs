@@ -28,6 +28,7 @@ mod events;
 mod gateway;
 mod keeper;
 mod node;
+pub(crate) mod plane;
 mod remote;
 mod transport;
 mod wire;

@@ -38,6 +38,7 @@ mod error;
 mod live;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
+pub(crate) mod plane;
 mod routes;
 mod server;
 
@@ -58,7 +59,6 @@ use crate::config::Loaded;
 use crate::runtime::RuntimeHandle;
 use error::ApiError;
 use routes::Api;
-pub(crate) use server::Bound;
 
 /// Where and how the control plane is served.
 ///

@@ -24,6 +24,7 @@ mod host;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod planes;
 mod registry;
 #[cfg(feature = "cluster")]
 mod remote;

@@ -16,6 +16,7 @@
 //! stop hook within its stop timeout.
 
 mod builder;
+pub(crate) mod plane;
 
 use std::any::TypeId;
 use std::sync::Arc;
@@ -90,23 +91,6 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts building a runtime.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[derive(Default)] struct Monitor;
-    /// # impl sora::Service for Monitor {}
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
-    /// let runtime = sora::Runtime::builder().service(Monitor::default).start().await?;
-    /// assert!(runtime.is_ready().await);
-    /// runtime.shutdown().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn builder() -> RuntimeBuilder {
-        RuntimeBuilder::new()
-    }
-
     /// A cloneable handle to this runtime.
     pub fn handle(&self) -> RuntimeHandle {
         self.handle.clone()

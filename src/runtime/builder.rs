@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ractor::Actor;
 
+use super::plane::{Plane, PlaneKind, Settings};
 use super::{RUNNING, Runtime, RuntimeConfig, RuntimeHandle, RuntimeShared};
 use crate::Error;
 use crate::config::{self, Config, Environment, Loaded, ServiceOverrides};
@@ -116,10 +117,8 @@ struct Resolved {
     config: RuntimeConfig,
     /// In start order.
     pending: Vec<Box<dyn Pending>>,
-    #[cfg(feature = "http")]
-    http: Option<crate::http::HttpConfig>,
-    #[cfg(feature = "cluster")]
-    cluster: Option<crate::cluster::ClusterConfig>,
+    /// The planes this run asks for, in the composition root's order.
+    planes: Vec<Box<dyn Plane>>,
 }
 
 /// What the program set on the builder: above any configuration.
@@ -145,10 +144,10 @@ pub struct RuntimeBuilder {
     without: Vec<String>,
     config: Config,
     overrides: Overrides,
-    #[cfg(feature = "http")]
-    http: Option<crate::http::HttpConfig>,
-    #[cfg(feature = "cluster")]
-    cluster: Option<crate::cluster::ClusterConfig>,
+    /// The planes of this build (see [`plane`](super::plane)).
+    planes: &'static [PlaneKind],
+    /// What the program gave for them, by plane name.
+    explicit: Vec<(&'static str, Settings)>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -164,7 +163,7 @@ impl std::fmt::Debug for RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(planes: &'static [PlaneKind]) -> Self {
         RuntimeBuilder {
             pending: Vec::new(),
             names: HashSet::new(),
@@ -172,10 +171,8 @@ impl RuntimeBuilder {
             without: Vec::new(),
             config: Config::default(),
             overrides: Overrides::default(),
-            #[cfg(feature = "http")]
-            http: None,
-            #[cfg(feature = "cluster")]
-            cluster: None,
+            planes,
+            explicit: Vec::new(),
         }
     }
 
@@ -295,24 +292,16 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Makes the runtime a node of a cluster (see [`cluster`](crate::cluster)).
-    ///
-    /// The node listens once every service has started; if it cannot, the services are stopped
-    /// and [`start`](Self::start) fails with [`Error::StartupFailed`] naming `cluster`.
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
-        self.cluster = Some(config);
-        self
-    }
-
-    /// Serves the HTTP control plane (see [`http`](crate::http)) while the runtime runs.
-    ///
-    /// The address is bound before any service starts: a taken port fails the start with
-    /// [`Error::StartupFailed`] naming `http`.
-    #[cfg(feature = "http")]
-    pub fn http(mut self, config: crate::http::HttpConfig) -> Self {
-        self.http = Some(config);
+    /// Gives the plane `name` its settings, over its table in the configuration; the plane's
+    /// own builder method (`http`, `cluster`) calls this. The last call for a plane wins.
+    #[cfg_attr(not(any(feature = "http", feature = "cluster")), allow(dead_code))]
+    pub(crate) fn plane<T: std::any::Any + Send>(
+        mut self,
+        name: &'static str,
+        settings: T,
+    ) -> Self {
+        self.explicit.retain(|(n, _)| *n != name);
+        self.explicit.push((name, Box::new(settings)));
         self
     }
 
@@ -449,13 +438,16 @@ impl RuntimeBuilder {
         // Start-up services first, by order; then the others by descending priority; ties keep
         // registration order (the sort is stable).
         pending.sort_by_key(|p| p.start_key());
+        let mut planes = Vec::new();
+        for kind in self.planes {
+            let at = self.explicit.iter().position(|(n, _)| *n == kind.name);
+            let explicit = at.map(|at| self.explicit.swap_remove(at).1);
+            planes.extend((kind.resolve)(&loaded, explicit)?);
+        }
         Ok(Resolved {
             config,
             pending,
-            #[cfg(feature = "http")]
-            http: crate::http::HttpConfig::resolve(&loaded, self.http.take())?,
-            #[cfg(feature = "cluster")]
-            cluster: crate::cluster::ClusterConfig::resolve(&loaded, self.cluster.take())?,
+            planes,
         })
     }
 
@@ -470,29 +462,15 @@ impl RuntimeBuilder {
     /// if the start outlasted the runtime's start-up timeout;
     /// whatever had started is stopped in order first.
     pub async fn start(self) -> Result<Runtime, Error> {
-        let resolved = self.resolve()?;
-        let (config, pending) = (resolved.config, resolved.pending);
-        #[cfg(feature = "cluster")]
-        let cluster = resolved.cluster;
+        let Resolved {
+            config,
+            pending,
+            mut planes,
+        } = self.resolve()?;
         let shared = RuntimeShared::new(config);
-        #[cfg(feature = "http")]
-        let http = match resolved.http {
-            Some(http) => {
-                let address = http.address;
-                let bound =
-                    crate::http::Bound::bind(http)
-                        .await
-                        .map_err(|e| Error::StartupFailed {
-                            service: "http".into(),
-                            reason: format!("cannot listen on {address}: {e}"),
-                        })?;
-                let _ = shared.http_address.set(bound.local_addr().ok());
-                // Calls are counted from the first, start-up included.
-                shared.metrics();
-                Some(bound)
-            }
-            None => None,
-        };
+        for plane in &mut planes {
+            plane.bind(&shared).await?;
+        }
         let services: Vec<Arc<dyn ErasedService>> = pending
             .into_iter()
             .map(|p| p.build(shared.clone()))
@@ -511,35 +489,21 @@ impl RuntimeBuilder {
             .map_err(|e| startup_error(e.to_string()))?;
         let _ = shared.supervisor.set(supervisor.clone());
         let handle = RuntimeHandle::from_shared(shared.clone());
-        // Its live stream subscribes now, to keep the events services emit as they start.
-        #[cfg(feature = "http")]
-        let http = http.map(|bound| bound.prepare(handle.clone()));
+        for plane in &mut planes {
+            plane.prepare(&handle);
+        }
         let runtime = Runtime { handle };
         match supervisor.call(SupervisorMessage::Start, None).await {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
-                #[cfg(feature = "cluster")]
-                if let Some(config) = cluster {
-                    let services = shared
-                        .by_name
-                        .iter()
-                        .filter(|s| s.shared().enabled)
-                        .map(|s| s.name().to_owned())
-                        .collect();
-                    match crate::cluster::ClusterShared::start(config, &shared, services).await {
-                        Ok(node) => {
-                            let _ = shared.cluster.set(node);
-                        }
-                        Err(err) => {
-                            let _ = runtime.shutdown().await;
-                            return Err(err);
-                        }
+                for plane in &mut planes {
+                    if let Err(err) = plane.join(&runtime.handle).await {
+                        let _ = runtime.shutdown().await;
+                        return Err(err);
                     }
                 }
                 shared.phase.store(RUNNING, Ordering::Release);
-                #[cfg(feature = "http")]
-                if let Some(http) = http {
-                    let task = http.serve();
-                    *shared.http_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+                for plane in planes {
+                    plane.serve(&runtime.handle);
                 }
                 Ok(runtime)
             }
