@@ -6,8 +6,9 @@
 use crate::runtime::plane::PlaneKind;
 use crate::runtime::{Runtime, RuntimeBuilder};
 
-/// In the order of their moments: the control plane binds its port before the cluster's node
-/// joins, and serves before it.
+/// In the order their settings are read, so that a start with a bad `[http]` and a bad
+/// `[cluster]` reports the first. Each moment runs for every plane before the next moment
+/// runs for any (see `runtime::plane`).
 static PLANES: &[PlaneKind] = &[
     #[cfg(feature = "http")]
     crate::http::plane::PLANE,

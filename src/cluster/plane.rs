@@ -45,7 +45,7 @@ impl Plane for Joining {
 
 impl RuntimeBuilder {
     /// Makes the runtime a node of a cluster (see [`cluster`](crate::cluster)), with these
-    /// settings over the configuration's `[cluster]` table (a table alone joins too).
+    /// settings instead of the configuration's `[cluster]` table (which alone joins too).
     ///
     /// The node listens once every service has started; if it cannot, the services are stopped
     /// and [`start`](Self::start) fails with [`Error::StartupFailed`] naming `cluster`.

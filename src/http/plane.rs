@@ -35,8 +35,12 @@ enum Stage {
 impl Plane for Stage {
     fn bind<'a>(&'a mut self, shared: &'a Arc<RuntimeShared>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let Stage::Configured(config) = std::mem::replace(self, Stage::Moving) else {
-                return Ok(());
+            let config = match std::mem::replace(self, Stage::Moving) {
+                Stage::Configured(config) => config,
+                other => {
+                    *self = other;
+                    return Ok(());
+                }
             };
             let address = config.address;
             let bound = Bound::bind(config)
@@ -55,9 +59,10 @@ impl Plane for Stage {
 
     fn prepare(&mut self, runtime: &RuntimeHandle) {
         // Its live stream subscribes now, to keep the events services emit as they start.
-        if let Stage::Bound(bound) = std::mem::replace(self, Stage::Moving) {
-            *self = Stage::Prepared(bound.prepare(runtime.clone()));
-        }
+        *self = match std::mem::replace(self, Stage::Moving) {
+            Stage::Bound(bound) => Stage::Prepared(bound.prepare(runtime.clone())),
+            other => other,
+        };
     }
 
     fn serve(self: Box<Self>, runtime: &RuntimeHandle) {
@@ -74,7 +79,8 @@ impl Plane for Stage {
 
 impl RuntimeBuilder {
     /// Serves the HTTP control plane (see [`http`](crate::http)) while the runtime runs, with
-    /// these settings over the configuration's `[http]` table (a table alone serves it too).
+    /// these settings instead of the configuration's `[http]` table (which alone serves it
+    /// too); only the token still comes from `SORA_TOKEN` or the file when none is set here.
     ///
     /// The address is bound before any service starts: a taken port fails the start with
     /// [`Error::StartupFailed`] naming `http`.

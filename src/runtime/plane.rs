@@ -32,8 +32,13 @@ pub(crate) type Resolve = fn(&Loaded, Option<Settings>) -> Result<Option<Box<dyn
 pub(crate) type Settings = Box<dyn Any + Send>;
 
 /// A plane of this run, configured. The runtime calls each moment once, in this order, for
-/// every plane in the order the composition root lists them; a failure stops the start (and
-/// whatever had started) and is the start's error.
+/// every plane in the order the composition root lists them; a failure stops the start and is
+/// the start's error.
+///
+/// There is no undo: a plane that fails, or that a later failure leaves behind, is dropped, so
+/// what it holds (a bound listener) must be released by `Drop`; and what it starts for the
+/// runtime's lifetime (the node, the server's task) it leaves in [`RuntimeShared`], where the
+/// runtime's shutdown stops it.
 pub(crate) trait Plane: Send {
     /// Before any service is built: take what must be held first (the control plane's port, so
     /// that a taken port fails the start before any service has run).
