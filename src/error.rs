@@ -161,6 +161,16 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// The store of durable work failed: it could not be opened (its file is not a store, is
+    /// of another version, or is open elsewhere), a change could not be committed, or a change
+    /// was refused (a job too large, an unknown job).
+    #[error("store `{path}`: {message}")]
+    Store {
+        /// The store's file, or `memory`.
+        path: String,
+        /// What failed.
+        message: String,
+    },
     /// A value could not be encoded for the wire or for a by-name caller.
     #[error("could not encode the reply of `{service}.{action}`: {message}")]
     Encode {
@@ -203,6 +213,7 @@ impl Error {
             Error::Encode { .. } => "encode",
             Error::Incompatible { .. } => "incompatible",
             Error::Config { .. } => "bad_config",
+            Error::Store { .. } => "store",
         }
     }
 

@@ -33,6 +33,7 @@ pub mod runtime;
 mod schema;
 pub mod service;
 pub mod status;
+pub mod store;
 pub mod supervisor;
 mod sync;
 mod system;

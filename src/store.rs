@@ -1,0 +1,322 @@
+//! The store: where durable work is kept, so that it survives a crash.
+//!
+//! A job is a call of a service's action that the store has committed: it is run at least once,
+//! retried under its policy, and kept with its outcome. [`Store`] is the seam every engine
+//! implements; [`RedbStore`] keeps jobs in one file (redb), or in memory for tests. The design,
+//! and why redb, is in `docs/design/store.md`.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use sora::store::{Claim, Enqueued, JobState, NewJob, Outcome, RedbStore, Store};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+//! let store = RedbStore::in_memory()?;
+//! let job = NewJob::new("mailer", "send", b"params".to_vec());
+//! let id = job.id;
+//! assert_eq!(store.enqueue(job, None).await?, Enqueued::Created(id));
+//! assert_eq!(store.job(id)?.unwrap().state, JobState::Queued);
+//!
+//! let now = SystemTime::now();
+//! let claimed = store.claim("mailer", Claim::new("node-a", now), 10, now).await?;
+//! assert_eq!(claimed[0].id, id);
+//! store.finish(id, Outcome::Completed(b"sent".to_vec()), now).await?;
+//! assert_eq!(store.job(id)?.unwrap().state, JobState::Completed);
+//! # Ok(()) }
+//! ```
+
+mod id;
+mod record;
+mod redb;
+
+use std::fmt::Debug;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+
+use crate::Error;
+pub use id::{BadJobId, JobId};
+pub use redb::RedbStore;
+
+/// How many times a job may be interrupted (its process stopped while it was claimed) before it
+/// is dead: a job that kills its process every time dies, instead of running forever.
+pub const MAX_INTERRUPTIONS: u32 = 5;
+
+/// A job to commit: which action of which service, with what parameters, and how to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewJob {
+    /// Its id, made by the caller ([`JobId::new`]), so that it is known before the commit.
+    pub id: JobId,
+    /// The service that runs it.
+    pub service: String,
+    /// The action it calls.
+    pub action: String,
+    /// The action's value, encoded by the caller (bincode).
+    pub params: Vec<u8>,
+    /// Among the ready jobs of one service, the higher priority is claimed first (default 0).
+    pub priority: i32,
+    /// Carried to the handler and into logs.
+    pub correlation_id: Option<String>,
+    /// A job enqueued with the key of an earlier job of the same service and action is not
+    /// enqueued again: [`Store::enqueue`] answers the earlier job's id.
+    pub key: Option<String>,
+    /// Not before this time (a delayed job); `None` runs it as soon as it is claimed.
+    pub run_at: Option<SystemTime>,
+    /// How many attempts it gets before it is dead (at least 1).
+    pub max_attempts: u32,
+    /// How long one attempt may run.
+    pub timeout: Option<Duration>,
+}
+
+impl NewJob {
+    /// A job of `service`'s `action` with encoded `params`, a new id, one attempt and
+    /// priority 0.
+    pub fn new(service: impl Into<String>, action: impl Into<String>, params: Vec<u8>) -> Self {
+        NewJob {
+            id: JobId::new(SystemTime::now()),
+            service: service.into(),
+            action: action.into(),
+            params,
+            priority: 0,
+            correlation_id: None,
+            key: None,
+            run_at: None,
+            max_attempts: 1,
+            timeout: None,
+        }
+    }
+
+    /// With this idempotency key (see [`key`](Self::key)).
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Not before `at`.
+    pub fn run_at(mut self, at: SystemTime) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// With `attempts` attempts (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// With this priority.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+/// Who runs a job, and until when: a claim that nobody extends runs out, and a store shared by
+/// several nodes then lets another claim the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The claiming process: its node name and incarnation.
+    pub owner: String,
+    /// When the claim runs out unless it is extended.
+    pub until: SystemTime,
+}
+
+impl Claim {
+    /// The default length of a claim: 60 seconds, extended while the job runs.
+    pub const LEASE: Duration = Duration::from_secs(60);
+
+    /// A claim by `owner` for [`LEASE`](Self::LEASE) from `now`.
+    pub fn new(owner: impl Into<String>, now: SystemTime) -> Self {
+        Claim {
+            owner: owner.into(),
+            until: now + Self::LEASE,
+        }
+    }
+}
+
+/// What [`Store::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The job was committed.
+    Created(JobId),
+    /// A job of the same service, action and key exists: this is its id, and nothing was
+    /// committed.
+    Existing(JobId),
+}
+
+impl Enqueued {
+    /// The job's id, new or existing.
+    pub fn id(self) -> JobId {
+        match self {
+            Enqueued::Created(id) | Enqueued::Existing(id) => id,
+        }
+    }
+}
+
+/// How an attempt ended, as [`Store::finish`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded with this reply (encoded by the caller).
+    Completed(Vec<u8>),
+    /// The attempt failed; run the job again at `at`.
+    Retry {
+        /// When to run it again.
+        at: SystemTime,
+        /// What the attempt failed with.
+        error: String,
+    },
+    /// The attempt failed and there is no other: park the job with its errors.
+    Dead {
+        /// What the last attempt failed with.
+        error: String,
+    },
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Committed, waiting to be claimed.
+    Queued,
+    /// Waiting for its time, before its first attempt.
+    Scheduled {
+        /// When it becomes ready.
+        at: SystemTime,
+    },
+    /// Claimed: being run, or about to be.
+    Running {
+        /// Which attempt, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed; the next waits for its time.
+    Retrying {
+        /// When the next attempt becomes ready.
+        at: SystemTime,
+        /// The attempts made so far.
+        attempts: u32,
+    },
+    /// Done, with a reply.
+    Completed,
+    /// Every attempt failed, or the job was interrupted too often.
+    Dead,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptError {
+    /// Which attempt, from 1; 0 for an interruption of a job that had not been claimed again.
+    pub attempt: u32,
+    /// When it ended.
+    pub at: SystemTime,
+    /// What it failed with.
+    pub error: String,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The service that runs it.
+    pub service: String,
+    /// The action it calls.
+    pub action: String,
+    /// The action's value, encoded.
+    pub params: Vec<u8>,
+    /// Its priority.
+    pub priority: i32,
+    /// Its correlation id.
+    pub correlation_id: Option<String>,
+    /// Its idempotency key.
+    pub key: Option<String>,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// The attempts it gets.
+    pub max_attempts: u32,
+    /// How long one attempt may run.
+    pub timeout: Option<Duration>,
+    /// How often its process stopped while it was claimed (see [`MAX_INTERRUPTIONS`]).
+    pub interruptions: u32,
+    /// Its current claim, while it is running.
+    pub claim: Option<Claim>,
+    /// Every failed attempt, oldest first.
+    pub errors: Vec<AttemptError>,
+    /// The reply of the attempt that completed it.
+    pub reply: Option<Vec<u8>>,
+    /// When it was committed.
+    pub created: SystemTime,
+    /// When it completed or died.
+    pub finished: Option<SystemTime>,
+}
+
+/// Which jobs [`Store::jobs`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobFilter {
+    /// Only this service's.
+    pub service: Option<String>,
+    /// Only those whose state has this name (`queued`, `scheduled`, `running`, `retrying`,
+    /// `completed`, `dead`).
+    pub state: Option<String>,
+    /// At most this many, oldest first (default: all).
+    pub limit: Option<usize>,
+}
+
+/// Where durable work is kept: the operations of a job's life, whatever the engine.
+///
+/// Every method that changes something answers once its change is durable. Work is claimed
+/// with a [`Claim`] that runs out, never held by a lock of one process, so that a store shared
+/// by several nodes can implement the same methods. Times come from the caller, so that a test
+/// on virtual time drives a store as it drives the runtime.
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Commits a job. With `claim`, the job is committed already claimed, for a caller that
+    /// runs it at once (its first attempt is counted); without, it waits to be claimed, in the
+    /// ready queue or, with a [`run_at`](NewJob::run_at) later than now, until its time.
+    fn enqueue(&self, job: NewJob, claim: Option<Claim>) -> BoxFuture<'_, Result<Enqueued, Error>>;
+
+    /// Claims up to `max` of `service`'s jobs that are due at `now`, the highest priority and
+    /// oldest first, counting an attempt of each.
+    fn claim<'a>(
+        &'a self,
+        service: &'a str,
+        claim: Claim,
+        max: usize,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Vec<Job>, Error>>;
+
+    /// Records how a claimed job's attempt ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if there is no such unfinished job.
+    fn finish(
+        &self,
+        id: JobId,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// The job of this id, finished or not.
+    fn job(&self, id: JobId) -> Result<Option<Job>, Error>;
+
+    /// The jobs that `filter` asks for.
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error>;
+}
+
+impl JobState {
+    /// The state's name, as [`JobFilter::state`] takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Scheduled { .. } => "scheduled",
+            JobState::Running { .. } => "running",
+            JobState::Retrying { .. } => "retrying",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

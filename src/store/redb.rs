@@ -1,0 +1,710 @@
+//! The store on redb: one file, or memory for tests. One thread owns the write transaction and
+//! commits every change that is waiting in one durable commit (see `docs/design/store.md`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use redb::backends::InMemoryBackend;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{Stored, StoredState, ms};
+use super::{Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, Store};
+use crate::Error;
+use crate::codec::DECODE_LIMIT;
+
+/// The layout of the file's tables. A change that an older build could not read takes a new
+/// number; a file of another number is refused at open.
+pub(super) const STORE_FORMAT: u32 = 1;
+
+pub(super) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// Unfinished jobs, by id.
+pub(super) const JOBS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("jobs");
+/// Completed and dead jobs, by id.
+const FINISHED: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("finished");
+/// Jobs that wait to be claimed: (service, priority order, id).
+const READY: TableDefinition<'_, (&str, u32, u128), ()> = TableDefinition::new("ready");
+/// Jobs that wait for a time: (when, id).
+const SCHEDULED: TableDefinition<'_, (u64, u128), ()> = TableDefinition::new("scheduled");
+/// Idempotency keys: (service, action, key) to the job's id.
+const KEYS: TableDefinition<'_, (&str, &str, &str), u128> = TableDefinition::new("keys");
+/// Dead jobs: (service, id).
+const DEAD: TableDefinition<'_, (&str, u128), ()> = TableDefinition::new("dead");
+
+/// How many waiting changes one commit takes at most.
+const BATCH: usize = 1024;
+/// How many changes may wait for the writer before callers wait to hand theirs over.
+const QUEUE: usize = 16 * 1024;
+/// The longest error kept for one attempt, in bytes.
+const ERROR_LIMIT: usize = 4096;
+
+/// The store on redb: a file that survives the process, or memory.
+///
+/// Cloning gives another handle to the same store. The file is locked while any handle is
+/// alive; a second open of it, in this process or another, fails.
+///
+/// ```
+/// # fn main() -> Result<(), sora::Error> {
+/// let path = std::env::temp_dir().join(format!("sora-doc-{}.redb", std::process::id()));
+/// let store = sora::store::RedbStore::open(&path)?;
+/// drop(store);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    /// The file's path, or `memory`, for errors.
+    path: String,
+    writes: Option<mpsc::Sender<Request>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer ends once it has committed what it was handed; the file is closed then.
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl RedbStore {
+    /// Opens the store in the file at `path`, creating it if there is none, and recovers the
+    /// jobs that a stopped process had claimed: each is ready again, one interruption more (see
+    /// [`MAX_INTERRUPTIONS`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`], naming the file, if it cannot be opened or created, is not a store,
+    /// was written by a build of another store format, or is open elsewhere.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let db = Database::create(path).map_err(|e| store_error(&shown, e))?;
+        Self::start(db, shown, SystemTime::now())
+    }
+
+    /// A store in memory, for tests: the same code as on a file, and gone when the last handle
+    /// is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if redb cannot set it up.
+    pub fn in_memory() -> Result<Self, Error> {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .map_err(|e| store_error("memory", e))?;
+        Self::start(db, "memory".into(), SystemTime::now())
+    }
+
+    fn start(db: Database, path: String, now: SystemTime) -> Result<Self, Error> {
+        prepare(&db, &path, now)?;
+        let db = Arc::new(db);
+        let (writes, requests) = mpsc::channel(QUEUE);
+        let writer = {
+            let (db, theirs) = (db.clone(), path.clone());
+            std::thread::Builder::new()
+                .name("sora-store".into())
+                .spawn(move || write_loop(&db, &theirs, requests))
+                .map_err(|e| store_error(&path, e))?
+        };
+        Ok(RedbStore {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                writes: Some(writes),
+                writer: Some(writer),
+            }),
+        })
+    }
+
+    /// Hands a change to the writer and waits until it is committed.
+    async fn write<T>(
+        &self,
+        change: Change,
+        reply: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let gone = || store_error(&self.inner.path, "the store's writer has stopped");
+        let writes = self.inner.writes.as_ref().ok_or_else(gone)?;
+        writes.send(Request(change)).await.map_err(|_| gone())?;
+        reply.await.map_err(|_| gone())?
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, Error> {
+        let tx = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| store_error(&self.inner.path, e))?;
+        f(&tx).map_err(|e| store_error(&self.inner.path, e))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Stored, Error> {
+        Stored::decode(bytes).map_err(|e| store_error(&self.inner.path, e))
+    }
+}
+
+impl Store for RedbStore {
+    fn enqueue(&self, job: NewJob, claim: Option<Claim>) -> BoxFuture<'_, Result<Enqueued, Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let now = SystemTime::now().max(job.id.created());
+            let change = Change::Enqueue {
+                job: Box::new(job),
+                claim,
+                now,
+                reply,
+            };
+            self.write(change, answer).await
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        service: &'a str,
+        claim: Claim,
+        max: usize,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Vec<Job>, Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let change = Change::Claim {
+                service: service.to_owned(),
+                claim,
+                max,
+                now,
+                reply,
+            };
+            self.write(change, answer).await
+        })
+    }
+
+    fn finish(
+        &self,
+        id: JobId,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let change = Change::Finish {
+                id,
+                outcome,
+                now,
+                reply,
+            };
+            self.write(change, answer).await
+        })
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<Job>, Error> {
+        let bytes = self.read(|tx| {
+            for table in [JOBS, FINISHED] {
+                if let Some(bytes) = tx.open_table(table)?.get(id.0)? {
+                    return Ok(Some(bytes.value().to_vec()));
+                }
+            }
+            Ok(None)
+        })?;
+        bytes.map(|b| self.decode(&b).map(|s| s.job())).transpose()
+    }
+
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error> {
+        let records = self.read(|tx| {
+            let mut records = Vec::new();
+            for table in [JOBS, FINISHED] {
+                for entry in tx.open_table(table)?.iter()? {
+                    let (id, bytes) = entry?;
+                    records.push((id.value(), bytes.value().to_vec()));
+                }
+            }
+            Ok(records)
+        })?;
+        let mut jobs = Vec::new();
+        for (id, bytes) in records {
+            let record = match Stored::decode(&bytes) {
+                Ok(record) => record,
+                Err(e) => {
+                    damaged(&self.inner.path, id, &e);
+                    continue;
+                }
+            };
+            let job = record.job();
+            let service = filter.service.as_deref().is_none_or(|s| s == job.service);
+            let state = filter
+                .state
+                .as_deref()
+                .is_none_or(|s| s == job.state.name());
+            if service && state {
+                jobs.push(job);
+            }
+        }
+        jobs.sort_by_key(|j| j.id);
+        jobs.truncate(filter.limit.unwrap_or(usize::MAX));
+        Ok(jobs)
+    }
+}
+
+/// One change for the writer, with where its answer goes once it is committed.
+struct Request(Change);
+
+enum Change {
+    Enqueue {
+        job: Box<NewJob>,
+        claim: Option<Claim>,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<Enqueued, Error>>,
+    },
+    Claim {
+        service: String,
+        claim: Claim,
+        max: usize,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<Vec<Job>, Error>>,
+    },
+    Finish {
+        id: JobId,
+        outcome: Outcome,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// An answer made in a transaction, sent once the transaction is committed (or the commit's
+/// error instead).
+enum Answer {
+    Enqueue(
+        oneshot::Sender<Result<Enqueued, Error>>,
+        Result<Enqueued, Error>,
+    ),
+    Claim(
+        oneshot::Sender<Result<Vec<Job>, Error>>,
+        Result<Vec<Job>, Error>,
+    ),
+    Finish(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+}
+
+impl Answer {
+    fn send(self, committed: &Result<(), Error>) {
+        fn pick<T>(own: Result<T, Error>, committed: &Result<(), Error>) -> Result<T, Error> {
+            match committed {
+                Ok(()) => own,
+                Err(e) => Err(e.clone()),
+            }
+        }
+        // A caller that stopped waiting does not stop the others.
+        match self {
+            Answer::Enqueue(tx, own) => drop(tx.send(pick(own, committed))),
+            Answer::Claim(tx, own) => drop(tx.send(pick(own, committed))),
+            Answer::Finish(tx, own) => drop(tx.send(pick(own, committed))),
+        }
+    }
+}
+
+fn store_error(path: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The writer: takes every change that waits, commits them in one transaction, answers each.
+fn write_loop(db: &Database, path: &str, mut requests: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (answers, committed) = commit(db, path, batch.drain(..));
+        if let Err(err) = &committed {
+            tracing::error!(store = path, error = %err, changes = answers.len(), "a commit failed");
+        }
+        for answer in answers {
+            answer.send(&committed);
+        }
+    }
+}
+
+fn commit(
+    db: &Database,
+    path: &str,
+    batch: impl Iterator<Item = Request>,
+) -> (Vec<Answer>, Result<(), Error>) {
+    let mut answers = Vec::new();
+    let committed = (|| {
+        let mut tx = db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = Tables::open(&tx, path)?;
+            for Request(change) in batch {
+                answers.push(t.apply(change)?);
+            }
+        }
+        tx.commit()?;
+        Ok::<_, redb::Error>(())
+    })()
+    .map_err(|e| store_error(path, e));
+    (answers, committed)
+}
+
+/// The tables of one write transaction.
+struct Tables<'tx> {
+    /// The store's file, for the errors of refused changes.
+    path: &'tx str,
+    jobs: Table<'tx, u128, &'static [u8]>,
+    finished: Table<'tx, u128, &'static [u8]>,
+    ready: Table<'tx, (&'static str, u32, u128), ()>,
+    scheduled: Table<'tx, (u64, u128), ()>,
+    keys: Table<'tx, (&'static str, &'static str, &'static str), u128>,
+    dead: Table<'tx, (&'static str, u128), ()>,
+}
+
+/// The order of the ready queue: the highest priority first.
+fn priority_order(priority: i32) -> u32 {
+    u32::MAX - ((priority as u32) ^ 0x8000_0000)
+}
+
+fn truncated(mut error: String) -> String {
+    if error.len() > ERROR_LIMIT {
+        let mut end = ERROR_LIMIT;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+        error.push('…');
+    }
+    error
+}
+
+impl<'tx> Tables<'tx> {
+    fn open(tx: &'tx WriteTransaction, path: &'tx str) -> Result<Self, redb::Error> {
+        Ok(Tables {
+            path,
+            jobs: tx.open_table(JOBS)?,
+            finished: tx.open_table(FINISHED)?,
+            ready: tx.open_table(READY)?,
+            scheduled: tx.open_table(SCHEDULED)?,
+            keys: tx.open_table(KEYS)?,
+            dead: tx.open_table(DEAD)?,
+        })
+    }
+
+    /// Applies one change. The outer error is the store's and aborts the transaction; the inner
+    /// one is the change's own, and nothing of it was written.
+    fn apply(&mut self, change: Change) -> Result<Answer, redb::Error> {
+        Ok(match change {
+            Change::Enqueue {
+                job,
+                claim,
+                now,
+                reply,
+            } => Answer::Enqueue(reply, self.enqueue(*job, claim, now)?),
+            Change::Claim {
+                service,
+                claim,
+                max,
+                now,
+                reply,
+            } => Answer::Claim(reply, self.claim(&service, &claim, max, now)?),
+            Change::Finish {
+                id,
+                outcome,
+                now,
+                reply,
+            } => Answer::Finish(reply, self.finish(id, outcome, now)?),
+        })
+    }
+
+    /// A change that is refused, for a reason of its own: nothing of it was written.
+    fn refused<T>(&self, message: impl Into<String>) -> Result<Result<T, Error>, redb::Error> {
+        Ok(Err(store_error(self.path, message.into())))
+    }
+
+    /// An unfinished job; the inner error if its record cannot be read, which fails what
+    /// needs that job and nothing else.
+    fn get(&self, id: u128) -> Result<Option<Result<Stored, String>>, redb::Error> {
+        Ok(self
+            .jobs
+            .get(id)?
+            .map(|bytes| Stored::decode(bytes.value()).inspect_err(|e| damaged(self.path, id, e))))
+    }
+
+    fn put(&mut self, record: &Stored) -> Result<(), redb::Error> {
+        let bytes = record
+            .encode()
+            .map_err(|e| redb::Error::Corrupted(format!("job {}: {e}", JobId(record.id))))?;
+        self.jobs.insert(record.id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn enqueue(
+        &mut self,
+        job: NewJob,
+        claim: Option<Claim>,
+        now: SystemTime,
+    ) -> Result<Result<Enqueued, Error>, redb::Error> {
+        let id = job.id;
+        if let Some(key) = &job.key
+            && let Some(existing) =
+                self.keys
+                    .get((job.service.as_str(), job.action.as_str(), key.as_str()))?
+        {
+            return Ok(Ok(Enqueued::Existing(JobId(existing.value()))));
+        }
+        if self.jobs.get(id.0)?.is_some() || self.finished.get(id.0)?.is_some() {
+            return Ok(Ok(Enqueued::Existing(id)));
+        }
+        let run_at = job.run_at.map(ms).filter(|&at| at > ms(now));
+        let mut record = Stored::new(job, now);
+        let bytes = record.encode().unwrap_or_default();
+        if bytes.len() > DECODE_LIMIT {
+            return self.refused(format!(
+                "a job of {} bytes is more than the limit of {DECODE_LIMIT}",
+                bytes.len()
+            ));
+        }
+        match (claim, run_at) {
+            (Some(claim), _) => record.claimed(&claim),
+            (None, Some(at)) => {
+                record.state = StoredState::Scheduled(at);
+                self.scheduled.insert((at, id.0), ())?;
+            }
+            (None, None) => {
+                let order = priority_order(record.priority);
+                self.ready
+                    .insert((record.service.as_str(), order, id.0), ())?;
+            }
+        }
+        self.put(&record)?;
+        if let Some(key) = &record.key {
+            let key = (
+                record.service.as_str(),
+                record.action.as_str(),
+                key.as_str(),
+            );
+            self.keys.insert(key, id.0)?;
+        }
+        Ok(Ok(Enqueued::Created(id)))
+    }
+
+    fn claim(
+        &mut self,
+        service: &str,
+        claim: &Claim,
+        max: usize,
+        now: SystemTime,
+    ) -> Result<Result<Vec<Job>, Error>, redb::Error> {
+        // Every job whose time has come joins the ready queue of its service.
+        let due: Vec<(u64, u128)> = self
+            .scheduled
+            .range((0, 0)..=(ms(now), u128::MAX))?
+            .map(|entry| entry.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for key in due {
+            self.scheduled.remove(key)?;
+            if let Some(Ok(mut record)) = self.get(key.1)? {
+                record.state = StoredState::Queued;
+                self.put(&record)?;
+                let order = priority_order(record.priority);
+                self.ready
+                    .insert((record.service.as_str(), order, key.1), ())?;
+            }
+        }
+        let taken: Vec<(u32, u128)> = self
+            .ready
+            .range((service, 0, 0)..=(service, u32::MAX, u128::MAX))?
+            .take(max)
+            .map(|entry| entry.map(|(k, _)| (k.value().1, k.value().2)))
+            .collect::<Result<_, _>>()?;
+        let mut jobs = Vec::with_capacity(taken.len());
+        for (order, id) in taken {
+            self.ready.remove((service, order, id))?;
+            if let Some(Ok(mut record)) = self.get(id)? {
+                record.claimed(claim);
+                self.put(&record)?;
+                jobs.push(record.job());
+            }
+        }
+        Ok(Ok(jobs))
+    }
+
+    fn finish(
+        &mut self,
+        id: JobId,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> Result<Result<(), Error>, redb::Error> {
+        let mut record = match self.get(id.0)? {
+            Some(Ok(record)) => record,
+            Some(Err(e)) => return self.refused(format!("job {id} cannot be read: {e}")),
+            None => return self.refused(format!("no unfinished job {id}")),
+        };
+        if record.state != StoredState::Running {
+            return self.refused(format!("job {id} is not running"));
+        }
+        record.claim = None;
+        match outcome {
+            Outcome::Completed(reply) => {
+                record.state = StoredState::Completed;
+                record.reply = Some(reply);
+                self.retire(&record, now)?;
+            }
+            Outcome::Retry { at, error } => {
+                record
+                    .errors
+                    .push((record.attempts, ms(now), truncated(error)));
+                record.state = StoredState::Retrying(ms(at));
+                self.scheduled.insert((ms(at), id.0), ())?;
+                self.put(&record)?;
+            }
+            Outcome::Dead { error } => {
+                record
+                    .errors
+                    .push((record.attempts, ms(now), truncated(error)));
+                self.bury(&mut record, now)?;
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Moves a finished job out of the unfinished ones.
+    fn retire(&mut self, record: &Stored, now: SystemTime) -> Result<(), redb::Error> {
+        let mut record = record.clone();
+        record.finished_ms = Some(ms(now));
+        let bytes = record
+            .encode()
+            .map_err(|e| redb::Error::Corrupted(format!("job {}: {e}", JobId(record.id))))?;
+        self.jobs.remove(record.id)?;
+        self.finished.insert(record.id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn bury(&mut self, record: &mut Stored, now: SystemTime) -> Result<(), redb::Error> {
+        record.state = StoredState::Dead;
+        self.dead.insert((record.service.as_str(), record.id), ())?;
+        self.retire(record, now)
+    }
+}
+
+/// A record that cannot be read is left where it is, and said once where it is met.
+fn damaged(path: &str, id: u128, error: &str) {
+    tracing::error!(store = path, job = %JobId(id), error, "a job's record cannot be read; it is left as it is");
+}
+
+/// At open: checks the file's format (or writes it in a new file) and recovers the jobs that a
+/// stopped process had claimed.
+fn prepare(db: &Database, path: &str, now: SystemTime) -> Result<(), Error> {
+    let fail = |e: redb::Error| store_error(path, e);
+    let mut tx = db.begin_write().map_err(|e| fail(e.into()))?;
+    tx.set_durability(Durability::Immediate)
+        .map_err(|e| fail(e.into()))?;
+    let tables = tx.list_tables().map_err(|e| fail(e.into()))?.count();
+    {
+        let mut meta = tx.open_table(META).map_err(|e| fail(e.into()))?;
+        let format = meta
+            .get("format")
+            .map_err(|e| fail(e.into()))?
+            .map(|v| v.value().to_vec());
+        match format {
+            None if tables > 0 => {
+                return Err(store_error(
+                    path,
+                    "the file is a redb database but not a Sora store",
+                ));
+            }
+            None => {
+                meta.insert("format", STORE_FORMAT.to_le_bytes().as_slice())
+                    .map_err(|e| fail(e.into()))?;
+                meta.insert("created_by", env!("CARGO_PKG_VERSION").as_bytes())
+                    .map_err(|e| fail(e.into()))?;
+            }
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_slice())
+                    .ok()
+                    .map(u32::from_le_bytes);
+                if found != Some(STORE_FORMAT) {
+                    let by = meta
+                        .get("created_by")
+                        .ok()
+                        .flatten()
+                        .map(|v| String::from_utf8_lossy(v.value()).into_owned())
+                        .unwrap_or_else(|| "an unknown version".into());
+                    let found = found
+                        .map_or_else(|| "an unreadable format".into(), |f| format!("format {f}"));
+                    return Err(store_error(
+                        path,
+                        format!(
+                            "the store was written by Sora {by} in {found}, and this build \
+                             (Sora {}) reads format {STORE_FORMAT}",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    {
+        let mut t = Tables::open(&tx, path).map_err(fail)?;
+        recover(&mut t, now).map_err(fail)?;
+    }
+    tx.commit().map_err(|e| fail(e.into()))
+}
+
+/// Every job claimed by a process that has stopped is ready again, its attempt given back and
+/// one interruption counted; at [`MAX_INTERRUPTIONS`] it is dead.
+fn recover(t: &mut Tables<'_>, now: SystemTime) -> Result<(), redb::Error> {
+    let mut claimed = Vec::new();
+    for entry in t.jobs.iter()? {
+        let (id, bytes) = entry?;
+        match Stored::decode(bytes.value()) {
+            Ok(record) if record.state == StoredState::Running => claimed.push(record),
+            Ok(_) => {}
+            Err(e) => damaged(t.path, id.value(), &e),
+        }
+    }
+    for mut record in claimed {
+        record.claim = None;
+        record.attempts = record.attempts.saturating_sub(1);
+        record.interruptions += 1;
+        if record.interruptions >= MAX_INTERRUPTIONS {
+            let error = format!(
+                "its process stopped while it was claimed, {} times",
+                record.interruptions
+            );
+            record.errors.push((record.attempts + 1, ms(now), error));
+            t.bury(&mut record, now)?;
+        } else {
+            record.state = StoredState::Queued;
+            let order = priority_order(record.priority);
+            t.ready
+                .insert((record.service.as_str(), order, record.id), ())?;
+            t.put(&record)?;
+        }
+    }
+    Ok(())
+}

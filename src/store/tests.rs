@@ -1,0 +1,474 @@
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn claim() -> Claim {
+    Claim::new("node-a", now())
+}
+
+/// A file of its own for a test, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "sora-store-{name}-{}-{}.redb",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_job_goes_from_queued_to_running_to_completed() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("mailer", "send", b"hello".to_vec());
+    let id = job.id;
+    assert_eq!(
+        store.enqueue(job, None).await.unwrap(),
+        Enqueued::Created(id)
+    );
+    let stored = store.job(id).unwrap().unwrap();
+    assert_eq!(stored.state, JobState::Queued);
+    assert_eq!(stored.params, b"hello");
+
+    let claimed = store.claim("mailer", claim(), 10, now()).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].state, JobState::Running { attempt: 1 });
+    assert_eq!(claimed[0].claim.as_ref().unwrap().owner, "node-a");
+    // Claimed once: not again.
+    assert!(
+        store
+            .claim("mailer", claim(), 10, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .finish(id, Outcome::Completed(b"done".to_vec()), now())
+        .await
+        .unwrap();
+    let done = store.job(id).unwrap().unwrap();
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.reply.as_deref(), Some(&b"done"[..]));
+    assert!(done.finished.is_some() && done.claim.is_none());
+}
+
+#[tokio::test]
+async fn claims_take_the_highest_priority_then_the_oldest_of_one_service() {
+    let store = RedbStore::in_memory().unwrap();
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut ids = Vec::new();
+    for (i, priority) in [0, 5, 0, -3, 5].into_iter().enumerate() {
+        let mut job = NewJob::new("a", "x", vec![]).priority(priority);
+        job.id = JobId::new(at + Duration::from_millis(i as u64));
+        ids.push(job.id);
+        store.enqueue(job, None).await.unwrap();
+    }
+    store
+        .enqueue(NewJob::new("b", "x", vec![]), None)
+        .await
+        .unwrap();
+    let order: Vec<JobId> = store
+        .claim("a", claim(), 10, now())
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(order, [ids[1], ids[4], ids[0], ids[2], ids[3]]);
+    let b = store.claim("b", claim(), 1, now()).await.unwrap();
+    assert_eq!(b.len(), 1, "another service's queue is its own");
+}
+
+#[tokio::test]
+async fn a_delayed_job_waits_for_its_time() {
+    let store = RedbStore::in_memory().unwrap();
+    let start = now();
+    let job = NewJob::new("a", "x", vec![]).run_at(start + Duration::from_secs(60));
+    let id = job.id;
+    store.enqueue(job, None).await.unwrap();
+    let state = store.job(id).unwrap().unwrap().state;
+    assert!(matches!(state, JobState::Scheduled { .. }), "{state:?}");
+    let early = start + Duration::from_secs(59);
+    assert!(
+        store
+            .claim("a", claim(), 10, early)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = start + Duration::from_secs(61);
+    let claimed = store
+        .claim("a", Claim::new("n", due), 10, due)
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [id]);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_retries_at_its_time_and_the_last_one_is_dead() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("a", "x", vec![7]).max_attempts(2);
+    let id = job.id;
+    let t0 = now();
+    store.enqueue(job, Some(Claim::new("n", t0))).await.unwrap();
+    let retry_at = t0 + Duration::from_secs(30);
+    let retry = Outcome::Retry {
+        at: retry_at,
+        error: "smtp down".into(),
+    };
+    store.finish(id, retry, t0).await.unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Retrying {
+            at: record_time(retry_at),
+            attempts: 1
+        }
+    );
+    assert_eq!(job.errors[0].error, "smtp down");
+    assert!(store.claim("a", claim(), 10, t0).await.unwrap().is_empty());
+
+    let t1 = retry_at + Duration::from_secs(1);
+    let again = store.claim("a", Claim::new("n", t1), 10, t1).await.unwrap();
+    assert_eq!(again[0].state, JobState::Running { attempt: 2 });
+    let dead = Outcome::Dead {
+        error: "still down".into(),
+    };
+    store.finish(id, dead, t1).await.unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    let errors: Vec<_> = job
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.error.as_str()))
+        .collect();
+    assert_eq!(errors, [(1, "smtp down"), (2, "still down")]);
+    let filter = JobFilter {
+        state: Some("dead".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(store.jobs(&filter).unwrap().len(), 1);
+}
+
+/// Times are kept to the millisecond.
+fn record_time(t: SystemTime) -> SystemTime {
+    record::time(record::ms(t))
+}
+
+#[tokio::test]
+async fn a_key_enqueues_once() {
+    let store = RedbStore::in_memory().unwrap();
+    let first = NewJob::new("a", "charge", vec![1]).key("order-7");
+    let id = first.id;
+    assert_eq!(
+        store.enqueue(first, None).await.unwrap(),
+        Enqueued::Created(id)
+    );
+    let again = NewJob::new("a", "charge", vec![2]).key("order-7");
+    assert_eq!(
+        store.enqueue(again, None).await.unwrap(),
+        Enqueued::Existing(id)
+    );
+    // The same key on another action is another job.
+    let other = NewJob::new("a", "refund", vec![3]).key("order-7");
+    assert!(matches!(
+        store.enqueue(other, None).await.unwrap(),
+        Enqueued::Created(_)
+    ));
+    // So is the same id sent twice, without a key: it is the same job.
+    let twice = NewJob::new("a", "x", vec![]);
+    let copy = twice.clone();
+    store.enqueue(twice, None).await.unwrap();
+    assert_eq!(
+        store.enqueue(copy.clone(), None).await.unwrap(),
+        Enqueued::Existing(copy.id)
+    );
+    assert_eq!(store.jobs(&JobFilter::default()).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn keyed_jobs_enqueued_at_once_commit_one() {
+    let store = RedbStore::in_memory().unwrap();
+    let sends = (0..50).map(|i| {
+        let store = store.clone();
+        async move {
+            let job = NewJob::new("a", "charge", vec![i]).key("same");
+            store.enqueue(job, None).await.unwrap()
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let created: Vec<_> = answers
+        .iter()
+        .filter(|a| matches!(a, Enqueued::Created(_)))
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert!(answers.iter().all(|a| a.id() == created[0].id()));
+}
+
+#[tokio::test]
+async fn bad_changes_are_refused_and_lose_nothing_else() {
+    let store = RedbStore::in_memory().unwrap();
+    let unknown = JobId::new(now());
+    let err = store
+        .finish(unknown, Outcome::Completed(vec![]), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Store { message, .. } if message.contains("no unfinished")));
+    assert_eq!(err.code(), "store");
+
+    let queued = NewJob::new("a", "x", vec![]);
+    let id = queued.id;
+    store.enqueue(queued, None).await.unwrap();
+    let err = store
+        .finish(id, Outcome::Completed(vec![]), now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not running"), "{err}");
+
+    let huge = NewJob::new("a", "x", vec![0; crate::codec::DECODE_LIMIT + 1]);
+    let err = store.enqueue(huge, None).await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert_eq!(store.job(id).unwrap().unwrap().state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn a_long_error_is_kept_in_part() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("a", "x", vec![]);
+    let id = job.id;
+    store.enqueue(job, Some(claim())).await.unwrap();
+    let error = "é".repeat(10_000);
+    store
+        .finish(id, Outcome::Dead { error }, now())
+        .await
+        .unwrap();
+    let kept = &store.job(id).unwrap().unwrap().errors[0].error;
+    assert!(kept.len() <= 4096 + '…'.len_utf8() && kept.ends_with('…'));
+}
+
+#[tokio::test]
+async fn a_file_keeps_its_jobs_and_recovers_the_claimed_ones() {
+    let file = TempFile::new("recover");
+    let (queued, claimed, done) = {
+        let store = RedbStore::open(&file.0).unwrap();
+        let queued = NewJob::new("a", "x", vec![1]);
+        let claimed = NewJob::new("a", "x", vec![2]).max_attempts(3);
+        let done = NewJob::new("a", "x", vec![3]);
+        let ids = (queued.id, claimed.id, done.id);
+        store.enqueue(queued, None).await.unwrap();
+        store.enqueue(claimed, Some(claim())).await.unwrap();
+        store.enqueue(done, Some(claim())).await.unwrap();
+        store
+            .finish(ids.2, Outcome::Completed(vec![9]), now())
+            .await
+            .unwrap();
+        ids
+        // Dropped with a job still claimed, as a process that was killed leaves it.
+    };
+    let store = RedbStore::open(&file.0).unwrap();
+    assert_eq!(store.job(done).unwrap().unwrap().state, JobState::Completed);
+    let recovered = store.job(claimed).unwrap().unwrap();
+    assert_eq!(recovered.state, JobState::Queued, "ready again at once");
+    assert_eq!(recovered.interruptions, 1);
+    assert!(recovered.claim.is_none());
+    let again = store.claim("a", claim(), 10, now()).await.unwrap();
+    let ids: Vec<_> = again.iter().map(|j| j.id).collect();
+    assert!(ids.contains(&queued) && ids.contains(&claimed), "{ids:?}");
+    let attempt = again.iter().find(|j| j.id == claimed).unwrap().state;
+    assert_eq!(
+        attempt,
+        JobState::Running { attempt: 1 },
+        "the interrupted attempt is given back"
+    );
+}
+
+#[tokio::test]
+async fn a_job_interrupted_too_often_is_dead() {
+    let file = TempFile::new("poison");
+    let id = {
+        let store = RedbStore::open(&file.0).unwrap();
+        let job = NewJob::new("a", "x", vec![]).max_attempts(100);
+        let id = job.id;
+        store.enqueue(job, Some(claim())).await.unwrap();
+        id
+    };
+    for _ in 1..MAX_INTERRUPTIONS {
+        let store = RedbStore::open(&file.0).unwrap();
+        let claimed = store.claim("a", claim(), 1, now()).await.unwrap();
+        assert_eq!(claimed[0].id, id);
+    }
+    let store = RedbStore::open(&file.0).unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.interruptions, MAX_INTERRUPTIONS);
+    assert!(
+        job.errors.last().unwrap().error.contains("stopped"),
+        "{:?}",
+        job.errors
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_store_is_refused_by_name() {
+    let file = TempFile::new("garbage");
+    std::fs::write(&file.0, b"not a database at all, just some bytes").unwrap();
+    let err = RedbStore::open(&file.0).unwrap_err();
+    let shown = file.0.display().to_string();
+    assert!(
+        matches!(&err, Error::Store { path, .. } if *path == shown),
+        "{err}"
+    );
+    // The file is left as it was.
+    assert_eq!(
+        std::fs::read(&file.0).unwrap(),
+        b"not a database at all, just some bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_file_of_another_format_is_refused_naming_both_versions() {
+    let file = TempFile::new("format");
+    drop(RedbStore::open(&file.0).unwrap());
+    {
+        let db = ::redb::Database::create(&file.0).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(redb::META).unwrap();
+            meta.insert("format", 99u32.to_le_bytes().as_slice())
+                .unwrap();
+            meta.insert("created_by", b"9.9.9".as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = RedbStore::open(&file.0).unwrap_err().to_string();
+    assert!(err.contains("9.9.9") && err.contains("format 99"), "{err}");
+    assert!(
+        err.contains(&format!("format {}", redb::STORE_FORMAT)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn another_redb_file_is_not_taken_for_a_store() {
+    let file = TempFile::new("foreign");
+    {
+        let db = ::redb::Database::create(&file.0).unwrap();
+        let tx = db.begin_write().unwrap();
+        let users: ::redb::TableDefinition<'_, u64, u64> = ::redb::TableDefinition::new("users");
+        tx.open_table(users).unwrap().insert(1, 2).unwrap();
+        tx.commit().unwrap();
+    }
+    let err = RedbStore::open(&file.0).unwrap_err().to_string();
+    assert!(err.contains("not a Sora store"), "{err}");
+}
+
+#[tokio::test]
+async fn a_file_open_elsewhere_is_refused() {
+    let file = TempFile::new("twice");
+    let _first = RedbStore::open(&file.0).unwrap();
+    let err = RedbStore::open(&file.0).unwrap_err();
+    assert_eq!(err.code(), "store");
+}
+
+#[tokio::test]
+async fn a_damaged_record_fails_its_reader_not_the_store() {
+    let file = TempFile::new("damaged");
+    let (bad, good) = {
+        let store = RedbStore::open(&file.0).unwrap();
+        let (bad, good) = (NewJob::new("a", "x", vec![]), NewJob::new("b", "x", vec![]));
+        let ids = (bad.id, good.id);
+        store.enqueue(bad, None).await.unwrap();
+        store.enqueue(good, None).await.unwrap();
+        ids
+    };
+    {
+        let db = ::redb::Database::create(&file.0).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb::JOBS)
+            .unwrap()
+            .insert(
+                bad.0,
+                [1u8, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff].as_slice(),
+            )
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = RedbStore::open(&file.0).unwrap();
+    assert_eq!(store.job(bad).unwrap_err().code(), "store");
+    let listed: Vec<_> = store
+        .jobs(&JobFilter::default())
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, [good], "the lists skip what cannot be read");
+    assert!(
+        store
+            .claim("a", claim(), 1, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = store
+        .finish(bad, Outcome::Completed(vec![]), now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be read"), "{err}");
+    assert_eq!(store.job(good).unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(
+        store.claim("b", claim(), 1, now()).await.unwrap()[0].id,
+        good
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_files_never_panic() {
+    let real = TempFile::new("real");
+    {
+        let store = RedbStore::open(&real.0).unwrap();
+        for i in 0..200u8 {
+            let job = NewJob::new("a", "x", vec![i; 64]);
+            store.enqueue(job, None).await.unwrap();
+        }
+    }
+    let whole = std::fs::read(&real.0).unwrap();
+    let mut files: Vec<Vec<u8>> = vec![vec![0xff; 4096], fastrand_bytes(100_000)];
+    for cut in [1, 64, 512, 4096, whole.len() / 2, whole.len() - 1] {
+        files.push(whole[..cut.min(whole.len())].to_vec());
+    }
+    let mut flipped = whole.clone();
+    for i in (0..flipped.len()).step_by(97) {
+        flipped[i] ^= 0x5a;
+    }
+    files.push(flipped);
+    for bytes in &files {
+        let file = TempFile::new("broken");
+        std::fs::write(&file.0, bytes).unwrap();
+        // Refused with an error, or opened (redb repairs what it can): never a panic, and an
+        // opened store answers.
+        if let Ok(store) = RedbStore::open(&file.0) {
+            let _ = store.jobs(&JobFilter::default());
+            let _ = store.claim("a", claim(), 10, now()).await;
+        }
+    }
+}
+
+fn fastrand_bytes(n: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..n).map(|_| rng.u8(..)).collect()
+}
