@@ -267,8 +267,9 @@ pub struct JobFilter {
 ///
 /// Every method that changes something answers once its change is durable. Work is claimed
 /// with a [`Claim`] that runs out, never held by a lock of one process, so that a store shared
-/// by several nodes can implement the same methods. Times come from the caller, so that a test
-/// on virtual time drives a store as it drives the runtime.
+/// by several nodes can implement the same methods. `claim` and `finish` take their time from
+/// the caller, so that a test on virtual time drives them as it drives the runtime; `enqueue`
+/// stamps a job with the wall clock (no earlier than its id's time).
 pub trait Store: Send + Sync + Debug + 'static {
     /// Commits a job. With `claim`, the job is committed already claimed, for a caller that
     /// runs it at once (its first attempt is counted); without, it waits to be claimed, in the

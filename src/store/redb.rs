@@ -455,9 +455,7 @@ impl<'tx> Tables<'tx> {
     }
 
     fn put(&mut self, record: &Stored) -> Result<(), redb::Error> {
-        let bytes = record
-            .encode()
-            .map_err(|e| redb::Error::Corrupted(format!("job {}: {e}", JobId(record.id))))?;
+        let bytes = encoded(record)?;
         self.jobs.insert(record.id, bytes.as_slice())?;
         Ok(())
     }
@@ -481,7 +479,13 @@ impl<'tx> Tables<'tx> {
         }
         let run_at = job.run_at.map(ms).filter(|&at| at > ms(now));
         let mut record = Stored::new(job, now);
-        let bytes = record.encode().unwrap_or_default();
+        match (&claim, run_at) {
+            (Some(claim), _) => record.claimed(claim),
+            (None, Some(at)) => record.state = StoredState::Scheduled(at),
+            (None, None) => {}
+        }
+        // Encoded once: for the limit, and for the table.
+        let bytes = encoded(&record)?;
         if bytes.len() > DECODE_LIMIT {
             return self.refused(format!(
                 "a job of {} bytes is more than the limit of {DECODE_LIMIT}",
@@ -489,9 +493,8 @@ impl<'tx> Tables<'tx> {
             ));
         }
         match (claim, run_at) {
-            (Some(claim), _) => record.claimed(&claim),
+            (Some(_), _) => {}
             (None, Some(at)) => {
-                record.state = StoredState::Scheduled(at);
                 self.scheduled.insert((at, id.0), ())?;
             }
             (None, None) => {
@@ -500,7 +503,7 @@ impl<'tx> Tables<'tx> {
                     .insert((record.service.as_str(), order, id.0), ())?;
             }
         }
-        self.put(&record)?;
+        self.jobs.insert(id.0, bytes.as_slice())?;
         if let Some(key) = &record.key {
             let key = (
                 record.service.as_str(),
@@ -572,7 +575,7 @@ impl<'tx> Tables<'tx> {
             Outcome::Completed(reply) => {
                 record.state = StoredState::Completed;
                 record.reply = Some(reply);
-                self.retire(&record, now)?;
+                self.retire(&mut record, now)?;
             }
             Outcome::Retry { at, error } => {
                 record
@@ -593,12 +596,9 @@ impl<'tx> Tables<'tx> {
     }
 
     /// Moves a finished job out of the unfinished ones.
-    fn retire(&mut self, record: &Stored, now: SystemTime) -> Result<(), redb::Error> {
-        let mut record = record.clone();
+    fn retire(&mut self, record: &mut Stored, now: SystemTime) -> Result<(), redb::Error> {
         record.finished_ms = Some(ms(now));
-        let bytes = record
-            .encode()
-            .map_err(|e| redb::Error::Corrupted(format!("job {}: {e}", JobId(record.id))))?;
+        let bytes = encoded(record)?;
         self.jobs.remove(record.id)?;
         self.finished.insert(record.id, bytes.as_slice())?;
         Ok(())
@@ -609,6 +609,13 @@ impl<'tx> Tables<'tx> {
         self.dead.insert((record.service.as_str(), record.id), ())?;
         self.retire(record, now)
     }
+}
+
+/// A record's envelope; an encoding failure aborts the transaction.
+fn encoded(record: &Stored) -> Result<Vec<u8>, redb::Error> {
+    record
+        .encode()
+        .map_err(|e| redb::Error::Corrupted(format!("job {}: {e}", JobId(record.id))))
 }
 
 /// A record that cannot be read is left where it is, and said once where it is met.
