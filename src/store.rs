@@ -11,12 +11,12 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
 //! let store = RedbStore::in_memory()?;
-//! let job = NewJob::new("mailer", "send", b"params".to_vec());
+//! let now = SystemTime::now();
+//! let job = NewJob::new("mailer", "send", br#"{"to":"ada"}"#.to_vec());
 //! let id = job.id;
-//! assert_eq!(store.enqueue(job, None).await?, Enqueued::Created(id));
+//! assert_eq!(store.enqueue(job, None, now).await?, Enqueued::Created(id));
 //! assert_eq!(store.job(id)?.unwrap().state, JobState::Queued);
 //!
-//! let now = SystemTime::now();
 //! let claimed = store.claim("mailer", Claim::new("node-a", now), 10, now).await?;
 //! assert_eq!(claimed[0].id, id);
 //! store.finish(id, Outcome::Completed(b"sent".to_vec()), now).await?;
@@ -51,7 +51,7 @@ pub struct NewJob {
     pub service: String,
     /// The action it calls.
     pub action: String,
-    /// The action's value, encoded by the caller (bincode).
+    /// The action's value, encoded by the caller (JSON, for a job of a service's action).
     pub params: Vec<u8>,
     /// Among the ready jobs of one service, the higher priority is claimed first (default 0).
     pub priority: i32,
@@ -170,6 +170,10 @@ pub enum Outcome {
         /// What the last attempt failed with.
         error: String,
     },
+    /// The attempt did not run, or was stopped before its end, for a reason of the process's
+    /// and not the job's (the runtime is shutting down): the attempt is given back and the job
+    /// is ready again.
+    Released,
 }
 
 /// Where a job is in its life.
@@ -267,14 +271,18 @@ pub struct JobFilter {
 ///
 /// Every method that changes something answers once its change is durable. Work is claimed
 /// with a [`Claim`] that runs out, never held by a lock of one process, so that a store shared
-/// by several nodes can implement the same methods. `claim` and `finish` take their time from
-/// the caller, so that a test on virtual time drives them as it drives the runtime; `enqueue`
-/// stamps a job with the wall clock (no earlier than its id's time).
+/// by several nodes can implement the same methods. Every time comes from the caller, so that
+/// a test on virtual time drives the store as it drives the runtime.
 pub trait Store: Send + Sync + Debug + 'static {
-    /// Commits a job. With `claim`, the job is committed already claimed, for a caller that
-    /// runs it at once (its first attempt is counted); without, it waits to be claimed, in the
-    /// ready queue or, with a [`run_at`](NewJob::run_at) later than now, until its time.
-    fn enqueue(&self, job: NewJob, claim: Option<Claim>) -> BoxFuture<'_, Result<Enqueued, Error>>;
+    /// Commits a job at `now`. With `claim`, the job is committed already claimed, for a caller
+    /// that runs it at once (its first attempt is counted); without, it waits to be claimed, in
+    /// the ready queue or, with a [`run_at`](NewJob::run_at) later than `now`, until its time.
+    fn enqueue(
+        &self,
+        job: NewJob,
+        claim: Option<Claim>,
+        now: SystemTime,
+    ) -> BoxFuture<'_, Result<Enqueued, Error>>;
 
     /// Claims up to `max` of `service`'s jobs that are due at `now`, the highest priority and
     /// oldest first, counting an attempt of each.
@@ -297,6 +305,24 @@ pub trait Store: Send + Sync + Debug + 'static {
         outcome: Outcome,
         now: SystemTime,
     ) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Gives a dead job a new series of attempts: it is ready again, its attempts counted
+    /// from none, its errors kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if there is no such dead job.
+    fn retry(&self, id: JobId) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Removes a job that is not running, with its key; answers whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the job is running.
+    fn discard(&self, id: JobId) -> BoxFuture<'_, Result<bool, Error>>;
+
+    /// The earliest time at which a scheduled or retrying job becomes ready.
+    fn next_due(&self) -> Result<Option<SystemTime>, Error>;
 
     /// The job of this id, finished or not.
     fn job(&self, id: JobId) -> Result<Option<Job>, Error>;

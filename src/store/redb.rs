@@ -12,7 +12,7 @@ use redb::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{Stored, StoredState, ms};
+use super::record::{Stored, StoredState, ms, time};
 use super::{Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, Store};
 use crate::Error;
 use crate::codec::DECODE_LIMIT;
@@ -166,10 +166,14 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
-    fn enqueue(&self, job: NewJob, claim: Option<Claim>) -> BoxFuture<'_, Result<Enqueued, Error>> {
+    fn enqueue(
+        &self,
+        job: NewJob,
+        claim: Option<Claim>,
+        now: SystemTime,
+    ) -> BoxFuture<'_, Result<Enqueued, Error>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let now = SystemTime::now().max(job.id.created());
             let change = Change::Enqueue {
                 job: Box::new(job),
                 claim,
@@ -215,6 +219,28 @@ impl Store for RedbStore {
                 reply,
             };
             self.write(change, answer).await
+        })
+    }
+
+    fn retry(&self, id: JobId) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.write(Change::Retry { id, reply }, answer).await
+        })
+    }
+
+    fn discard(&self, id: JobId) -> BoxFuture<'_, Result<bool, Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.write(Change::Discard { id, reply }, answer).await
+        })
+    }
+
+    fn next_due(&self) -> Result<Option<SystemTime>, Error> {
+        self.read(|tx| {
+            let table = tx.open_table(SCHEDULED)?;
+            let first = table.first()?.map(|(key, _)| time(key.value().0));
+            Ok(first)
         })
     }
 
@@ -289,6 +315,14 @@ enum Change {
         now: SystemTime,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    Retry {
+        id: JobId,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Discard {
+        id: JobId,
+        reply: oneshot::Sender<Result<bool, Error>>,
+    },
 }
 
 /// An answer made in a transaction, sent once the transaction is committed (or the commit's
@@ -302,7 +336,8 @@ enum Answer {
         oneshot::Sender<Result<Vec<Job>, Error>>,
         Result<Vec<Job>, Error>,
     ),
-    Finish(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+    Done(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+    Discard(oneshot::Sender<Result<bool, Error>>, Result<bool, Error>),
 }
 
 impl Answer {
@@ -317,7 +352,8 @@ impl Answer {
         match self {
             Answer::Enqueue(tx, own) => drop(tx.send(pick(own, committed))),
             Answer::Claim(tx, own) => drop(tx.send(pick(own, committed))),
-            Answer::Finish(tx, own) => drop(tx.send(pick(own, committed))),
+            Answer::Done(tx, own) => drop(tx.send(pick(own, committed))),
+            Answer::Discard(tx, own) => drop(tx.send(pick(own, committed))),
         }
     }
 }
@@ -436,7 +472,9 @@ impl<'tx> Tables<'tx> {
                 outcome,
                 now,
                 reply,
-            } => Answer::Finish(reply, self.finish(id, outcome, now)?),
+            } => Answer::Done(reply, self.finish(id, outcome, now)?),
+            Change::Retry { id, reply } => Answer::Done(reply, self.retry(id)?),
+            Change::Discard { id, reply } => Answer::Discard(reply, self.discard(id)?),
         })
     }
 
@@ -591,8 +629,92 @@ impl<'tx> Tables<'tx> {
                     .push((record.attempts, ms(now), truncated(error)));
                 self.bury(&mut record, now)?;
             }
+            Outcome::Released => {
+                record.attempts = record.attempts.saturating_sub(1);
+                self.ready_again(&mut record)?;
+            }
         }
         Ok(Ok(()))
+    }
+
+    fn retry(&mut self, id: JobId) -> Result<Result<(), Error>, redb::Error> {
+        let mut record = match self.finished.get(id.0)? {
+            Some(bytes) => match Stored::decode(bytes.value()) {
+                Ok(record) => record,
+                Err(e) => return self.refused(format!("job {id} cannot be read: {e}")),
+            },
+            None if self.jobs.get(id.0)?.is_some() => {
+                return self.refused(format!("job {id} is not dead: it has not finished"));
+            }
+            None => return self.refused(format!("no job {id}")),
+        };
+        if record.state != StoredState::Dead {
+            return self.refused(format!("job {id} is not dead: it completed"));
+        }
+        self.dead.remove((record.service.as_str(), record.id))?;
+        self.finished.remove(record.id)?;
+        record.attempts = 0;
+        record.interruptions = 0;
+        record.finished_ms = None;
+        self.ready_again(&mut record)?;
+        Ok(Ok(()))
+    }
+
+    fn discard(&mut self, id: JobId) -> Result<Result<bool, Error>, redb::Error> {
+        let bytes = match self.jobs.get(id.0)? {
+            Some(bytes) => Some(bytes.value().to_vec()),
+            None => self.finished.get(id.0)?.map(|b| b.value().to_vec()),
+        };
+        let Some(bytes) = bytes else {
+            return Ok(Ok(false));
+        };
+        let record = match Stored::decode(&bytes) {
+            Ok(record) => record,
+            // A record that cannot be read is still removed: that is what an operator asks.
+            Err(e) => {
+                damaged(self.path, id.0, &e);
+                self.jobs.remove(id.0)?;
+                self.finished.remove(id.0)?;
+                return Ok(Ok(true));
+            }
+        };
+        let service = record.service.as_str();
+        match record.state {
+            StoredState::Running => return self.refused(format!("job {id} is running")),
+            StoredState::Queued => {
+                self.ready
+                    .remove((service, priority_order(record.priority), record.id))?;
+            }
+            StoredState::Scheduled(at) | StoredState::Retrying(at) => {
+                self.scheduled.remove((at, record.id))?;
+            }
+            StoredState::Dead => {
+                self.dead.remove((service, record.id))?;
+            }
+            StoredState::Completed => {}
+        }
+        if let Some(key) = &record.key
+            && self
+                .keys
+                .get((service, record.action.as_str(), key.as_str()))?
+                .is_some_and(|owner| owner.value() == record.id)
+        {
+            self.keys
+                .remove((service, record.action.as_str(), key.as_str()))?;
+        }
+        self.jobs.remove(record.id)?;
+        self.finished.remove(record.id)?;
+        Ok(Ok(true))
+    }
+
+    /// Puts an unfinished job back in its service's ready queue.
+    fn ready_again(&mut self, record: &mut Stored) -> Result<(), redb::Error> {
+        record.claim = None;
+        record.state = StoredState::Queued;
+        let order = priority_order(record.priority);
+        self.ready
+            .insert((record.service.as_str(), order, record.id), ())?;
+        self.put(record)
     }
 
     /// Moves a finished job out of the unfinished ones.
@@ -706,11 +828,7 @@ fn recover(t: &mut Tables<'_>, now: SystemTime) -> Result<(), redb::Error> {
             record.errors.push((record.attempts + 1, ms(now), error));
             t.bury(&mut record, now)?;
         } else {
-            record.state = StoredState::Queued;
-            let order = priority_order(record.priority);
-            t.ready
-                .insert((record.service.as_str(), order, record.id), ())?;
-            t.put(&record)?;
+            t.ready_again(&mut record)?;
         }
     }
     Ok(())

@@ -37,7 +37,7 @@ async fn a_job_goes_from_queued_to_running_to_completed() {
     let job = NewJob::new("mailer", "send", b"hello".to_vec());
     let id = job.id;
     assert_eq!(
-        store.enqueue(job, None).await.unwrap(),
+        store.enqueue(job, None, now()).await.unwrap(),
         Enqueued::Created(id)
     );
     let stored = store.job(id).unwrap().unwrap();
@@ -76,10 +76,10 @@ async fn claims_take_the_highest_priority_then_the_oldest_of_one_service() {
         let mut job = NewJob::new("a", "x", vec![]).priority(priority);
         job.id = JobId::new(at + Duration::from_millis(i as u64));
         ids.push(job.id);
-        store.enqueue(job, None).await.unwrap();
+        store.enqueue(job, None, now()).await.unwrap();
     }
     store
-        .enqueue(NewJob::new("b", "x", vec![]), None)
+        .enqueue(NewJob::new("b", "x", vec![]), None, now())
         .await
         .unwrap();
     let order: Vec<JobId> = store
@@ -100,7 +100,7 @@ async fn a_delayed_job_waits_for_its_time() {
     let start = now();
     let job = NewJob::new("a", "x", vec![]).run_at(start + Duration::from_secs(60));
     let id = job.id;
-    store.enqueue(job, None).await.unwrap();
+    store.enqueue(job, None, now()).await.unwrap();
     let state = store.job(id).unwrap().unwrap().state;
     assert!(matches!(state, JobState::Scheduled { .. }), "{state:?}");
     let early = start + Duration::from_secs(59);
@@ -125,7 +125,10 @@ async fn a_failed_attempt_retries_at_its_time_and_the_last_one_is_dead() {
     let job = NewJob::new("a", "x", vec![7]).max_attempts(2);
     let id = job.id;
     let t0 = now();
-    store.enqueue(job, Some(Claim::new("n", t0))).await.unwrap();
+    store
+        .enqueue(job, Some(Claim::new("n", t0)), now())
+        .await
+        .unwrap();
     let retry_at = t0 + Duration::from_secs(30);
     let retry = Outcome::Retry {
         at: retry_at,
@@ -176,26 +179,26 @@ async fn a_key_enqueues_once() {
     let first = NewJob::new("a", "charge", vec![1]).key("order-7");
     let id = first.id;
     assert_eq!(
-        store.enqueue(first, None).await.unwrap(),
+        store.enqueue(first, None, now()).await.unwrap(),
         Enqueued::Created(id)
     );
     let again = NewJob::new("a", "charge", vec![2]).key("order-7");
     assert_eq!(
-        store.enqueue(again, None).await.unwrap(),
+        store.enqueue(again, None, now()).await.unwrap(),
         Enqueued::Existing(id)
     );
     // The same key on another action is another job.
     let other = NewJob::new("a", "refund", vec![3]).key("order-7");
     assert!(matches!(
-        store.enqueue(other, None).await.unwrap(),
+        store.enqueue(other, None, now()).await.unwrap(),
         Enqueued::Created(_)
     ));
     // So is the same id sent twice, without a key: it is the same job.
     let twice = NewJob::new("a", "x", vec![]);
     let copy = twice.clone();
-    store.enqueue(twice, None).await.unwrap();
+    store.enqueue(twice, None, now()).await.unwrap();
     assert_eq!(
-        store.enqueue(copy.clone(), None).await.unwrap(),
+        store.enqueue(copy.clone(), None, now()).await.unwrap(),
         Enqueued::Existing(copy.id)
     );
     assert_eq!(store.jobs(&JobFilter::default()).unwrap().len(), 3);
@@ -208,7 +211,7 @@ async fn keyed_jobs_enqueued_at_once_commit_one() {
         let store = store.clone();
         async move {
             let job = NewJob::new("a", "charge", vec![i]).key("same");
-            store.enqueue(job, None).await.unwrap()
+            store.enqueue(job, None, now()).await.unwrap()
         }
     });
     let answers = futures::future::join_all(sends).await;
@@ -233,7 +236,7 @@ async fn bad_changes_are_refused_and_lose_nothing_else() {
 
     let queued = NewJob::new("a", "x", vec![]);
     let id = queued.id;
-    store.enqueue(queued, None).await.unwrap();
+    store.enqueue(queued, None, now()).await.unwrap();
     let err = store
         .finish(id, Outcome::Completed(vec![]), now())
         .await
@@ -241,7 +244,7 @@ async fn bad_changes_are_refused_and_lose_nothing_else() {
     assert!(err.to_string().contains("not running"), "{err}");
 
     let huge = NewJob::new("a", "x", vec![0; crate::codec::DECODE_LIMIT + 1]);
-    let err = store.enqueue(huge, None).await.unwrap_err();
+    let err = store.enqueue(huge, None, now()).await.unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
     assert_eq!(store.job(id).unwrap().unwrap().state, JobState::Queued);
 }
@@ -251,7 +254,7 @@ async fn a_long_error_is_kept_in_part() {
     let store = RedbStore::in_memory().unwrap();
     let job = NewJob::new("a", "x", vec![]);
     let id = job.id;
-    store.enqueue(job, Some(claim())).await.unwrap();
+    store.enqueue(job, Some(claim()), now()).await.unwrap();
     let error = "é".repeat(10_000);
     store
         .finish(id, Outcome::Dead { error }, now())
@@ -270,9 +273,9 @@ async fn a_file_keeps_its_jobs_and_recovers_the_claimed_ones() {
         let claimed = NewJob::new("a", "x", vec![2]).max_attempts(3);
         let done = NewJob::new("a", "x", vec![3]);
         let ids = (queued.id, claimed.id, done.id);
-        store.enqueue(queued, None).await.unwrap();
-        store.enqueue(claimed, Some(claim())).await.unwrap();
-        store.enqueue(done, Some(claim())).await.unwrap();
+        store.enqueue(queued, None, now()).await.unwrap();
+        store.enqueue(claimed, Some(claim()), now()).await.unwrap();
+        store.enqueue(done, Some(claim()), now()).await.unwrap();
         store
             .finish(ids.2, Outcome::Completed(vec![9]), now())
             .await
@@ -304,7 +307,7 @@ async fn a_job_interrupted_too_often_is_dead() {
         let store = RedbStore::open(&file.0).unwrap();
         let job = NewJob::new("a", "x", vec![]).max_attempts(100);
         let id = job.id;
-        store.enqueue(job, Some(claim())).await.unwrap();
+        store.enqueue(job, Some(claim()), now()).await.unwrap();
         id
     };
     for _ in 1..MAX_INTERRUPTIONS {
@@ -392,8 +395,8 @@ async fn a_damaged_record_fails_its_reader_not_the_store() {
         let store = RedbStore::open(&file.0).unwrap();
         let (bad, good) = (NewJob::new("a", "x", vec![]), NewJob::new("b", "x", vec![]));
         let ids = (bad.id, good.id);
-        store.enqueue(bad, None).await.unwrap();
-        store.enqueue(good, None).await.unwrap();
+        store.enqueue(bad, None, now()).await.unwrap();
+        store.enqueue(good, None, now()).await.unwrap();
         ids
     };
     {
@@ -443,7 +446,7 @@ async fn garbage_and_truncated_files_never_panic() {
         let store = RedbStore::open(&real.0).unwrap();
         for i in 0..200u8 {
             let job = NewJob::new("a", "x", vec![i; 64]);
-            store.enqueue(job, None).await.unwrap();
+            store.enqueue(job, None, now()).await.unwrap();
         }
     }
     let whole = std::fs::read(&real.0).unwrap();
@@ -471,4 +474,112 @@ async fn garbage_and_truncated_files_never_panic() {
 fn fastrand_bytes(n: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(7);
     (0..n).map(|_| rng.u8(..)).collect()
+}
+
+#[tokio::test]
+async fn a_dead_job_retried_starts_a_new_series_and_keeps_its_errors() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("a", "x", vec![]).key("k").max_attempts(1);
+    let id = job.id;
+    store.enqueue(job, Some(claim()), now()).await.unwrap();
+    let dead = Outcome::Dead {
+        error: "boom".into(),
+    };
+    store.finish(id, dead, now()).await.unwrap();
+    assert!(store.retry(JobId::new(now())).await.is_err(), "no such job");
+
+    store.retry(id).await.unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.finished, None);
+    assert_eq!(job.errors.len(), 1, "the first series' errors are kept");
+    let err = store.retry(id).await.unwrap_err();
+    assert!(err.to_string().contains("not dead"), "{err}");
+    let dead = JobFilter {
+        state: Some("dead".into()),
+        ..JobFilter::default()
+    };
+    assert!(store.jobs(&dead).unwrap().is_empty());
+
+    let claimed = store.claim("a", claim(), 10, now()).await.unwrap();
+    assert_eq!(claimed[0].state, JobState::Running { attempt: 1 });
+    // Its key still names it.
+    let again = NewJob::new("a", "x", vec![]).key("k");
+    assert_eq!(
+        store.enqueue(again, None, now()).await.unwrap(),
+        Enqueued::Existing(id)
+    );
+}
+
+#[tokio::test]
+async fn a_discarded_job_is_gone_with_its_key_and_a_running_one_is_kept() {
+    let store = RedbStore::in_memory().unwrap();
+    let t0 = now();
+    let queued = NewJob::new("a", "x", vec![]).key("k");
+    let later = NewJob::new("a", "x", vec![]).run_at(t0 + Duration::from_secs(60));
+    let running = NewJob::new("a", "x", vec![]);
+    let (q, l, r) = (queued.id, later.id, running.id);
+    store.enqueue(queued, None, t0).await.unwrap();
+    store.enqueue(later, None, t0).await.unwrap();
+    store.enqueue(running, Some(claim()), t0).await.unwrap();
+
+    assert!(store.discard(q).await.unwrap());
+    assert!(store.discard(l).await.unwrap());
+    assert!(!store.discard(q).await.unwrap(), "already gone");
+    let err = store.discard(r).await.unwrap_err();
+    assert!(err.to_string().contains("running"), "{err}");
+    assert_eq!(store.job(q).unwrap(), None);
+    assert_eq!(
+        store.next_due().unwrap(),
+        None,
+        "the delayed job's slot went with it"
+    );
+    let after = t0 + Duration::from_secs(120);
+    assert!(
+        store
+            .claim("a", claim(), 10, after)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The key is free again.
+    let again = NewJob::new("a", "x", vec![]).key("k");
+    let id = again.id;
+    assert_eq!(
+        store.enqueue(again, None, t0).await.unwrap(),
+        Enqueued::Created(id)
+    );
+}
+
+#[tokio::test]
+async fn a_released_job_is_ready_again_with_its_attempt_given_back() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("a", "x", vec![]).max_attempts(1);
+    let id = job.id;
+    store.enqueue(job, Some(claim()), now()).await.unwrap();
+    store.finish(id, Outcome::Released, now()).await.unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert!(job.errors.is_empty());
+    let claimed = store.claim("a", claim(), 10, now()).await.unwrap();
+    assert_eq!(claimed[0].state, JobState::Running { attempt: 1 });
+}
+
+#[tokio::test]
+async fn the_next_due_time_is_the_earliest_delay_or_retry() {
+    let store = RedbStore::in_memory().unwrap();
+    let t0 = now();
+    assert_eq!(store.next_due().unwrap(), None);
+    let late = NewJob::new("a", "x", vec![]).run_at(t0 + Duration::from_secs(90));
+    store.enqueue(late, None, t0).await.unwrap();
+    let soon = NewJob::new("b", "x", vec![]);
+    let id = soon.id;
+    store.enqueue(soon, Some(claim()), t0).await.unwrap();
+    let at = t0 + Duration::from_secs(30);
+    let retry = Outcome::Retry {
+        at,
+        error: "later".into(),
+    };
+    store.finish(id, retry, t0).await.unwrap();
+    assert_eq!(store.next_due().unwrap(), Some(record_time(at)));
 }
