@@ -247,7 +247,14 @@ async fn a_message_over_the_limit_fails_its_call_and_the_link_stays() {
     // Neither closed the link: the next call crosses.
     assert_eq!(translator.act(Blob(100)).await.unwrap().len(), 100);
     // A burst of events larger than one message crosses in several, all of it, in order.
-    let mut counted = translator.on::<Counted>().stream().await.unwrap();
+    // Room for the whole burst: a loaded machine may run the test slower than events come,
+    // and the default queue (1024) would drop the oldest, as it should.
+    let mut counted = translator
+        .on::<Counted>()
+        .queue(4096, sora::Overflow::DropOldest)
+        .stream()
+        .await
+        .unwrap();
     translator
         .command(sora::Command::custom_with("count", &2000))
         .await
