@@ -57,8 +57,10 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, Format};
+use crate::codec::{Codec, DecodeError, Format, Json};
+use crate::service::retry::Retry;
 use crate::service::{Context, Service};
+use crate::store::id::JobId;
 use crate::{BoxError, Error};
 
 /// A named request with a typed reply.
@@ -102,6 +104,79 @@ pub struct CallOptions {
     /// An id that ties this call to the work that caused it; recorded in tracing spans. Calls
     /// made from inside a handler inherit it unless they set their own.
     pub correlation_id: Option<Arc<str>>,
+    /// The durable job this call is an attempt of, set by the job dispatcher alone.
+    #[serde(skip)]
+    pub(crate) job: Option<Arc<JobRun>>,
+}
+
+/// The durable job that a handler's call is an attempt of: see
+/// [`Context::job`](crate::Context::job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobRun {
+    /// The job's id.
+    pub id: JobId,
+    /// Its idempotency key, if it was enqueued with one.
+    pub key: Option<String>,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+    /// How many attempts it gets.
+    pub max_attempts: u32,
+}
+
+impl JobRun {
+    /// Whether this is the job's last attempt: if it fails, the job is dead.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
+/// An error that retrying will not mend: a durable job whose handler fails with it is dead at
+/// once, whatever attempts it had left.
+///
+/// For an in-memory call it is an error like any other.
+///
+/// # Examples
+///
+/// ```
+/// use sora::action::Permanent;
+/// use sora::BoxError;
+///
+/// fn charge(card: &str) -> Result<(), BoxError> {
+///     if card.is_empty() {
+///         return Err(Permanent::new("no card on file").into());
+///     }
+///     Ok(())
+/// }
+/// let err = charge("").unwrap_err();
+/// assert!(err.downcast_ref::<Permanent>().is_some());
+/// assert_eq!(err.to_string(), "no card on file");
+/// ```
+#[derive(Debug)]
+pub struct Permanent(BoxError);
+
+impl Permanent {
+    /// Marks `error` as permanent.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Permanent(error.into())
+    }
+
+    /// The error it marks.
+    pub fn into_inner(self) -> BoxError {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Permanent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// What a call by name reaches: the service's cell, which the host defines (`host/cell.rs`).
@@ -134,9 +209,20 @@ pub(crate) type Invoke<S> = fn(
     CallOptions,
 ) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
 
+/// Decodes a job's JSON reply into a typed call's reply, boxed.
+pub(crate) type FromReply = fn(&[u8]) -> Result<Box<dyn std::any::Any + Send>, DecodeError>;
+
 /// One declared action: its name and how to call it by name in each format.
 pub(crate) struct ActionEntry<S: Service> {
     pub(crate) name: &'static str,
+    /// How its failed attempts are retried, when it is durable.
+    pub(crate) retry: Option<Retry>,
+    /// Whether JSON parameters decode into the action, before they are committed as a job.
+    pub(crate) check: fn(&[u8]) -> Result<(), DecodeError>,
+    /// A typed call's value as a job's parameters (the value is an `A`).
+    pub(crate) to_params: fn(&(dyn std::any::Any + Send)) -> Result<Vec<u8>, String>,
+    /// A job's reply as a typed call's (an `A::Reply`, boxed).
+    pub(crate) from_reply: FromReply,
     pub(crate) json: Invoke<S>,
     pub(crate) bincode: Invoke<S>,
     /// How a typed call leaves for another node, and how its reply comes back.
@@ -153,6 +239,16 @@ impl<S: Service> ActionEntry<S> {
     {
         ActionEntry {
             name: A::NAME,
+            retry: None,
+            check: |params| Json::decode::<A>(params).map(drop),
+            to_params: |action| match action.downcast_ref::<A>() {
+                Some(action) => Json::encode(action),
+                None => Err("the value is not of the action's type".into()),
+            },
+            from_reply: |reply| {
+                Json::decode::<A::Reply>(reply)
+                    .map(|r| Box::new(r) as Box<dyn std::any::Any + Send>)
+            },
             json: invoke::<S, A, crate::codec::Json>,
             bincode: invoke::<S, A, crate::codec::Bincode>,
             #[cfg(feature = "cluster")]

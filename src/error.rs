@@ -171,6 +171,21 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// No job of that id is kept in the store (it never was, or it was discarded).
+    #[error("unknown job `{id}`")]
+    UnknownJob {
+        /// The id that was looked up.
+        id: String,
+    },
+    /// The action is not durable, so it cannot be enqueued as a job: declare it with
+    /// [`Definition::durable`](crate::Definition::durable).
+    #[error("`{service}.{action}` is not a durable action")]
+    NotDurable {
+        /// The service that was called.
+        service: String,
+        /// The action that is not durable.
+        action: String,
+    },
     /// A value could not be encoded for the wire or for a by-name caller.
     #[error("could not encode the reply of `{service}.{action}`: {message}")]
     Encode {
@@ -214,6 +229,8 @@ impl Error {
             Error::Incompatible { .. } => "incompatible",
             Error::Config { .. } => "bad_config",
             Error::Store { .. } => "store",
+            Error::UnknownJob { .. } => "unknown_job",
+            Error::NotDurable { .. } => "not_durable",
         }
     }
 

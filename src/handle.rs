@@ -32,6 +32,7 @@
 //! # runtime.shutdown().await }
 //! ```
 
+mod enqueue;
 mod request;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 use serde::de::DeserializeOwned;
 
+pub use enqueue::{EnqueueRequest, JobTicket};
 pub use request::{ActRequest, CommandRequest, Then};
 
 use crate::Error;
@@ -99,6 +101,24 @@ impl<S: Service> ServiceHandle<S> {
         A: Action,
     {
         ActRequest::new(self.cell.clone(), action)
+    }
+
+    /// Starts enqueueing a durable action (see
+    /// [`Definition::durable`](crate::Definition::durable)); set options on the request, then
+    /// `.await` it. It answers as soon as the job is committed, with a [`JobTicket`] to follow
+    /// it by.
+    ///
+    /// # Errors
+    ///
+    /// The awaited request fails with [`Error::NotDurable`] if the action is not durable,
+    /// [`Error::Store`] if the job cannot be committed, and [`Error::ShuttingDown`].
+    pub fn enqueue<A>(&self, action: A) -> EnqueueRequest<S, A>
+    where
+        S: Handler<A>,
+        A: Action + serde::Serialize,
+        A::Reply: DeserializeOwned,
+    {
+        EnqueueRequest::new(self.cell.clone(), action)
     }
 
     /// Sends a command and waits until it has run.
@@ -369,6 +389,39 @@ impl ServiceRef {
             action: action.to_owned(),
             message: e.to_string(),
         })
+    }
+
+    /// Enqueues a durable action by name with JSON parameters; answers once the job is
+    /// committed (or names the kept job its key matches).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownAction`], [`Error::BadParameters`] (before anything is committed),
+    /// and the errors of [`ServiceHandle::enqueue`].
+    pub async fn enqueue_json(
+        &self,
+        action: &str,
+        params: serde_json::Value,
+        options: crate::JobOptions,
+    ) -> Result<crate::store::Enqueued, Error> {
+        let bytes = serde_json::to_vec(&params).map_err(|e| Error::BadParameters {
+            service: self.name().to_owned(),
+            action: action.to_owned(),
+            field: None,
+            message: e.to_string(),
+        })?;
+        match &self.inner {
+            Callee::Local(local) => {
+                local.check_params(action, &bytes)?;
+                let dispatcher = enqueue::dispatcher(&**local, action)?;
+                dispatcher.enqueue(local, action, bytes, options).await
+            }
+            #[cfg(feature = "cluster")]
+            Callee::Remote(_) => Err(Error::NotDurable {
+                service: self.name().to_owned(),
+                action: action.to_owned(),
+            }),
+        }
     }
 
     /// Calls an action by name with parameters encoded in `format`; the reply comes back in the

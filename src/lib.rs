@@ -24,6 +24,7 @@ mod host;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod jobs;
 mod planes;
 mod registry;
 #[cfg(feature = "cluster")]
@@ -46,9 +47,11 @@ pub use handle::{ServiceHandle, ServiceRef};
 #[doc(hidden)]
 pub use host::Internal;
 pub use host::{Envelope, Query, ServiceMessage, Subscribe};
-pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle};
+pub use jobs::JobOptions;
+pub use runtime::{Jobs, Runtime, RuntimeBuilder, RuntimeHandle};
 pub use service::environment::Environment;
 pub use service::restart::{Backoff, Restart, RestartPolicy, Strategy};
+pub use service::retry::Retry;
 pub use service::{Command, Context, Definition, Health, MissedTick, Schedule, Service, Startup};
 pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 
@@ -73,6 +76,10 @@ struct EventsGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/configuration.md")]
 struct ConfigurationGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/durability.md")]
+struct DurabilityGuide;
 
 #[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../docs/operations.md")]

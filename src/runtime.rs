@@ -16,7 +16,9 @@
 //! stop hook within its stop timeout.
 
 mod builder;
+mod jobs;
 pub(crate) mod plane;
+mod store;
 
 use std::any::TypeId;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use std::time::Duration;
 pub(crate) use crate::system::{RUNNING, RuntimeConfig, RuntimeShared, SHUTTING_DOWN, STOPPED};
 pub use builder::RuntimeBuilder;
 pub(crate) use builder::{Pending, PendingService};
+pub use jobs::Jobs;
+pub use store::DEFAULT_STORE_PATH;
 
 use crate::Error;
 use crate::event::{Chain, Decoded, Event, Events, On, Target};

@@ -50,6 +50,7 @@ mod definition;
 pub(crate) mod environment;
 mod health;
 pub(crate) mod restart;
+pub(crate) mod retry;
 
 use std::future::Future;
 

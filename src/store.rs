@@ -24,7 +24,7 @@
 //! # Ok(()) }
 //! ```
 
-mod id;
+pub(crate) mod id;
 mod record;
 mod redb;
 

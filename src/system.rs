@@ -78,6 +78,8 @@ pub(crate) struct RuntimeShared {
     /// This runtime's node, when it has joined a cluster.
     #[cfg(feature = "cluster")]
     pub(crate) cluster: OnceLock<Arc<dyn crate::remote::Node>>,
+    /// The dispatcher of durable jobs, once the store is open.
+    pub(crate) jobs: OnceLock<Arc<crate::jobs::Dispatcher>>,
 }
 
 impl RuntimeShared {
@@ -99,6 +101,7 @@ impl RuntimeShared {
             metrics: OnceLock::new(),
             #[cfg(feature = "cluster")]
             cluster: OnceLock::new(),
+            jobs: OnceLock::new(),
         })
     }
 

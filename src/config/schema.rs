@@ -25,6 +25,15 @@ pub(crate) struct FileConfig {
     pub(crate) services: BTreeMap<String, ServiceFile>,
     pub(crate) http: Option<HttpFile>,
     pub(crate) cluster: Option<ClusterFile>,
+    pub(crate) store: Option<StoreFile>,
+}
+
+/// `[store]`: where durable jobs are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreFile {
+    /// The store's file; created on first start.
+    pub(crate) path: Option<std::path::PathBuf>,
 }
 
 /// `[cluster]`: the runtime joins a cluster when the table is present.

@@ -18,6 +18,7 @@ use super::{
 use crate::Error;
 use crate::action::{Action, CallOptions, Handler};
 use crate::codec::Format;
+use crate::service::retry::Retry;
 use crate::service::{Command, Definition, Health, Service, Startup};
 use crate::status::{ScheduleInfo, ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 use crate::supervisor::Restart;
@@ -85,10 +86,92 @@ impl<S: Service> ServiceCell<S> {
             Ok(sent) => return sent,
             Err(local) => local,
         };
+        // A durable action's call is a job, unless it is one of the job's attempts already.
+        if self.def.durable && options.job.is_none() {
+            let (action, options) = match self.call_durable(action, options) {
+                Ok(job) => return job,
+                Err(call) => call,
+            };
+            return self.deliver_call(action, options, timeout);
+        }
+        self.deliver_call(action, options, timeout)
+    }
+
+    #[inline(always)]
+    fn deliver_call<A>(
+        self: Arc<Self>,
+        action: A,
+        options: CallOptions,
+        timeout: Option<Duration>,
+    ) -> ReplyFuture<A::Reply>
+    where
+        S: Handler<A>,
+        A: Action,
+    {
         let (tx, rx) = slim();
         let call = EnvelopeKind::action(action, options, ReplyTo::Handle(tx));
         let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(self, A::NAME.into(), sent.map(|()| rx), timeout)
+    }
+
+    /// Enqueues a typed call of a durable action as a job, and waits for the job's reply;
+    /// gives the call back if the action is not durable.
+    #[cold]
+    fn call_durable<A>(
+        self: &Arc<Self>,
+        action: A,
+        options: CallOptions,
+    ) -> Result<ReplyFuture<A::Reply>, (A, CallOptions)>
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        let Some(entry) = self
+            .def
+            .actions
+            .iter()
+            .find(|a| a.name == A::NAME && a.retry.is_some())
+        else {
+            return Err((action, options));
+        };
+        let (from_reply, service) = (entry.from_reply, self.name().to_owned());
+        let encode_error = |message: String| Error::Encode {
+            service: service.clone(),
+            action: A::NAME.to_owned(),
+            message,
+        };
+        let params = (entry.to_params)(&action).map_err(encode_error);
+        let jobs = self.shared.runtime.jobs.get().cloned();
+        let cell: Arc<dyn ErasedService> = self.clone();
+        let reply = Box::pin(async move {
+            let jobs = jobs.ok_or(Error::ShuttingDown)?;
+            let options = crate::jobs::JobOptions {
+                call: options,
+                ..Default::default()
+            };
+            let id = jobs.enqueue(&cell, A::NAME, params?, options).await?.id();
+            let reply = jobs.wait(id).await?;
+            let reply = from_reply(&reply).map_err(|e| Error::Encode {
+                service: cell.name().to_owned(),
+                action: A::NAME.to_owned(),
+                message: format!("the job's reply does not decode: {e}"),
+            })?;
+            reply
+                .downcast::<A::Reply>()
+                .map(|r| *r)
+                .map_err(|_| Error::Encode {
+                    service: cell.name().to_owned(),
+                    action: A::NAME.to_owned(),
+                    message: "the job's reply is not of the action's type".into(),
+                })
+        });
+        // Each attempt has the call's timeout; the caller waits for the job.
+        Ok(ReplyFuture::boxed(
+            self.shared.clone(),
+            A::NAME.into(),
+            reply,
+            None,
+        ))
     }
 
     /// Where calls go when the service does not run here: to a node that serves it.
@@ -140,7 +223,7 @@ impl<S: Service> ServiceCell<S> {
                     })
             })
         });
-        Ok(ReplyFuture::remote(
+        Ok(ReplyFuture::boxed(
             self.shared.clone(),
             A::NAME.into(),
             reply,
@@ -309,6 +392,14 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
         options: CallOptions,
     ) -> BoxFuture<'static, Result<(), Error>>;
     fn tell(&self, command: Command) -> Result<(), Error>;
+    /// The retry policy of `action`, if it is durable.
+    fn durable(&self, action: &str) -> Option<Retry>;
+    /// Whether any of its actions is durable.
+    fn has_durable(&self) -> bool;
+    /// How many of its jobs may be handed to its host at once without one being refused.
+    fn job_room(&self) -> usize;
+    /// Whether `params` (JSON) decode into `action`: checked before a job is committed.
+    fn check_params(&self, action: &str, params: &[u8]) -> Result<(), Error>;
     fn set_paused(&self, paused: bool) -> Result<(), Error>;
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool>;
     /// The schema hash of a declared action, to compare with a remote caller's.
@@ -458,6 +549,40 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         let command = self.admit(command).map_err(|e| *e)?;
         let call = EnvelopeKind::command(command, CallOptions::default(), None);
         self.deliver(call, Delivery::Batched)
+    }
+
+    fn durable(&self, action: &str) -> Option<Retry> {
+        self.def
+            .actions
+            .iter()
+            .find(|a| a.name == action)
+            .and_then(|a| a.retry)
+    }
+
+    fn has_durable(&self) -> bool {
+        self.def.durable
+    }
+
+    fn job_room(&self) -> usize {
+        const UNBOUNDED: usize = 1024;
+        self.def.queue_limit.map_or(UNBOUNDED, |limit| {
+            (limit + self.def.concurrency).min(UNBOUNDED)
+        })
+    }
+
+    fn check_params(&self, action: &str, params: &[u8]) -> Result<(), Error> {
+        let Some(entry) = self.def.actions.iter().find(|a| a.name == action) else {
+            return Err(Error::UnknownAction {
+                service: self.name().to_owned(),
+                action: action.to_owned(),
+            });
+        };
+        (entry.check)(params).map_err(|e| Error::BadParameters {
+            service: self.name().to_owned(),
+            action: action.to_owned(),
+            field: e.field,
+            message: e.message,
+        })
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), Error> {

@@ -17,7 +17,7 @@ use super::guard::{Outcome, guarded_call};
 use super::messages::{Internal, InternalKind, ServiceMessage};
 use super::reply::ReplyTo;
 use super::scheduler::{Admit, Gate, Scheduler};
-use crate::action::{Action, Handler};
+use crate::action::{Action, Handler, JobRun};
 use crate::service::{Command, Context, Life, Service};
 use crate::{BoxError, Error};
 
@@ -205,12 +205,17 @@ impl<S: Service> Incarnation<S> {
         &self.ctx
     }
 
-    /// The context of a call: the shared one, unless the call has a correlation id of its own.
-    pub(crate) fn context(&self, correlation_id: Option<Arc<str>>) -> Cow<'_, Context> {
-        match correlation_id {
-            None => Cow::Borrowed(&self.ctx),
-            Some(id) => Cow::Owned(self.ctx.with_correlation(id)),
+    /// The context of a call: the shared one, unless the call has a correlation id of its own
+    /// or is an attempt of a durable job.
+    pub(crate) fn context(
+        &self,
+        correlation_id: Option<Arc<str>>,
+        job: Option<Arc<JobRun>>,
+    ) -> Cow<'_, Context> {
+        if correlation_id.is_none() && job.is_none() {
+            return Cow::Borrowed(&self.ctx);
         }
+        Cow::Owned(self.ctx.with_call(correlation_id, job))
     }
 
     /// The token that stops everything this incarnation runs.
@@ -425,6 +430,8 @@ pub(crate) struct ActionCall<A: Action> {
     pub(crate) action: A,
     pub(crate) deadline: Option<Deadline>,
     pub(crate) correlation_id: Option<Arc<str>>,
+    /// The durable job it is an attempt of.
+    pub(crate) job: Option<Arc<JobRun>>,
     pub(crate) reply: ReplyTo<A::Reply>,
 }
 
@@ -456,7 +463,7 @@ where
         call.reply.fail(err);
         return JobEnd::Done;
     }
-    let ctx = inc.context(call.correlation_id.clone());
+    let ctx = inc.context(call.correlation_id.clone(), call.job.clone());
     let span = tracing::info_span!(
         "action",
         service = %inc.cell.shared.name,
@@ -566,7 +573,7 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         }
         return JobEnd::Done;
     }
-    let ctx = inc.context(correlation_id.clone());
+    let ctx = inc.context(correlation_id.clone(), None);
     let span = tracing::info_span!(
         "command",
         service = %inc.cell.shared.name,

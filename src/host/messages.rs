@@ -148,6 +148,7 @@ impl<S: Service> EnvelopeKind<S> {
             action,
             deadline: options.timeout.map(Deadline::after),
             correlation_id: options.correlation_id.or_else(super::current_correlation),
+            job: options.job,
             reply: reply.into(),
         };
         EnvelopeKind::Job(action_job(options.priority, call), false)

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-#[cfg(feature = "cluster")]
 use futures::future::BoxFuture;
 use tokio::time::Sleep;
 
@@ -46,11 +45,11 @@ impl<S: Service> Called for ServiceCell<S> {
     }
 }
 
-/// Where a reply comes from: the host's reply channel, or a call to another node.
+/// Where a reply comes from: the host's reply channel, or a future of its own (a call to
+/// another node, a durable job).
 enum Source<T> {
     Channel(SlimReceiver<T>),
-    #[cfg(feature = "cluster")]
-    Remote(BoxFuture<'static, Result<T, Error>>),
+    Boxed(BoxFuture<'static, Result<T, Error>>),
 }
 
 impl<T> std::fmt::Debug for ReplyFuture<T> {
@@ -82,9 +81,8 @@ impl<T> ReplyFuture<T> {
         }
     }
 
-    /// The reply of a call sent to another node.
-    #[cfg(feature = "cluster")]
-    pub(crate) fn remote(
+    /// A reply that comes from a future of its own: a call sent to another node, a job.
+    pub(crate) fn boxed(
         service: Arc<dyn Called>,
         label: Cow<'static, str>,
         reply: BoxFuture<'static, Result<T, Error>>,
@@ -93,7 +91,7 @@ impl<T> ReplyFuture<T> {
         ReplyFuture {
             service,
             label,
-            rx: Ok(Source::Remote(reply)),
+            rx: Ok(Source::Boxed(reply)),
             timeout: timeout.map(|after| (Box::pin(tokio::time::sleep(after)), after)),
         }
     }
@@ -113,8 +111,7 @@ impl<T> Future for ReplyFuture<T> {
                 Poll::Ready(Err(_)) => return Poll::Ready(Err(this.service.shared().lost())),
                 Poll::Pending => {}
             },
-            #[cfg(feature = "cluster")]
-            Ok(Source::Remote(reply)) => {
+            Ok(Source::Boxed(reply)) => {
                 if let Poll::Ready(result) = reply.as_mut().poll(cx) {
                     return Poll::Ready(result);
                 }

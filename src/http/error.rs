@@ -63,8 +63,9 @@ impl From<Error> for ApiError {
             Error::UnknownService { .. }
             | Error::UnknownAction { .. }
             | Error::UnknownCommand { .. }
-            | Error::UnknownEvent { .. } => StatusCode::NOT_FOUND,
-            Error::BadParameters { .. } => StatusCode::BAD_REQUEST,
+            | Error::UnknownEvent { .. }
+            | Error::UnknownJob { .. } => StatusCode::NOT_FOUND,
+            Error::BadParameters { .. } | Error::NotDurable { .. } => StatusCode::BAD_REQUEST,
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             // The service is off, or stopping with its runtime: the call conflicts with its state.
             Error::ServiceDisabled { .. } | Error::ShuttingDown => StatusCode::CONFLICT,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ractor::Actor;
 
 use super::plane::{Plane, PlaneKind, Settings};
+use super::store::StoreChoice;
 use super::{RUNNING, Runtime, RuntimeConfig, RuntimeHandle, RuntimeShared};
 use crate::Error;
 use crate::config::{self, Config, Environment, Loaded, ServiceOverrides};
@@ -119,6 +120,10 @@ struct Resolved {
     pending: Vec<Box<dyn Pending>>,
     /// The planes this run asks for, in the composition root's order.
     planes: Vec<Box<dyn Plane>>,
+    /// The store the builder was given.
+    store: Option<StoreChoice>,
+    /// The store's file, from the configuration.
+    store_path: Option<std::path::PathBuf>,
 }
 
 /// What the program set on the builder: above any configuration.
@@ -148,6 +153,8 @@ pub struct RuntimeBuilder {
     planes: &'static [PlaneKind],
     /// What the program gave for them, by plane name.
     explicit: Vec<(&'static str, Settings)>,
+    /// The store of durable jobs the program chose.
+    pub(super) store: Option<StoreChoice>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -173,6 +180,7 @@ impl RuntimeBuilder {
             overrides: Overrides::default(),
             planes,
             explicit: Vec::new(),
+            store: None,
         }
     }
 
@@ -448,6 +456,8 @@ impl RuntimeBuilder {
             config,
             pending,
             planes,
+            store: self.store.take(),
+            store_path: loaded.file.store.as_ref().and_then(|s| s.path.clone()),
         })
     }
 
@@ -466,6 +476,8 @@ impl RuntimeBuilder {
             config,
             pending,
             mut planes,
+            store,
+            store_path,
         } = self.resolve()?;
         let shared = RuntimeShared::new(config);
         for plane in &mut planes {
@@ -475,6 +487,10 @@ impl RuntimeBuilder {
             .into_iter()
             .map(|p| p.build(shared.clone()))
             .collect();
+        let jobs = match super::store::choose(store, store_path, &services) {
+            Some(choice) => Some(super::store::open(choice, &shared, &services)?),
+            None => None,
+        };
 
         let startup_error = |reason: String| Error::StartupFailed {
             service: "supervisor".into(),
@@ -502,6 +518,9 @@ impl RuntimeBuilder {
                     }
                 }
                 shared.phase.store(RUNNING, Ordering::Release);
+                if let Some(jobs) = &jobs {
+                    jobs.start();
+                }
                 for plane in planes {
                     plane.serve(&runtime.handle);
                 }

@@ -7,6 +7,7 @@ use ractor::ActorCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::action::JobRun;
 use crate::event::record::{Declared, Event, Meta, Record, Shared, Source};
 
 /// What a service's hooks and handlers get from the runtime: who they are, the call they serve,
@@ -15,6 +16,7 @@ use crate::event::record::{Declared, Event, Meta, Record, Shared, Source};
 pub struct Context {
     life: Arc<Life>,
     correlation_id: Option<Arc<str>>,
+    job: Option<Arc<JobRun>>,
 }
 
 /// What every context of one incarnation shares; built once per incarnation, so that a call's
@@ -68,14 +70,17 @@ impl Context {
         Context {
             life,
             correlation_id: None,
+            job: None,
         }
     }
 
-    /// The same context, serving a call with the correlation id `id`.
-    pub(crate) fn with_correlation(&self, id: Arc<str>) -> Self {
+    /// The same context, serving a call with the correlation id `id`, an attempt of `job`
+    /// when it is one.
+    pub(crate) fn with_call(&self, id: Option<Arc<str>>, job: Option<Arc<JobRun>>) -> Self {
         Context {
             life: self.life.clone(),
-            correlation_id: Some(id),
+            correlation_id: id,
+            job,
         }
     }
 
@@ -97,6 +102,12 @@ impl Context {
     /// The correlation id of the call being handled, if it has one.
     pub fn correlation_id(&self) -> Option<&str> {
         self.correlation_id.as_deref()
+    }
+
+    /// The durable job that the call being handled is an attempt of: its id, key and attempt
+    /// number. `None` for an in-memory call, and outside a handler.
+    pub fn job(&self) -> Option<&JobRun> {
+        self.job.as_deref()
     }
 
     /// Emits an event to every subscription of its name, carrying this service's name and the

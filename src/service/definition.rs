@@ -9,6 +9,7 @@ use crate::action::{Action, ActionEntry, Handler};
 use crate::event::record::{Declared, Event};
 use crate::service::environment::Environment;
 use crate::service::restart::Restart;
+use crate::service::retry::Retry;
 use crate::service::{Command, Service, short_type_name};
 
 /// What a service declares about itself in [`Service::define`], and what a registration can
@@ -49,6 +50,9 @@ pub struct Definition<S: Service> {
     pub(crate) queue_limit: Option<usize>,
     pub(crate) restart: Restart,
     pub(crate) actions: Vec<ActionEntry<S>>,
+    /// Whether any of `actions` is durable, so that a typed call to a service without durable
+    /// actions looks for none.
+    pub(crate) durable: bool,
     pub(crate) commands: Vec<String>,
     /// Which built-in commands are among `commands`, so that accepting one compares no names.
     built_ins: BuiltIns,
@@ -136,6 +140,7 @@ impl<S: Service> Definition<S> {
             queue_limit: None,
             restart: Restart::default(),
             actions: Vec::new(),
+            durable: false,
             commands: Vec::new(),
             built_ins: BuiltIns::default(),
             events: Vec::new(),
@@ -271,6 +276,74 @@ impl<S: Service> Definition<S> {
             self.name
         );
         self.actions.push(ActionEntry::of::<A>());
+        self
+    }
+
+    /// Declares a durable action: as [`action`](Self::action) does, and every call of it is
+    /// a job, committed to the runtime's store before the caller hears it was accepted, run at
+    /// least once, retried under `retry`, and kept with its outcome.
+    ///
+    /// A typed call ([`act`](crate::ServiceHandle::act)) then waits for the job's reply;
+    /// [`enqueue`](crate::ServiceHandle::enqueue) answers as soon as the job is committed.
+    /// The handler sees which attempt it runs in [`Context::job`](crate::Context::job).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sora::{Action, BoxError, Context, Definition, Handler, Retry, Service};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct SendEmail { to: String }
+    /// impl Action for SendEmail {
+    ///     const NAME: &'static str = "send-email";
+    ///     type Reply = ();
+    /// }
+    ///
+    /// struct Mailer;
+    /// impl Service for Mailer {
+    ///     fn define(def: &mut Definition<Self>) {
+    ///         def.durable::<SendEmail>(Retry::attempts(10));
+    ///     }
+    /// }
+    /// impl Handler<SendEmail> for Mailer {
+    ///     async fn handle(&self, mail: SendEmail, ctx: &Context) -> Result<(), BoxError> {
+    ///         let job = ctx.job().expect("a durable call is a job");
+    ///         tracing::info!(to = mail.to, attempt = job.attempt, "sending");
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sora::Error> {
+    /// let runtime = sora::Runtime::builder()
+    ///     .store(sora::store::RedbStore::in_memory()?)
+    ///     .service(|| Mailer)
+    ///     .start()
+    ///     .await?;
+    /// let mailer = runtime.service::<Mailer>()?;
+    /// mailer.act(SendEmail { to: "ada@example.com".into() }).await?;
+    /// # runtime.shutdown().await }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if an action of the same name is already declared.
+    #[track_caller]
+    pub fn durable<A>(&mut self, retry: Retry) -> &mut Self
+    where
+        S: Handler<A>,
+        A: Action + Serialize + DeserializeOwned,
+        A::Reply: Serialize + DeserializeOwned,
+    {
+        self.action::<A>();
+        let entry = self
+            .actions
+            .last_mut()
+            .expect("the action was just declared");
+        entry.retry = Some(Retry {
+            max_attempts: retry.max_attempts.max(1),
+            ..retry
+        });
+        self.durable = true;
         self
     }
 

@@ -258,11 +258,19 @@ async fn stop_all(state: &mut SupervisorState) {
     state.shutting_down = true;
     state.shared.begin_shutdown();
     let deadline = Instant::now() + state.shared.config.shutdown_timeout;
+    // No job is claimed for a service that is about to stop.
+    if let Some(jobs) = state.shared.jobs.get() {
+        jobs.stop();
+    }
     for slot in state.slots.iter_mut().rev() {
         if slot.actor.take().is_some() {
             slot.service.drain(deadline, Error::ShuttingDown).await;
         }
         slot.generation += 1;
+    }
+    // Every attempt under way has ended with its service; its outcome is recorded.
+    if let Some(jobs) = state.shared.jobs.get() {
+        jobs.close(deadline).await;
     }
     // The events the services emitted up to their stop hooks reach their subscribers; then the
     // bus stops, and every subscription ends once its queue is delivered.

@@ -1,0 +1,225 @@
+//! Enqueueing a durable action: the request, and the ticket it answers once the job is
+//! committed.
+
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::action::{Action, Handler};
+use crate::codec::{Codec, Json};
+use crate::host::{ErasedService, ServiceCell};
+use crate::jobs::{Dispatcher, JobOptions};
+use crate::runtime::Jobs;
+use crate::service::Service;
+use crate::store::{Enqueued, Job, JobId};
+
+/// A durable action being enqueued. Set options, then `.await` it: it answers once the job is
+/// committed, with a [`JobTicket`].
+#[must_use = "a job is not enqueued until the request is awaited"]
+pub struct EnqueueRequest<S: Service, A: Action> {
+    cell: Arc<ServiceCell<S>>,
+    action: A,
+    options: JobOptions,
+}
+
+impl<S: Service, A: Action> std::fmt::Debug for EnqueueRequest<S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnqueueRequest")
+            .field("service", &self.cell.name())
+            .field("action", &A::NAME)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<S, A> EnqueueRequest<S, A>
+where
+    S: Handler<A>,
+    A: Action + Serialize,
+    A::Reply: DeserializeOwned,
+{
+    pub(crate) fn new(cell: Arc<ServiceCell<S>>, action: A) -> Self {
+        EnqueueRequest {
+            cell,
+            action,
+            options: JobOptions::default(),
+        }
+    }
+
+    /// With an idempotency key: while a job of the same action with this key is kept, another
+    /// is not enqueued, and the ticket names the existing one.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.options.key = Some(key.into());
+        self
+    }
+
+    /// Runs it no sooner than `delay` from now.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.options.delay = Some(delay);
+        self
+    }
+
+    /// Runs it no sooner than `at`.
+    pub fn at(mut self, at: SystemTime) -> Self {
+        self.options.at = Some(at);
+        self
+    }
+
+    /// Among the service's waiting jobs and queued calls, the higher priority runs first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.call.priority = priority;
+        self
+    }
+
+    /// Each attempt gives up after `timeout`, and counts as failed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.call.timeout = Some(timeout);
+        self
+    }
+
+    /// Tags the job, and everything its attempts do, with a correlation id.
+    pub fn correlation_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.options.call.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: JobOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl<S, A> IntoFuture for EnqueueRequest<S, A>
+where
+    S: Handler<A>,
+    A: Action + Serialize,
+    A::Reply: DeserializeOwned,
+{
+    type Output = Result<JobTicket<A::Reply>, Error>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let EnqueueRequest {
+            cell,
+            action,
+            options,
+        } = self;
+        Box::pin(async move {
+            let service: Arc<dyn ErasedService> = cell;
+            let dispatcher = dispatcher(&*service, A::NAME)?;
+            let params = Json::encode(&action).map_err(|message| Error::Encode {
+                service: service.name().to_owned(),
+                action: A::NAME.to_owned(),
+                message,
+            })?;
+            let enqueued = dispatcher
+                .enqueue(&service, A::NAME, params, options)
+                .await?;
+            Ok(JobTicket::new(Jobs::new(dispatcher), enqueued))
+        })
+    }
+}
+
+/// The dispatcher of the runtime that `service` belongs to.
+/// The dispatcher of the runtime that `service` belongs to, which has one whenever a service
+/// declares a durable action.
+pub(super) fn dispatcher(
+    service: &dyn ErasedService,
+    action: &str,
+) -> Result<Arc<Dispatcher>, Error> {
+    match service.shared().runtime.jobs.get() {
+        Some(dispatcher) => Ok(dispatcher.clone()),
+        None => Err(Error::NotDurable {
+            service: service.name().to_owned(),
+            action: action.to_owned(),
+        }),
+    }
+}
+
+/// A committed job: its id, and its reply once it has one.
+///
+/// # Examples
+///
+/// ```
+/// # use sora::{Action, BoxError, Context, Definition, Handler, Retry, Service};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl Action for Ping { const NAME: &'static str = "ping"; type Reply = String; }
+/// # #[derive(Default)] struct Pinger;
+/// # impl Service for Pinger {
+/// #     fn define(def: &mut Definition<Self>) { def.durable::<Ping>(Retry::none()); }
+/// # }
+/// # impl Handler<Ping> for Pinger {
+/// #     async fn handle(&self, _: Ping, _: &Context) -> Result<String, BoxError> { Ok("pong".into()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+/// # let runtime = sora::Runtime::builder()
+/// #     .store(sora::store::RedbStore::in_memory()?)
+/// #     .service(Pinger::default).start().await?;
+/// let pinger = runtime.service::<Pinger>()?;
+/// let first = pinger.enqueue(Ping).key("once").await?;
+/// let again = pinger.enqueue(Ping).key("once").await?;
+/// assert!(first.is_new() && !again.is_new());
+/// assert_eq!(first.id(), again.id());
+/// assert_eq!(again.result().await?, "pong");
+/// # runtime.shutdown().await }
+/// ```
+pub struct JobTicket<R> {
+    jobs: Jobs,
+    enqueued: Enqueued,
+    reply: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for JobTicket<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobTicket")
+            .field("id", &self.enqueued.id())
+            .field("new", &matches!(self.enqueued, Enqueued::Created(_)))
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> JobTicket<R> {
+    pub(crate) fn new(jobs: Jobs, enqueued: Enqueued) -> Self {
+        JobTicket {
+            jobs,
+            enqueued,
+            reply: PhantomData,
+        }
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.enqueued.id()
+    }
+
+    /// Whether this request committed the job; `false` when its idempotency key named a job
+    /// that was already kept.
+    pub fn is_new(&self) -> bool {
+        matches!(self.enqueued, Enqueued::Created(_))
+    }
+
+    /// The job as the store keeps it now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Jobs::get`].
+    pub fn job(&self) -> Result<Job, Error> {
+        self.jobs.get(self.id())
+    }
+
+    /// Waits for the job's reply: after its retries, if it needs some.
+    ///
+    /// # Errors
+    ///
+    /// As [`Jobs::wait`].
+    pub async fn result(&self) -> Result<R, Error> {
+        self.jobs.wait_for(self.id()).await
+    }
+}

@@ -1,0 +1,168 @@
+//! The runtime's durable jobs, as a caller reaches them: by id, by filter, dead or alive.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::RuntimeHandle;
+use crate::Error;
+use crate::jobs::Dispatcher;
+use crate::store::{Job, JobFilter, JobId};
+
+/// The durable jobs of a runtime: look one up, list them, wait for one's reply, give a dead
+/// one a new series of attempts, or discard one.
+///
+/// Got from [`RuntimeHandle::jobs`]; cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use sora::store::{JobFilter, JobState, RedbStore};
+/// use sora::{Action, BoxError, Context, Definition, Handler, Retry, Service};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Resize { width: u32 }
+/// impl Action for Resize {
+///     const NAME: &'static str = "resize";
+///     type Reply = u32;
+/// }
+///
+/// #[derive(Default)]
+/// struct Images;
+/// impl Service for Images {
+///     fn define(def: &mut Definition<Self>) {
+///         def.durable::<Resize>(Retry::default());
+///     }
+/// }
+/// impl Handler<Resize> for Images {
+///     async fn handle(&self, r: Resize, _: &Context) -> Result<u32, BoxError> {
+///         Ok(r.width / 2)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+/// let runtime = sora::Runtime::builder()
+///     .store(RedbStore::in_memory()?)
+///     .service(Images::default)
+///     .start()
+///     .await?;
+/// let job = runtime.service::<Images>()?.enqueue(Resize { width: 640 }).await?;
+/// let jobs = runtime.jobs().expect("a store is open");
+/// assert_eq!(jobs.wait_for::<u32>(job.id()).await?, 320);
+/// assert_eq!(jobs.get(job.id())?.state, JobState::Completed);
+/// assert_eq!(jobs.list(&JobFilter::default())?.len(), 1);
+/// # runtime.shutdown().await }
+/// ```
+#[derive(Clone)]
+pub struct Jobs {
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("store", &self.dispatcher.store().ok())
+            .finish()
+    }
+}
+
+impl Jobs {
+    pub(crate) fn new(dispatcher: Arc<Dispatcher>) -> Self {
+        Jobs { dispatcher }
+    }
+
+    /// The job of this id, wherever it is in its life.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`] if the store keeps no such job; [`Error::Store`] if it cannot be
+    /// read.
+    pub fn get(&self, id: JobId) -> Result<Job, Error> {
+        self.dispatcher
+            .store()?
+            .job(id)?
+            .ok_or_else(|| Error::UnknownJob { id: id.to_string() })
+    }
+
+    /// The jobs that `filter` asks for, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store cannot be read.
+    pub fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, Error> {
+        self.dispatcher.store()?.jobs(filter)
+    }
+
+    /// The dead jobs (of one service, or of all), oldest first: each with its parameters and
+    /// every attempt's error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store cannot be read.
+    pub fn dead(&self, service: Option<&str>) -> Result<Vec<Job>, Error> {
+        self.list(&JobFilter {
+            service: service.map(str::to_owned),
+            state: Some("dead".into()),
+            ..JobFilter::default()
+        })
+    }
+
+    /// Waits for job `id` to end, and answers its reply as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ActionFailed`] with its last attempt's error once the job is dead;
+    /// [`Error::UnknownJob`] if there is no such job, or it is discarded while waited for;
+    /// [`Error::ShuttingDown`] if the runtime stops first.
+    pub async fn wait(&self, id: JobId) -> Result<serde_json::Value, Error> {
+        self.wait_for(id).await
+    }
+
+    /// Waits for job `id` to end, and answers its reply as a `R`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait), and [`Error::Encode`] if the reply is not a `R`.
+    pub async fn wait_for<R: DeserializeOwned>(&self, id: JobId) -> Result<R, Error> {
+        let reply = self.dispatcher.wait(id).await?;
+        serde_json::from_slice(&reply).map_err(|e| {
+            let (service, action) = match self.dispatcher.store().and_then(|s| s.job(id)) {
+                Ok(Some(job)) => (job.service, job.action),
+                _ => (String::new(), String::new()),
+            };
+            Error::Encode {
+                service,
+                action,
+                message: format!("the reply of job {id} does not decode: {e}"),
+            }
+        })
+    }
+
+    /// Gives dead job `id` a new series of attempts, as many as its action allows, counted
+    /// from the first; the errors of the earlier series are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if there is no such dead job.
+    pub async fn retry(&self, id: JobId) -> Result<(), Error> {
+        self.dispatcher.retry(id).await
+    }
+
+    /// Removes job `id` from the store, with its idempotency key, unless it is running;
+    /// answers whether there was such a job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the job is running.
+    pub async fn discard(&self, id: JobId) -> Result<bool, Error> {
+        self.dispatcher.discard(id).await
+    }
+}
+
+impl RuntimeHandle {
+    /// The runtime's durable jobs; `None` when it has no store (no store was given or
+    /// configured, and no service declares a durable action).
+    pub fn jobs(&self) -> Option<Jobs> {
+        self.shared.jobs.get().cloned().map(Jobs::new)
+    }
+}
