@@ -177,6 +177,17 @@ pub enum Error {
         /// The id that was looked up.
         id: String,
     },
+    /// The job is not in a state that allows what was asked: only a dead job can be retried,
+    /// and a running one cannot be discarded.
+    #[error("job `{id}` is {state}: {reason}")]
+    JobConflict {
+        /// The job.
+        id: String,
+        /// The state it is in.
+        state: String,
+        /// What cannot be done in it.
+        reason: String,
+    },
     /// The action is not durable, so it cannot be enqueued as a job: declare it with
     /// [`Definition::durable`](crate::Definition::durable).
     #[error("`{service}.{action}` is not a durable action")]
@@ -230,6 +241,7 @@ impl Error {
             Error::Config { .. } => "bad_config",
             Error::Store { .. } => "store",
             Error::UnknownJob { .. } => "unknown_job",
+            Error::JobConflict { .. } => "job_conflict",
             Error::NotDurable { .. } => "not_durable",
         }
     }

@@ -391,6 +391,16 @@ impl ServiceRef {
         })
     }
 
+    /// Whether `action` is a durable action of this service (see
+    /// [`Definition::durable`](crate::Definition::durable)).
+    pub fn is_durable(&self, action: &str) -> bool {
+        match &self.inner {
+            Callee::Local(local) => local.durable(action).is_some(),
+            #[cfg(feature = "cluster")]
+            Callee::Remote(_) => false,
+        }
+    }
+
     /// Enqueues a durable action by name with JSON parameters; answers once the job is
     /// committed (or names the kept job its key matches).
     ///

@@ -35,6 +35,7 @@
 
 mod auth;
 mod error;
+mod jobs;
 mod live;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
@@ -360,13 +361,17 @@ fn cors(config: &HttpConfig) -> Option<tower_http::cors::CorsLayer> {
         header::CONTENT_TYPE,
         header::HeaderName::from_static(routes::CORRELATION_HEADER),
         header::HeaderName::from_static("last-event-id"),
+        header::HeaderName::from_static(jobs::IDEMPOTENCY_HEADER),
     ];
     Some(
         CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers(headers)
-            .expose_headers([header::HeaderName::from_static(routes::CORRELATION_HEADER)])
+            .expose_headers([
+                header::HeaderName::from_static(routes::CORRELATION_HEADER),
+                header::LOCATION,
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }
@@ -385,11 +390,16 @@ fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
         .routes(routes!(routes::resume))
         .routes(routes!(routes::process_batch))
         .routes(routes!(routes::custom_command))
-        .routes(routes!(routes::act));
+        .routes(routes!(routes::act))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::discard));
     let mut reads = OpenApiRouter::new()
         .routes(routes!(routes::list))
         .routes(routes!(routes::info))
         .routes(routes!(routes::status))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::of_service))
         .routes(routes!(live::events))
         .routes(routes!(routes::openapi));
     let mut probes = OpenApiRouter::new()

@@ -344,6 +344,17 @@ impl Dispatcher {
     /// Gives a dead job a new series of attempts, and wakes the pump to claim it.
     pub(crate) async fn retry(&self, id: JobId) -> Result<(), Error> {
         let store = self.store()?;
+        match store.job(id)? {
+            None => return Err(Error::UnknownJob { id: id.to_string() }),
+            Some(job) if job.state != JobState::Dead => {
+                return Err(Error::JobConflict {
+                    id: id.to_string(),
+                    state: job.state.name().into(),
+                    reason: "only a dead job can be retried".into(),
+                });
+            }
+            Some(_) => {}
+        }
         store.retry(id).await?;
         // The end of the series before is no answer for the new one.
         self.settled.remove(&id);
@@ -358,7 +369,17 @@ impl Dispatcher {
 
     /// Removes a job that is not running; its waiters hear that it is gone.
     pub(crate) async fn discard(&self, id: JobId) -> Result<bool, Error> {
-        let gone = self.store()?.discard(id).await?;
+        let store = self.store()?;
+        if let Some(job) = store.job(id)?
+            && matches!(job.state, JobState::Running { .. })
+        {
+            return Err(Error::JobConflict {
+                id: id.to_string(),
+                state: job.state.name().into(),
+                reason: "a running job cannot be discarded; it can be once its attempt ends".into(),
+            });
+        }
+        let gone = store.discard(id).await?;
         if gone {
             self.tell(id, &Err(Error::UnknownJob { id: id.to_string() }));
         }

@@ -179,6 +179,10 @@ pub struct ServiceInfo {
     pub startup: Option<Startup>,
     /// The actions it declared.
     pub actions: Vec<String>,
+    /// Those of its actions that are durable: each call is a job (see
+    /// [`Definition::durable`](crate::Definition::durable)).
+    #[serde(default)]
+    pub durable: Vec<String>,
     /// The commands it accepts.
     pub commands: Vec<String>,
     /// The events it emits.

@@ -177,6 +177,7 @@ pub enum Outcome {
 }
 
 /// Where a job is in its life.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum JobState {
@@ -185,6 +186,7 @@ pub enum JobState {
     /// Waiting for its time, before its first attempt.
     Scheduled {
         /// When it becomes ready.
+        #[cfg_attr(feature = "http", schema(value_type = crate::schema::TimeSchema))]
         at: SystemTime,
     },
     /// Claimed: being run, or about to be.
@@ -195,6 +197,7 @@ pub enum JobState {
     /// An attempt failed; the next waits for its time.
     Retrying {
         /// When the next attempt becomes ready.
+        #[cfg_attr(feature = "http", schema(value_type = crate::schema::TimeSchema))]
         at: SystemTime,
         /// The attempts made so far.
         attempts: u32,
@@ -206,11 +209,13 @@ pub enum JobState {
 }
 
 /// A failed attempt.
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttemptError {
     /// Which attempt, from 1; 0 for an interruption of a job that had not been claimed again.
     pub attempt: u32,
     /// When it ended.
+    #[cfg_attr(feature = "http", schema(value_type = crate::schema::TimeSchema))]
     pub at: SystemTime,
     /// What it failed with.
     pub error: String,

@@ -422,3 +422,125 @@ async fn a_dropped_stream_is_resumed_with_the_last_event_id() {
     assert_eq!(ids, [1, 2, 3]);
     server.abort();
 }
+
+/// A durable action that fails while `broken` is set.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Deliver {
+    to: String,
+}
+
+impl sora::Action for Deliver {
+    const NAME: &'static str = "deliver";
+    type Reply = String;
+}
+
+struct Courier {
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Service for Courier {
+    fn define(def: &mut sora::Definition<Self>) {
+        def.name("courier").durable::<Deliver>(sora::Retry::none());
+    }
+}
+
+impl sora::Handler<Deliver> for Courier {
+    async fn handle(&self, d: Deliver, _: &Context) -> Result<String, sora::BoxError> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("no road to {}", d.to).into());
+        }
+        Ok(format!("delivered to {}", d.to))
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_listed_shown_retried_and_discarded_from_the_cli() {
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let runtime = Runtime::builder()
+        .store(sora::store::RedbStore::in_memory().unwrap())
+        .service({
+            let broken = broken.clone();
+            move || Courier {
+                broken: broken.clone(),
+            }
+        })
+        .http(HttpConfig::local(0).token(TOKEN))
+        .start()
+        .await
+        .unwrap();
+    let node = Node {
+        url: format!("http://{}", runtime.http_address().unwrap()),
+        runtime,
+        journal: Journal::default(),
+    };
+    let jobs = node.runtime.jobs().unwrap();
+
+    let accepted = node
+        .sora(&[
+            "--json",
+            "act",
+            "courier",
+            "deliver",
+            "--params",
+            r#"{"to":"ada"}"#,
+            "--key",
+            "d-1",
+        ])
+        .await
+        .json();
+    assert_eq!(accepted["new"], true);
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let _ = jobs.wait(id.parse().unwrap()).await;
+    while jobs.get(id.parse().unwrap()).unwrap().finished.is_none() {
+        tokio::task::yield_now().await;
+    }
+
+    let table = node.sora(&["jobs", "--state", "dead"]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().take(5).collect::<Vec<_>>(),
+        ["ID", "SERVICE", "ACTION", "STATE", "ATTEMPTS"]
+    );
+    assert!(lines[1].starts_with(&id), "{table:?}");
+    assert!(
+        lines[1].contains("dead") && lines[1].contains("no road to ada"),
+        "{table:?}"
+    );
+    let shown = node.sora(&["job", &id]).await;
+    assert!(shown.ok().contains("params.to"), "{shown:?}");
+
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let retried = node.sora(&["retry", &id]).await;
+    assert_eq!(retried.ok().trim(), format!("{id}: is ready again"));
+    assert_eq!(
+        jobs.wait(id.parse().unwrap()).await.unwrap(),
+        json!("delivered to ada")
+    );
+    // Waiting from the CLI gives the reply.
+    let reply = node
+        .sora(&[
+            "--json",
+            "act",
+            "courier",
+            "deliver",
+            "--params",
+            r#"{"to":"bo"}"#,
+            "--wait",
+        ])
+        .await
+        .json();
+    assert_eq!(reply, json!("delivered to bo"));
+
+    while jobs.get(id.parse().unwrap()).unwrap().finished.is_none() {
+        tokio::task::yield_now().await;
+    }
+    let discarded = node.sora(&["discard", &id]).await;
+    assert_eq!(discarded.ok().trim(), format!("{id}: is discarded"));
+    let gone = node.sora(&["job", &id]).await;
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("unknown job"), "{gone:?}");
+    let bad = node.sora(&["job", "not-an-id"]).await;
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("not a job id"), "{bad:?}");
+    node.stop().await;
+}

@@ -299,6 +299,12 @@ impl<S: Service> ServiceCell<S> {
             schedule: def.schedule.as_ref().map(ScheduleInfo::from),
             startup: def.startup.clone(),
             actions: def.actions.iter().map(|a| a.name.to_owned()).collect(),
+            durable: def
+                .actions
+                .iter()
+                .filter(|a| a.retry.is_some())
+                .map(|a| a.name.to_owned())
+                .collect(),
             commands,
             events: def.events.iter().map(|d| d.name.to_string()).collect(),
             critical: def.critical,

@@ -18,6 +18,7 @@ use super::error::ApiError;
     tags(
         (name = "services", description = "What runs, and how it is doing"),
         (name = "calls", description = "Commands and actions; they need the bearer token when one is configured"),
+        (name = "jobs", description = "Durable jobs: their state, the dead letters, retrying and discarding them"),
         (name = "events", description = "Live events as server-sent events"),
         (name = "probes", description = "Health, readiness and metrics"),
     )
@@ -82,4 +83,26 @@ pub(crate) enum ReadErrors {
     /// The service cannot answer now (its host is being replaced).
     #[response(status = 503)]
     Unavailable(ApiError),
+}
+
+/// How a request about durable jobs can fail.
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "it only describes the responses")]
+pub(crate) enum JobErrors {
+    /// The id is no job id, or the query is malformed.
+    #[response(status = 400)]
+    BadRequest(ApiError),
+    /// A token is configured and the request lacks it or has another.
+    #[response(status = 401)]
+    Unauthorized(ApiError),
+    /// No such job (`unknown_job`) or service, or the node keeps none (`no_store`).
+    #[response(status = 404)]
+    NotFound(ApiError),
+    /// The job's state does not allow it (`job_conflict`): only a dead job is retried, and a
+    /// running one is not discarded.
+    #[response(status = 409)]
+    Conflict(ApiError),
+    /// The store failed.
+    #[response(status = 500)]
+    Failed(ApiError),
 }

@@ -112,13 +112,43 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
 pub(crate) struct CallQuery {
     /// Among queued calls, the higher runs first (default 0).
     priority: Option<i32>,
-    /// Past this many milliseconds the caller gets 504 and the handler is cancelled.
+    /// Past this many milliseconds the caller gets 504 and the handler is cancelled; for a
+    /// durable action, each attempt.
     timeout_ms: Option<u64>,
+    /// For a durable action: wait for the job's reply (200) instead of answering 202 once it
+    /// is committed.
+    wait: Option<bool>,
+    /// For a durable action: run the job no sooner than this many milliseconds from now.
+    delay_ms: Option<u64>,
 }
 
-/// The options of a call, from its query and its correlation header; reads only those two,
-/// without copying the request's headers.
-pub(crate) struct Call(CallOptions);
+/// What a call's request says of the job it may be: from its query and its
+/// `Idempotency-Key` header.
+#[derive(Debug, Default)]
+pub(crate) struct JobParts {
+    wait: bool,
+    delay_ms: Option<u64>,
+    key: Option<String>,
+}
+
+impl JobParts {
+    /// The first of these that the request sets, for a call that is no job.
+    fn set(&self) -> Option<&'static str> {
+        if self.wait {
+            Some("wait")
+        } else if self.delay_ms.is_some() {
+            Some("delayMs")
+        } else if self.key.is_some() {
+            Some("Idempotency-Key")
+        } else {
+            None
+        }
+    }
+}
+
+/// The options of a call, from its query and its correlation and idempotency headers; reads
+/// only those, without copying the request's headers.
+pub(crate) struct Call(CallOptions, JobParts);
 
 impl<S: Send + Sync> FromRequestParts<S> for Call {
     type Rejection = ApiError;
@@ -143,14 +173,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
             err.field = Some("timeoutMs".into());
             return Err(err);
         }
-        Ok(Call(CallOptions {
+        let key = match parts.headers.get(super::jobs::IDEMPOTENCY_HEADER) {
+            Some(value) => match value.to_str() {
+                Ok(key) if !key.is_empty() && key.len() <= KEY_LIMIT => Some(key.to_owned()),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "the Idempotency-Key header is 1 to {KEY_LIMIT} visible ASCII characters"
+                    )));
+                }
+            },
+            None => None,
+        };
+        let job = JobParts {
+            wait: query.wait.unwrap_or(false),
+            delay_ms: query.delay_ms,
+            key,
+        };
+        let options = CallOptions {
             priority: query.priority.unwrap_or(0),
             timeout: query.timeout_ms.map(Duration::from_millis),
             correlation_id,
             ..CallOptions::default()
-        }))
+        };
+        Ok(Call(options, job))
     }
 }
+
+/// The longest idempotency key a request may give.
+const KEY_LIMIT: usize = 256;
 
 /// A body read as JSON; an empty body is `null`.
 fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value> {
@@ -202,7 +252,9 @@ fn reply(options: &CallOptions, body: impl IntoResponse) -> Response {
     response
 }
 
-/// Calls an action: its parameters as JSON in, its reply as JSON out.
+/// Calls an action: its parameters as JSON in, its reply as JSON out. A durable action's call
+/// is a job: it answers 202 with the job's id once the job is committed (or its reply, with
+/// `wait=true`).
 #[utoipa::path(post, path = "/api/services/{name}/actions/{action}", tag = "calls",
     params(
         ("name" = String, Path, description = "The service's name"),
@@ -210,18 +262,45 @@ fn reply(options: &CallOptions, body: impl IntoResponse) -> Response {
         CallQuery,
         ("X-Correlation-Id" = Option<String>, Header,
             description = "Reaches the handler's context and tracing span; echoed on the reply"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "For a durable action: a job of this action with this key is enqueued once"),
     ),
     request_body(content = serde_json::Value, description = "The action's parameters"),
-    responses((status = 200, body = serde_json::Value, description = "The action's reply"), CallErrors),
+    responses(
+        (status = 200, body = serde_json::Value, description = "The action's reply"),
+        (status = 202, body = super::jobs::Accepted,
+            description = "A durable action's job is committed; `Location` is `/api/jobs/{id}`"),
+        CallErrors),
     security((), ("bearer" = [])))]
 pub(crate) async fn act(
     State(api): State<Api>,
     Path((name, action)): Path<(String, String)>,
-    Call(options): Call,
+    Call(options, job): Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let params = json_body(body)?;
     let service = service(&api, &name)?;
+    if service.is_durable(&action) && !(job.wait && job.delay_ms.is_none() && job.key.is_none()) {
+        if job.wait {
+            return Err(ApiError::bad_request(
+                "`wait` takes a job with neither a delay nor an idempotency key; \
+                 follow the job at its Location instead",
+            ));
+        }
+        let mut job_options = crate::JobOptions {
+            key: job.key,
+            delay: super::jobs::delay(job.delay_ms),
+            ..Default::default()
+        };
+        job_options.call = options.clone();
+        let enqueued = service.enqueue_json(&action, params, job_options).await?;
+        return Ok(reply(&options, super::jobs::accepted(enqueued)));
+    }
+    if let Some(part) = job.set().filter(|_| !service.is_durable(&action)) {
+        return Err(ApiError::bad_request(format!(
+            "`{part}` is for durable actions, and `{name}.{action}` is not one"
+        )));
+    }
     let answer = service.act_json(&action, params, options.clone()).await;
     let result = answer.map(Json).map_err(ApiError::from);
     Ok(reply(&options, result))
@@ -231,8 +310,13 @@ async fn run_command(
     api: &Api,
     name: &str,
     command: Command,
-    options: CallOptions,
+    Call(options, job): Call,
 ) -> ApiResult<Response> {
+    if let Some(part) = job.set() {
+        return Err(ApiError::bad_request(format!(
+            "`{part}` is for durable actions, not commands"
+        )));
+    }
     let request = service(api, name)?
         .command(command)
         .options(options.clone());
@@ -248,9 +332,9 @@ async fn run_command(
 pub(crate) async fn trigger(
     State(api): State<Api>,
     Path(name): Path<String>,
-    Call(options): Call,
+    call: Call,
 ) -> ApiResult<Response> {
-    run_command(&api, &name, Command::TriggerNow, options).await
+    run_command(&api, &name, Command::TriggerNow, call).await
 }
 
 /// Asks a service to check its queue.
@@ -261,9 +345,9 @@ pub(crate) async fn trigger(
 pub(crate) async fn check_queue(
     State(api): State<Api>,
     Path(name): Path<String>,
-    Call(options): Call,
+    call: Call,
 ) -> ApiResult<Response> {
-    run_command(&api, &name, Command::CheckQueue, options).await
+    run_command(&api, &name, Command::CheckQueue, call).await
 }
 
 /// Pauses a periodic service's schedule: its ticks are skipped until it is resumed.
@@ -311,11 +395,11 @@ struct Correlation {
 pub(crate) async fn process_batch(
     State(api): State<Api>,
     Path(name): Path<String>,
-    Call(options): Call,
+    call: Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let command = named_command(&name, Command::PROCESS_BATCH, json_body(body)?)?;
-    run_command(&api, &name, command, options).await
+    run_command(&api, &name, command, call).await
 }
 
 /// The command called `command` with the JSON `args` (`null`: none), the built-in ones read
@@ -346,11 +430,11 @@ fn named_command(service: &str, command: &str, args: serde_json::Value) -> ApiRe
 pub(crate) async fn custom_command(
     State(api): State<Api>,
     Path((name, command)): Path<(String, String)>,
-    Call(options): Call,
+    call: Call,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let command = named_command(&name, &command, json_body(body)?)?;
-    run_command(&api, &name, command, options).await
+    run_command(&api, &name, command, call).await
 }
 
 /// The body of `GET /health`.

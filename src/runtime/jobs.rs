@@ -143,7 +143,7 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if there is no such dead job.
+    /// [`Error::UnknownJob`] if there is no such job, [`Error::JobConflict`] if it is not dead.
     pub async fn retry(&self, id: JobId) -> Result<(), Error> {
         self.dispatcher.retry(id).await
     }
@@ -153,7 +153,7 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if the job is running.
+    /// [`Error::JobConflict`] if the job is running.
     pub async fn discard(&self, id: JobId) -> Result<bool, Error> {
         self.dispatcher.discard(id).await
     }

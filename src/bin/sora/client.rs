@@ -81,6 +81,28 @@ pub(crate) struct Call {
     pub(crate) correlation_id: Option<String>,
 }
 
+/// How a durable action's call is made a job.
+#[derive(Debug, Default)]
+pub(crate) struct JobArgs {
+    /// Wait for the job's reply instead of its id.
+    pub(crate) wait: bool,
+    /// Not before this long from now.
+    pub(crate) delay: Option<Duration>,
+    /// Its idempotency key.
+    pub(crate) key: Option<String>,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct JobQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limit: Option<usize>,
+}
+
 /// Which events to follow.
 #[derive(Debug, Serialize)]
 pub(crate) struct EventFilter {
@@ -222,8 +244,28 @@ impl Client {
         call: Call,
         json: Option<Value>,
     ) -> Result<Response, Failure> {
+        self.post_job(parts, call, JobArgs::default(), json).await
+    }
+
+    async fn post_job(
+        &self,
+        parts: &[&str],
+        call: Call,
+        job: JobArgs,
+        json: Option<Value>,
+    ) -> Result<Response, Failure> {
         let within = self.within(&call);
         let mut request = self.http.post(self.url(parts));
+        if job.wait {
+            request = request.query(&[("wait", true)]);
+        }
+        if let Some(delay) = job.delay {
+            let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            request = request.query(&[("delayMs", ms)]);
+        }
+        if let Some(key) = job.key {
+            request = request.header("idempotency-key", key);
+        }
         if call.priority != 0 {
             request = request.query(&[("priority", call.priority)]);
         }
@@ -294,10 +336,35 @@ impl Client {
         action: &str,
         params: Option<Value>,
         call: Call,
+        job: JobArgs,
     ) -> Result<Value, Failure> {
         let parts = ["api", "services", name, "actions", action];
         let within = self.within(&call);
-        body(self.post(&parts, call, params).await?, self, within).await
+        let response = self.post_job(&parts, call, job, params).await?;
+        body(response, self, within).await
+    }
+
+    /// `GET /api/jobs`, filtered.
+    pub(crate) async fn jobs(&self, query: &JobQuery) -> Result<Value, Failure> {
+        let request = self.http.get(self.url(&["api", "jobs"])).query(query);
+        let response = self.send(request, self.deadline).await?;
+        body(response, self, self.deadline).await
+    }
+
+    pub(crate) async fn job(&self, id: &str) -> Result<Value, Failure> {
+        self.get(&["api", "jobs", id]).await
+    }
+
+    /// A dead job's new series of attempts.
+    pub(crate) async fn retry(&self, id: &str) -> Result<(), Failure> {
+        self.post(&["api", "jobs", id, "retry"], Call::default(), None)
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn discard(&self, id: &str) -> Result<(), Failure> {
+        let request = self.http.delete(self.url(&["api", "jobs", id]));
+        self.send(request, self.deadline).await.map(drop)
     }
 
     /// The probe's body, and whether it says up (200) or down (503).

@@ -110,7 +110,8 @@ enum Cmd {
         #[command(flatten)]
         call: CallArgs,
     },
-    /// Call an action and print its reply.
+    /// Call an action and print its reply; a durable action's call prints its job's id
+    /// (or, with `--wait`, its reply).
     Act {
         /// The service's name.
         name: String,
@@ -121,6 +122,42 @@ enum Cmd {
         params: Option<String>,
         #[command(flatten)]
         call: CallArgs,
+        /// A durable action: wait for the job's reply.
+        #[arg(long, conflicts_with_all = ["delay", "key"])]
+        wait: bool,
+        /// A durable action: run the job no sooner than this (`30s`, `5m`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay: Option<Duration>,
+        /// A durable action: its idempotency key; a job with the same key is enqueued once.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List durable jobs, oldest first.
+    Jobs {
+        /// Only this service's.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only those in this state: queued, scheduled, running, retrying, completed, dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many (the node answers 1000 at most).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Show a durable job: its parameters, state, attempts, errors and reply.
+    Job {
+        /// The job's id.
+        id: String,
+    },
+    /// Give a dead job a new series of attempts.
+    Retry {
+        /// The job's id.
+        id: String,
+    },
+    /// Remove a job that is not running.
+    Discard {
+        /// The job's id.
+        id: String,
     },
     /// Pause a periodic service's schedule: its ticks are skipped until it is resumed.
     Pause {
@@ -242,9 +279,34 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             action,
             params,
             call,
+            wait,
+            delay,
+            key,
         } => {
             let params = params.as_deref().map(client::json_arg).transpose()?;
-            out.reply(&client.act(&name, &action, params, call.into()).await?)?;
+            let job = client::JobArgs { wait, delay, key };
+            out.reply(&client.act(&name, &action, params, call.into(), job).await?)?;
+        }
+        Cmd::Jobs {
+            service,
+            state,
+            limit,
+        } => {
+            let query = client::JobQuery {
+                service,
+                state,
+                limit,
+            };
+            out.jobs(&client.jobs(&query).await?)?;
+        }
+        Cmd::Job { id } => out.info(&client.job(&id).await?)?,
+        Cmd::Retry { id } => {
+            client.retry(&id).await?;
+            out.done(&id, "is ready again");
+        }
+        Cmd::Discard { id } => {
+            client.discard(&id).await?;
+            out.done(&id, "is discarded");
         }
         Cmd::Pause { name } => {
             client.verb(&name, "pause", Call::default()).await?;

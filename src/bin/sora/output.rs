@@ -43,6 +43,50 @@ impl Output {
         Ok(())
     }
 
+    /// `GET /api/jobs`: one row per job.
+    pub(crate) fn jobs(&self, jobs: &Value) -> Result<(), Failure> {
+        if self.json {
+            return print_json(jobs);
+        }
+        let list = jobs
+            .as_array()
+            .ok_or_else(|| Failure::Protocol(format!("not a list of jobs: {jobs}")))?;
+        let rows = list
+            .iter()
+            .map(|j| {
+                let attempts = match (j["attempt"].as_u64(), j["attempts"].as_u64()) {
+                    (Some(n), _) | (None, Some(n)) => n.to_string(),
+                    _ => j["errors"].as_array().map_or(0, Vec::len).to_string(),
+                };
+                vec![
+                    text(&j["id"]),
+                    text(&j["service"]),
+                    text(&j["action"]),
+                    text(&j["state"]),
+                    format!("{attempts}/{}", text(&j["maxAttempts"])),
+                    as_time(&j["created"]).unwrap_or_else(|| "-".into()),
+                    j["errors"]
+                        .as_array()
+                        .and_then(|e| e.last())
+                        .map_or_else(|| "-".into(), |e| text(&e["error"])),
+                ]
+            })
+            .collect();
+        print(&table(
+            &[
+                "ID",
+                "SERVICE",
+                "ACTION",
+                "STATE",
+                "ATTEMPTS",
+                "CREATED",
+                "LAST ERROR",
+            ],
+            rows,
+        ));
+        Ok(())
+    }
+
     /// `GET /api/services/{name}/status`.
     pub(crate) fn status(&self, status: &Value) -> Result<(), Failure> {
         self.fields(status)

@@ -1,0 +1,266 @@
+//! The endpoints of durable jobs: a job by id, lists of them, retrying the dead, discarding.
+
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::openapi::JobErrors;
+use super::routes::{Api, Path};
+use crate::runtime::Jobs;
+use crate::store::{Enqueued, Job, JobFilter, JobId, JobState};
+
+/// The header that gives a durable call its idempotency key.
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The most jobs one list answers.
+const LIST_LIMIT: usize = 1000;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A job as the control plane shows it: its parameters and reply as JSON.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JobView {
+    id: String,
+    service: String,
+    action: String,
+    /// The action's parameters.
+    params: serde_json::Value,
+    priority: i32,
+    correlation_id: Option<String>,
+    key: Option<String>,
+    /// `queued`, `scheduled` (with `at`), `running` (with `attempt`), `retrying` (with `at` and
+    /// `attempts`), `completed` or `dead`.
+    #[serde(flatten)]
+    state: JobState,
+    max_attempts: u32,
+    /// How long one attempt may run, in milliseconds.
+    timeout_ms: Option<u64>,
+    /// How often its process stopped while it was claimed.
+    interruptions: u32,
+    /// Every failed attempt, oldest first.
+    errors: Vec<crate::store::AttemptError>,
+    /// The reply of the attempt that completed it.
+    reply: Option<serde_json::Value>,
+    #[schema(value_type = crate::schema::TimeSchema)]
+    created: SystemTime,
+    #[schema(value_type = Option<crate::schema::TimeSchema>)]
+    finished: Option<SystemTime>,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        // Parameters and replies are kept as JSON; a value that is not shows as a string.
+        let json = |bytes: &[u8]| {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into())
+            })
+        };
+        JobView {
+            id: job.id.to_string(),
+            params: json(&job.params),
+            reply: job.reply.as_deref().map(json),
+            service: job.service,
+            action: job.action,
+            priority: job.priority,
+            correlation_id: job.correlation_id,
+            key: job.key,
+            state: job.state,
+            max_attempts: job.max_attempts,
+            timeout_ms: job
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            interruptions: job.interruptions,
+            errors: job.errors,
+            created: job.created,
+            finished: job.finished,
+        }
+    }
+}
+
+/// What a durable call answers when it does not wait: the job, and whether this call made it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Accepted {
+    /// The job's id; follow it at `/api/jobs/{id}`.
+    id: String,
+    /// `false` when the idempotency key named a job that was already kept.
+    new: bool,
+}
+
+/// A 202 for a committed job, with where to follow it.
+pub(crate) fn accepted(enqueued: Enqueued) -> Response {
+    let id = enqueued.id().to_string();
+    let location = format!("/api/jobs/{id}");
+    let body = Accepted {
+        id,
+        new: matches!(enqueued, Enqueued::Created(_)),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The runtime's jobs, or the answer of a node that keeps none.
+fn jobs(api: &Api) -> ApiResult<Jobs> {
+    api.runtime.jobs().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_store",
+            "this node keeps no durable jobs: no service declares a durable action",
+        )
+    })
+}
+
+fn job_id(text: &str) -> ApiResult<JobId> {
+    text.parse().map_err(|e: crate::store::BadJobId| {
+        let mut err = ApiError::bad_request(format!("`{text}` is not a job id: {e}"));
+        err.field = Some("id".into());
+        err
+    })
+}
+
+/// Which jobs a list shows: `?service=mailer&state=dead&limit=50`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct JobQuery {
+    /// Only this service's (on `/api/jobs`).
+    service: Option<String>,
+    /// Only those in this state: `queued`, `scheduled`, `running`, `retrying`, `completed`,
+    /// `dead`.
+    state: Option<String>,
+    /// At most this many, oldest first (default and most: 1000).
+    limit: Option<usize>,
+}
+
+/// The query of a list, read as the other routes read theirs: a query that does not decode is
+/// the JSON `bad_request`, naming the field.
+pub(crate) struct Filter(JobQuery);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Filter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        if parts.uri.query().is_none() {
+            return Ok(Filter(JobQuery::default()));
+        }
+        let Query(query) = Query::<JobQuery>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(Filter(query))
+    }
+}
+
+const STATES: [&str; 6] = [
+    "queued",
+    "scheduled",
+    "running",
+    "retrying",
+    "completed",
+    "dead",
+];
+
+fn list_jobs(api: &Api, service: Option<String>, query: JobQuery) -> ApiResult<Vec<JobView>> {
+    if let Some(state) = &query.state
+        && !STATES.contains(&state.as_str())
+    {
+        let mut err = ApiError::bad_request(format!(
+            "`{state}` is no job state: one of {}",
+            STATES.join(", ")
+        ));
+        err.field = Some("state".into());
+        return Err(err);
+    }
+    let filter = JobFilter {
+        service,
+        state: query.state,
+        limit: Some(query.limit.unwrap_or(LIST_LIMIT).min(LIST_LIMIT)),
+    };
+    let jobs = jobs(api)?.list(&filter)?;
+    Ok(jobs.into_iter().map(JobView::from).collect())
+}
+
+/// Durable jobs of every service, oldest first.
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs",
+    params(JobQuery),
+    responses((status = 200, body = Vec<JobView>), JobErrors))]
+pub(crate) async fn list(
+    State(api): State<Api>,
+    Filter(query): Filter,
+) -> ApiResult<Json<Vec<JobView>>> {
+    let service = query.service.clone();
+    Ok(Json(list_jobs(&api, service, query)?))
+}
+
+/// A service's durable jobs, oldest first.
+#[utoipa::path(get, path = "/api/services/{name}/jobs", tag = "jobs",
+    params(("name" = String, Path, description = "The service's name"), JobQuery),
+    responses((status = 200, body = Vec<JobView>), JobErrors))]
+pub(crate) async fn of_service(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Filter(query): Filter,
+) -> ApiResult<Json<Vec<JobView>>> {
+    // The service's own name, as the jobs carry it; an unknown one is a 404.
+    let service = api.runtime.service_by_name(&name)?.name().to_owned();
+    if query.service.is_some() {
+        let mut err = ApiError::bad_request("the path names the service already");
+        err.field = Some("service".into());
+        return Err(err);
+    }
+    Ok(Json(list_jobs(&api, Some(service), query)?))
+}
+
+/// A job: its parameters, state, attempts, errors and reply.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, body = JobView), JobErrors))]
+pub(crate) async fn get(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    let id = job_id(&id)?;
+    Ok(Json(jobs(&api)?.get(id)?.into()))
+}
+
+/// Gives a dead job a new series of attempts.
+#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 204, description = "It is ready again"), JobErrors),
+    security((), ("bearer" = [])))]
+pub(crate) async fn retry(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = job_id(&id)?;
+    jobs(&api)?.retry(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a job that is not running, with its idempotency key.
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 204, description = "It is gone"), JobErrors),
+    security((), ("bearer" = [])))]
+pub(crate) async fn discard(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = job_id(&id)?;
+    if jobs(&api)?.discard(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(crate::Error::UnknownJob { id: id.to_string() }.into())
+    }
+}
+
+/// How long a durable call is delayed, from its query.
+pub(crate) fn delay(ms: Option<u64>) -> Option<Duration> {
+    ms.map(Duration::from_millis)
+}
