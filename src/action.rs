@@ -104,9 +104,6 @@ pub struct CallOptions {
     /// An id that ties this call to the work that caused it; recorded in tracing spans. Calls
     /// made from inside a handler inherit it unless they set their own.
     pub correlation_id: Option<Arc<str>>,
-    /// The durable job this call is an attempt of, set by the job dispatcher alone.
-    #[serde(skip)]
-    pub(crate) job: Option<Arc<JobRun>>,
 }
 
 /// The durable job that a handler's call is an attempt of: see
@@ -195,6 +192,17 @@ pub(crate) trait Cell<S: Service>: Send + Sync + 'static {
     where
         S: Handler<A>,
         A: Action;
+
+    /// An attempt of durable job `job`: a typed call, delivered now, whose handler sees the job.
+    fn attempt<A>(
+        self: Arc<Self>,
+        action: A,
+        options: CallOptions,
+        job: Arc<JobRun>,
+    ) -> impl Future<Output = Result<A::Reply, Error>> + Send + 'static
+    where
+        S: Handler<A>,
+        A: Action;
 }
 
 /// The cell of a service; implemented once, by the host, for every service.
@@ -207,6 +215,14 @@ pub(crate) type Invoke<S> = fn(
     Arc<<S as HasCell>::Cell>,
     Vec<u8>,
     CallOptions,
+) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
+
+/// Runs an attempt of a durable job: JSON parameters in, JSON reply out.
+pub(crate) type Attempt<S> = fn(
+    Arc<<S as HasCell>::Cell>,
+    Vec<u8>,
+    CallOptions,
+    Arc<JobRun>,
 ) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
 
 /// Decodes a job's JSON reply into a typed call's reply, boxed.
@@ -223,6 +239,8 @@ pub(crate) struct ActionEntry<S: Service> {
     pub(crate) to_params: fn(&(dyn std::any::Any + Send)) -> Result<Vec<u8>, String>,
     /// A job's reply as a typed call's (an `A::Reply`, boxed).
     pub(crate) from_reply: FromReply,
+    /// Runs an attempt of a job of it.
+    pub(crate) attempt: Attempt<S>,
     pub(crate) json: Invoke<S>,
     pub(crate) bincode: Invoke<S>,
     /// How a typed call leaves for another node, and how its reply comes back.
@@ -249,6 +267,7 @@ impl<S: Service> ActionEntry<S> {
                 Json::decode::<A::Reply>(reply)
                     .map(|r| Box::new(r) as Box<dyn std::any::Any + Send>)
             },
+            attempt: attempt::<S, A>,
             json: invoke::<S, A, crate::codec::Json>,
             bincode: invoke::<S, A, crate::codec::Bincode>,
             #[cfg(feature = "cluster")]
@@ -293,6 +312,40 @@ where
     Box::pin(async move {
         let reply = reply.await?;
         C::encode(&reply).map_err(|message| Error::Encode {
+            service: Cell::name(&*cell).to_owned(),
+            action: A::NAME.to_owned(),
+            message,
+        })
+    })
+}
+
+fn attempt<S, A>(
+    cell: Arc<<S as HasCell>::Cell>,
+    params: Vec<u8>,
+    options: CallOptions,
+    job: Arc<JobRun>,
+) -> BoxFuture<'static, Result<Vec<u8>, Error>>
+where
+    S: Handler<A>,
+    A: Action + DeserializeOwned,
+    A::Reply: Serialize,
+{
+    let action: A = match Json::decode(&params) {
+        Ok(action) => action,
+        Err(e) => {
+            let err = Error::BadParameters {
+                service: Cell::name(&*cell).to_owned(),
+                action: A::NAME.to_owned(),
+                field: e.field,
+                message: e.message,
+            };
+            return Box::pin(async move { Err(err) });
+        }
+    };
+    let reply = Cell::attempt(cell.clone(), action, options, job);
+    Box::pin(async move {
+        let reply = reply.await?;
+        Json::encode(&reply).map_err(|message| Error::Encode {
             service: Cell::name(&*cell).to_owned(),
             action: A::NAME.to_owned(),
             message,

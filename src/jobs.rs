@@ -24,7 +24,6 @@ use lane::Lane;
 
 use crate::Error;
 use crate::action::{CallOptions, JobRun, Permanent};
-use crate::codec::Format;
 use crate::host::ErasedService;
 use crate::service::retry::Retry;
 use crate::store::{Claim, Enqueued, Job, JobId, JobState, NewJob, Outcome, Store};
@@ -167,7 +166,6 @@ impl Run {
                 priority: job.priority,
                 timeout: job.timeout,
                 correlation_id: job.correlation_id.map(Arc::from),
-                job: None,
             },
         }
     }
@@ -404,21 +402,18 @@ impl Dispatcher {
             key,
             attempt,
             max_attempts,
-            mut options,
+            options,
         } = run;
-        options.job = Some(Arc::new(JobRun {
+        let job = Arc::new(JobRun {
             id,
             key,
             attempt,
             max_attempts,
-        }));
+        });
         let service = lane.service().clone();
-        let result = std::panic::AssertUnwindSafe(service.clone().act_encoded(
-            &action,
-            Format::Json,
-            params,
-            options,
-        ))
+        let result = std::panic::AssertUnwindSafe(
+            service.clone().run_attempt(&action, params, options, job),
+        )
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {

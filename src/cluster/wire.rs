@@ -314,7 +314,6 @@ mod tests {
                 priority: 7,
                 timeout: Some(std::time::Duration::from_millis(1500)),
                 correlation_id: Some("upload-42".into()),
-                ..CallOptions::default()
             },
         };
         let (from, back) = decode_request(&encode_request("alpha@h", &request)).unwrap();
@@ -362,7 +361,6 @@ mod tests {
                     priority: 3,
                     timeout: Some(std::time::Duration::from_secs(2)),
                     correlation_id: Some("upload-42".into()),
-                    ..CallOptions::default()
                 },
             };
             let subscribe = Request::Subscribe {

@@ -16,7 +16,7 @@ use super::{
     ServiceShared, inbox, slim,
 };
 use crate::Error;
-use crate::action::{Action, CallOptions, Handler};
+use crate::action::{Action, CallOptions, Handler, JobRun};
 use crate::codec::Format;
 use crate::service::retry::Retry;
 use crate::service::{Command, Definition, Health, Service, Startup};
@@ -86,8 +86,8 @@ impl<S: Service> ServiceCell<S> {
             Ok(sent) => return sent,
             Err(local) => local,
         };
-        // A durable action's call is a job, unless it is one of the job's attempts already.
-        if self.def.durable && options.job.is_none() {
+        // A durable action's call is a job (its attempts come through `attempt`).
+        if self.def.durable {
             let (action, options) = match self.call_durable(action, options) {
                 Ok(job) => return job,
                 Err(call) => call,
@@ -110,6 +110,24 @@ impl<S: Service> ServiceCell<S> {
     {
         let (tx, rx) = slim();
         let call = EnvelopeKind::action(action, options, ReplyTo::Handle(tx));
+        let sent = self.deliver(call, Delivery::Prompt);
+        ReplyFuture::new(self, A::NAME.into(), sent.map(|()| rx), timeout)
+    }
+
+    /// An attempt of durable job `job`, delivered now; its reply comes as a call's does.
+    pub(crate) fn attempt<A>(
+        self: Arc<Self>,
+        action: A,
+        options: CallOptions,
+        job: Arc<JobRun>,
+    ) -> ReplyFuture<A::Reply>
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        let timeout = options.timeout;
+        let (tx, rx) = slim();
+        let call = EnvelopeKind::attempt(action, options, job, ReplyTo::Handle(tx));
         let sent = self.deliver(call, Delivery::Prompt);
         ReplyFuture::new(self, A::NAME.into(), sent.map(|()| rx), timeout)
     }
@@ -143,7 +161,7 @@ impl<S: Service> ServiceCell<S> {
         let params = (entry.to_params)(&action).map_err(encode_error);
         let jobs = self.shared.runtime.jobs.get().cloned();
         let cell: Arc<dyn ErasedService> = self.clone();
-        let reply = Box::pin(async move {
+        let reply = async move {
             let jobs = jobs.ok_or(Error::ShuttingDown)?;
             let options = crate::jobs::JobOptions {
                 call: options,
@@ -164,12 +182,18 @@ impl<S: Service> ServiceCell<S> {
                     action: A::NAME.to_owned(),
                     message: "the job's reply is not of the action's type".into(),
                 })
+        };
+        // The job is followed on a task of its own, and its reply comes back on a call's
+        // channel: the reply future of an in-memory call stays as small as it was. Each attempt
+        // has the call's timeout; the caller waits for the job.
+        let (tx, rx) = slim();
+        tokio::spawn(async move {
+            ReplyTo::Handle(tx).send(reply.await.map_err(Box::new));
         });
-        // Each attempt has the call's timeout; the caller waits for the job.
-        Ok(ReplyFuture::boxed(
+        Ok(ReplyFuture::new(
             self.shared.clone(),
             A::NAME.into(),
-            reply,
+            Ok(rx),
             None,
         ))
     }
@@ -223,7 +247,7 @@ impl<S: Service> ServiceCell<S> {
                     })
             })
         });
-        Ok(ReplyFuture::boxed(
+        Ok(ReplyFuture::remote(
             self.shared.clone(),
             A::NAME.into(),
             reply,
@@ -406,6 +430,14 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     fn job_room(&self) -> usize;
     /// Whether `params` (JSON) decode into `action`: checked before a job is committed.
     fn check_params(&self, action: &str, params: &[u8]) -> Result<(), Error>;
+    /// Runs an attempt of durable job `job` of `action`, here, with JSON `params`.
+    fn run_attempt(
+        self: Arc<Self>,
+        action: &str,
+        params: Vec<u8>,
+        options: CallOptions,
+        job: Arc<JobRun>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
     fn set_paused(&self, paused: bool) -> Result<(), Error>;
     fn ready(self: Arc<Self>) -> BoxFuture<'static, bool>;
     /// The schema hash of a declared action, to compare with a remote caller's.
@@ -591,6 +623,25 @@ impl<S: Service> ErasedService for ServiceCell<S> {
         })
     }
 
+    fn run_attempt(
+        self: Arc<Self>,
+        action: &str,
+        params: Vec<u8>,
+        options: CallOptions,
+        job: Arc<JobRun>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
+        match self.def.actions.iter().find(|a| a.name == action) {
+            Some(entry) => (entry.attempt)(self, params, options, job),
+            None => {
+                let err = Error::UnknownAction {
+                    service: self.name().to_owned(),
+                    action: action.to_owned(),
+                };
+                Box::pin(async move { Err(err) })
+            }
+        }
+    }
+
     fn set_paused(&self, paused: bool) -> Result<(), Error> {
         #[cfg(feature = "cluster")]
         if let Some(remote) = self.remote() {
@@ -684,5 +735,18 @@ impl<S: Service> crate::action::Cell<S> for ServiceCell<S> {
         A: Action,
     {
         ServiceCell::call(self, action, options)
+    }
+
+    fn attempt<A>(
+        self: Arc<Self>,
+        action: A,
+        options: CallOptions,
+        job: Arc<JobRun>,
+    ) -> impl Future<Output = Result<A::Reply, Error>> + Send + 'static
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        ServiceCell::attempt(self, action, options, job)
     }
 }

@@ -426,34 +426,56 @@ fn expired<S: Service>(
 }
 
 /// A typed action on its way to its handler.
-pub(crate) struct ActionCall<A: Action> {
+///
+/// `J` is the durable job it is an attempt of (`Arc<JobRun>`), or `()` for an in-memory call,
+/// which then carries nothing more than it did before jobs existed.
+pub(crate) struct ActionCall<A: Action, J = ()> {
     pub(crate) action: A,
     pub(crate) deadline: Option<Deadline>,
     pub(crate) correlation_id: Option<Arc<str>>,
-    /// The durable job it is an attempt of.
-    pub(crate) job: Option<Arc<JobRun>>,
     pub(crate) reply: ReplyTo<A::Reply>,
+    pub(crate) job: J,
 }
 
-impl<A: Action> Refuse for ActionCall<A> {
+/// The durable job a call is an attempt of, if any.
+pub(crate) trait OfJob: Send + 'static {
+    fn job(&self) -> Option<Arc<JobRun>>;
+}
+
+impl OfJob for () {
+    #[inline(always)]
+    fn job(&self) -> Option<Arc<JobRun>> {
+        None
+    }
+}
+
+impl OfJob for Arc<JobRun> {
+    fn job(&self) -> Option<Arc<JobRun>> {
+        Some(self.clone())
+    }
+}
+
+impl<A: Action, J: OfJob> Refuse for ActionCall<A, J> {
     fn refuse(self, err: Error) {
         self.reply.fail(err);
     }
 }
 
 /// The job of a typed action with `priority`: one allocation, made by the caller.
-pub(crate) fn action_job<S, A>(priority: i32, call: ActionCall<A>) -> JobBox<S>
+pub(crate) fn action_job<S, A, J>(priority: i32, call: ActionCall<A, J>) -> JobBox<S>
 where
     S: Handler<A>,
     A: Action,
+    J: OfJob,
 {
-    Box::pin(Staged::new(priority, call, run_action::<S, A>))
+    Box::pin(Staged::new(priority, call, run_action::<S, A, J>))
 }
 
-async fn run_action<S, A>(call: ActionCall<A>, inc: Arc<Incarnation<S>>) -> JobEnd
+async fn run_action<S, A, J>(call: ActionCall<A, J>, inc: Arc<Incarnation<S>>) -> JobEnd
 where
     S: Handler<A>,
     A: Action,
+    J: OfJob,
 {
     // The call's fields are used where they lie: taking the call apart first would copy each
     // of them to a slot of its own in this future.
@@ -463,7 +485,7 @@ where
         call.reply.fail(err);
         return JobEnd::Done;
     }
-    let ctx = inc.context(call.correlation_id.clone(), call.job.clone());
+    let ctx = inc.context(call.correlation_id.clone(), call.job.job());
     let span = tracing::info_span!(
         "action",
         service = %inc.cell.shared.name,

@@ -134,7 +134,7 @@ impl<S: Service> EnvelopeKind<S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn action<A>(
         action: A,
         options: CallOptions,
@@ -148,8 +148,29 @@ impl<S: Service> EnvelopeKind<S> {
             action,
             deadline: options.timeout.map(Deadline::after),
             correlation_id: options.correlation_id.or_else(super::current_correlation),
-            job: options.job,
             reply: reply.into(),
+            job: (),
+        };
+        EnvelopeKind::Job(action_job(options.priority, call), false)
+    }
+
+    /// An attempt of durable job `job`: a typed action whose handler sees the job.
+    pub(crate) fn attempt<A>(
+        action: A,
+        options: CallOptions,
+        job: std::sync::Arc<crate::action::JobRun>,
+        reply: impl Into<ReplyTo<A::Reply>>,
+    ) -> Self
+    where
+        S: Handler<A>,
+        A: Action,
+    {
+        let call = ActionCall {
+            action,
+            deadline: options.timeout.map(Deadline::after),
+            correlation_id: options.correlation_id,
+            reply: reply.into(),
+            job,
         };
         EnvelopeKind::Job(action_job(options.priority, call), false)
     }

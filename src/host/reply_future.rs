@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+#[cfg(feature = "cluster")]
 use futures::future::BoxFuture;
 use tokio::time::Sleep;
 
@@ -45,11 +46,11 @@ impl<S: Service> Called for ServiceCell<S> {
     }
 }
 
-/// Where a reply comes from: the host's reply channel, or a future of its own (a call to
-/// another node, a durable job).
+/// Where a reply comes from: the host's reply channel, or a call to another node.
 enum Source<T> {
     Channel(SlimReceiver<T>),
-    Boxed(BoxFuture<'static, Result<T, Error>>),
+    #[cfg(feature = "cluster")]
+    Remote(BoxFuture<'static, Result<T, Error>>),
 }
 
 impl<T> std::fmt::Debug for ReplyFuture<T> {
@@ -81,8 +82,9 @@ impl<T> ReplyFuture<T> {
         }
     }
 
-    /// A reply that comes from a future of its own: a call sent to another node, a job.
-    pub(crate) fn boxed(
+    /// The reply of a call sent to another node.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote(
         service: Arc<dyn Called>,
         label: Cow<'static, str>,
         reply: BoxFuture<'static, Result<T, Error>>,
@@ -91,7 +93,7 @@ impl<T> ReplyFuture<T> {
         ReplyFuture {
             service,
             label,
-            rx: Ok(Source::Boxed(reply)),
+            rx: Ok(Source::Remote(reply)),
             timeout: timeout.map(|after| (Box::pin(tokio::time::sleep(after)), after)),
         }
     }
@@ -111,7 +113,8 @@ impl<T> Future for ReplyFuture<T> {
                 Poll::Ready(Err(_)) => return Poll::Ready(Err(this.service.shared().lost())),
                 Poll::Pending => {}
             },
-            Ok(Source::Boxed(reply)) => {
+            #[cfg(feature = "cluster")]
+            Ok(Source::Remote(reply)) => {
                 if let Poll::Ready(result) = reply.as_mut().poll(cx) {
                     return Poll::Ready(result);
                 }

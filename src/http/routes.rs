@@ -193,7 +193,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
             priority: query.priority.unwrap_or(0),
             timeout: query.timeout_ms.map(Duration::from_millis),
             correlation_id,
-            ..CallOptions::default()
         };
         Ok(Call(options, job))
     }
