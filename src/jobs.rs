@@ -25,7 +25,7 @@ use lane::Lane;
 use crate::Error;
 use crate::action::{CallOptions, JobRun, Permanent};
 use crate::host::ErasedService;
-use crate::service::retry::Retry;
+use crate::service::retry::{JobDead, Retry};
 use crate::store::{Claim, Enqueued, Job, JobId, JobState, NewJob, Outcome, Store};
 
 /// How a job is enqueued: when it may run, its idempotency key, and the options of its calls.
@@ -404,12 +404,14 @@ impl Dispatcher {
             max_attempts,
             options,
         } = run;
+        let correlation = options.correlation_id.as_deref().map(str::to_owned);
         let job = Arc::new(JobRun {
             id,
-            key,
+            key: key.clone(),
             attempt,
             max_attempts,
         });
+        let mut dead = None;
         let service = lane.service().clone();
         let result = std::panic::AssertUnwindSafe(
             service.clone().run_attempt(&action, params, options, job),
@@ -430,6 +432,13 @@ impl Dispatcher {
                 let error = err.to_string();
                 if attempt >= max_attempts || is_permanent(&err) {
                     tracing::warn!(job = %id, service = service.name(), action, attempt, %error, "a job is dead");
+                    dead = Some(JobDead {
+                        id: id.to_string(),
+                        action: action.clone(),
+                        key: key.clone(),
+                        attempts: attempt,
+                        error: error.clone(),
+                    });
                     (Outcome::Dead { error }, Some(Err(err)))
                 } else {
                     let retry = service.durable(&action).unwrap_or_else(Retry::none);
@@ -450,6 +459,10 @@ impl Dispatcher {
         };
         if let Err(err) = finished {
             tracing::error!(job = %id, %err, "a job's outcome could not be recorded; it runs again at the next start");
+        } else if let Some(dead) = dead {
+            // Said once it is in the dead letters, where a subscriber may look for it.
+            let correlation = correlation.map(Arc::from);
+            let _ = crate::service::context::emit_from(&**service.shared(), dead, correlation);
         }
         self.settled.remove_if(&id, |_, (made, _)| *made == mark);
         lane.give_back();

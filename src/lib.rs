@@ -51,7 +51,7 @@ pub use jobs::JobOptions;
 pub use runtime::{Jobs, Runtime, RuntimeBuilder, RuntimeHandle};
 pub use service::environment::Environment;
 pub use service::restart::{Backoff, Restart, RestartPolicy, Strategy};
-pub use service::retry::Retry;
+pub use service::retry::{JobDead, Retry};
 pub use service::{Command, Context, Definition, Health, MissedTick, Schedule, Service, Startup};
 pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 

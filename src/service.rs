@@ -45,7 +45,7 @@
 //! ```
 
 mod command;
-mod context;
+pub(crate) mod context;
 mod definition;
 pub(crate) mod environment;
 mod health;

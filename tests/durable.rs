@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::json;
 use sora::action::Permanent;
 use sora::config::Config;
@@ -309,17 +310,27 @@ async fn a_job_out_of_attempts_is_dead_and_a_retry_gives_it_a_new_series() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_permanent_error_kills_the_job_at_once() {
+async fn a_permanent_error_kills_the_job_at_once_and_says_so_in_an_event() {
     let probe = Arc::new(Probe::default());
     probe.permanent.store(true, Ordering::SeqCst);
     let runtime = start(&probe).await;
     let mailer = runtime.service::<Mailer>().unwrap();
+    let mut dead = mailer.on::<sora::JobDead>().stream().await.unwrap();
     let err = mailer.act(mail("nobody")).await.unwrap_err();
     assert!(err.to_string().contains("nobody does not exist"), "{err}");
     assert_eq!(probe.seen().len(), 1, "no retry");
     let jobs = runtime.jobs().unwrap();
     let id = jobs.list(&JobFilter::default()).unwrap()[0].id;
     assert_eq!(recorded(&jobs, id).await.state, JobState::Dead);
+    let event = dead.next().await.expect("a job-dead event");
+    assert_eq!(event.id, id.to_string());
+    assert_eq!(event.action, "send");
+    assert_eq!(event.attempts, 1, "no attempt after a permanent error");
+    assert!(
+        event.error.contains("nobody does not exist"),
+        "{}",
+        event.error
+    );
     runtime.shutdown().await.unwrap();
 }
 

@@ -122,28 +122,7 @@ impl Context {
     /// [`Definition::emits`](crate::Definition::emits), and [`Error::ShuttingDown`] once the
     /// runtime has stopped.
     pub fn emit<E: Event>(&self, event: E) -> Result<(), Error> {
-        let shared = &*self.life.shared;
-        let Some(declared) = shared
-            .declared()
-            .iter()
-            .find(|d| d.type_id == TypeId::of::<E>())
-        else {
-            return Err(shared.unknown_event(E::NAME));
-        };
-        let source = shared.source();
-        let meta = Meta {
-            source: source.clone(),
-            name: declared.name.clone(),
-            correlation_id: self.correlation_id.clone(),
-            node: None,
-            id: AtomicU64::new(0),
-            at: SystemTime::now(),
-        };
-        if !shared.publish(Arc::new(Record::new(meta, event))) {
-            return Err(Error::ShuttingDown);
-        }
-        source.emitted.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        emit_from(&*self.life.shared, event, self.correlation_id.clone())
     }
 
     /// The service's settings, read from its `settings` table in the configuration (see
@@ -177,4 +156,35 @@ impl Context {
     pub(crate) fn no_background_work(&self) {
         self.life.shared.no_background_work();
     }
+}
+
+/// Emits `event` as the service of `shared` does: to every subscription of its name, carrying
+/// the service's name and `correlation_id`. What [`Context::emit`] does, for the runtime's own
+/// events of a service too (a job gone dead).
+pub(crate) fn emit_from<E: Event>(
+    shared: &dyn Served,
+    event: E,
+    correlation_id: Option<Arc<str>>,
+) -> Result<(), Error> {
+    let Some(declared) = shared
+        .declared()
+        .iter()
+        .find(|d| d.type_id == TypeId::of::<E>())
+    else {
+        return Err(shared.unknown_event(E::NAME));
+    };
+    let source = shared.source();
+    let meta = Meta {
+        source: source.clone(),
+        name: declared.name.clone(),
+        correlation_id,
+        node: None,
+        id: AtomicU64::new(0),
+        at: SystemTime::now(),
+    };
+    if !shared.publish(Arc::new(Record::new(meta, event))) {
+        return Err(Error::ShuttingDown);
+    }
+    source.emitted.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }

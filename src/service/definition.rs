@@ -9,7 +9,7 @@ use crate::action::{Action, ActionEntry, Handler};
 use crate::event::record::{Declared, Event};
 use crate::service::environment::Environment;
 use crate::service::restart::Restart;
-use crate::service::retry::Retry;
+use crate::service::retry::{JobDead, Retry};
 use crate::service::{Command, Service, short_type_name};
 
 /// What a service declares about itself in [`Service::define`], and what a registration can
@@ -344,7 +344,7 @@ impl<S: Service> Definition<S> {
             ..retry
         });
         self.durable = true;
-        self
+        self.emits::<JobDead>()
     }
 
     /// Declares a command the service accepts: one of [`Command::PROCESS_BATCH`],

@@ -82,3 +82,66 @@ impl Retry {
         backoff_delay(&self.backoff, failed, fastrand::f64())
     }
 }
+
+/// Emitted by a service when one of its durable jobs is dead: its last attempt failed, or its
+/// error was permanent, or its process stopped under it too often. The job waits in the dead
+/// letters (see [`Jobs::dead`](crate::Jobs::dead)) to be retried or discarded.
+///
+/// Every service with a durable action emits it; subscribe as to any event.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use sora::{Action, BoxError, Context, Definition, Handler, JobDead, Retry, Service};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Doomed;
+/// impl Action for Doomed {
+///     const NAME: &'static str = "doomed";
+///     type Reply = ();
+/// }
+/// #[derive(Default)]
+/// struct Worker;
+/// impl Service for Worker {
+///     fn define(def: &mut Definition<Self>) {
+///         def.durable::<Doomed>(Retry::none());
+///     }
+/// }
+/// impl Handler<Doomed> for Worker {
+///     async fn handle(&self, _: Doomed, _: &Context) -> Result<(), BoxError> {
+///         Err("no luck".into())
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+/// let runtime = sora::Runtime::builder()
+///     .store(sora::store::RedbStore::in_memory()?)
+///     .service(Worker::default)
+///     .start()
+///     .await?;
+/// let mut dead = runtime.on::<JobDead>().stream().await?;
+/// let ticket = runtime.service::<Worker>()?.enqueue(Doomed).await?;
+/// let event = dead.next().await.expect("an event");
+/// assert_eq!(event.id, ticket.id().to_string());
+/// assert_eq!((event.action.as_str(), event.attempts), ("doomed", 1));
+/// assert!(event.error.contains("no luck"));
+/// # runtime.shutdown().await }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDead {
+    /// The job's id.
+    pub id: String,
+    /// The action it called.
+    pub action: String,
+    /// Its idempotency key, if it had one.
+    pub key: Option<String>,
+    /// The attempts it made.
+    pub attempts: u32,
+    /// Its last attempt's error.
+    pub error: String,
+}
+
+impl crate::event::record::Event for JobDead {
+    const NAME: &'static str = "job-dead";
+}
