@@ -391,11 +391,13 @@ impl ServiceRef {
         })
     }
 
-    /// Whether `action` is a durable action of this service (see
-    /// [`Definition::durable`](crate::Definition::durable)).
+    /// Whether `action` is a durable action of this service that runs here, where its jobs are
+    /// kept (see [`Definition::durable`](crate::Definition::durable)).
     pub fn is_durable(&self, action: &str) -> bool {
         match &self.inner {
-            Callee::Local(local) => local.durable(action).is_some(),
+            Callee::Local(local) => {
+                local.durable(action).is_some() && !calls_go_remote(local.shared())
+            }
             #[cfg(feature = "cluster")]
             Callee::Remote(_) => false,
         }
@@ -427,9 +429,11 @@ impl ServiceRef {
                 dispatcher.enqueue(local, action, bytes, options).await
             }
             #[cfg(feature = "cluster")]
-            Callee::Remote(_) => Err(Error::NotDurable {
+            Callee::Remote(_) => Err(Error::ServiceUnavailable {
                 service: self.name().to_owned(),
-                action: action.to_owned(),
+                reason: "it runs on other nodes, which keep its jobs; enqueue there, or call it \
+                         with `act`"
+                    .into(),
             }),
         }
     }

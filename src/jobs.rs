@@ -95,6 +95,11 @@ impl JobOptions {
     }
 }
 
+/// How long a job the service could not take waits before it is handed over again.
+const POSTPONED: Duration = Duration::from_secs(1);
+/// How many times an attempt's outcome is offered to the store before it is left to recovery.
+const RECORD_TRIES: u32 = 5;
+
 /// How long shutdown waits, at least, for the outcomes of the last attempts to be committed.
 const RECORDING_GRACE: Duration = Duration::from_secs(2);
 
@@ -202,8 +207,12 @@ impl Dispatcher {
 
     /// Starts claiming the jobs that wait: those a stopped process left, the delayed, the
     /// retried, and those that found their service without room.
-    pub(crate) fn start(self: &Arc<Self>) {
-        let pump = tokio::spawn(self.clone().pump());
+    ///
+    /// The first claims are made before it returns, so that the runtime's start hands what a
+    /// stopped process left to its services before any new job can pass it.
+    pub(crate) async fn start(self: &Arc<Self>) {
+        let failed = self.claim_all().await;
+        let pump = tokio::spawn(self.clone().pump(failed));
         *self.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
     }
 
@@ -222,7 +231,10 @@ impl Dispatcher {
         let deadline = deadline.max(tokio::time::Instant::now() + RECORDING_GRACE);
         let pump = self.pump.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(pump) = pump {
-            let _ = pump.await;
+            // A claim under way ends with its commit; a store that does not answer is left.
+            if tokio::time::timeout_at(deadline, pump).await.is_err() {
+                tracing::warn!("the job pump did not stop by the shutdown deadline");
+            }
         }
         loop {
             let ended = self.ended.notified();
@@ -242,8 +254,9 @@ impl Dispatcher {
         self.waiters.clear();
         self.lanes.clear();
         let store = self.store.write().unwrap_or_else(|e| e.into_inner()).take();
-        // The last handle closes the file once its writer has committed what it holds.
-        drop(store);
+        // The last handle closes the file once its writer has committed what it holds: a wait
+        // for a thread, made off the async runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     }
 
     /// Commits a job of `service`'s durable `action` with JSON `params`; runs it at once when
@@ -264,11 +277,38 @@ impl Dispatcher {
                 action: action.to_owned(),
             });
         };
+        let shared = service.shared();
+        if !shared.enabled {
+            return Err(Error::ServiceDisabled {
+                service: service.name().to_owned(),
+            });
+        }
+        if shared.remote {
+            return Err(Error::ServiceUnavailable {
+                service: service.name().to_owned(),
+                reason: "it runs on other nodes, which keep its jobs; enqueue there, or call it \
+                         with `act`"
+                    .into(),
+            });
+        }
         let now = self.clock.now();
-        let run_at = options.at.or_else(|| options.delay.map(|d| now + d));
+        let run_at = match (options.at, options.delay) {
+            (Some(at), _) => Some(at),
+            (None, Some(delay)) => {
+                Some(now.checked_add(delay).ok_or_else(|| Error::BadParameters {
+                    service: service.name().to_owned(),
+                    action: action.to_owned(),
+                    field: Some("delay".into()),
+                    message: format!("a delay of {delay:?} is past any time this clock can tell"),
+                })?)
+            }
+            (None, None) => None,
+        };
         let due = run_at.is_none_or(|at| at <= now);
         let lane = self.lanes.get(service.name()).map(|l| l.clone());
-        let lane = lane.filter(|lane| due && lane.take());
+        // Straight to the host only when no job waits for the service in the store: one that
+        // waits runs first, in its order, when the pump claims it.
+        let lane = lane.filter(|lane| due && lane.backlog() == 0 && lane.take());
         let JobOptions { key, call, .. } = options;
         let job = NewJob {
             id: JobId::new(now),
@@ -319,7 +359,12 @@ impl Dispatcher {
     /// last attempt once it is dead. A job that is neither is waited for.
     pub(crate) async fn wait(&self, id: JobId) -> Result<Vec<u8>, Error> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.entry(id).or_default().push(tx);
+        {
+            let mut waiting = self.waiters.entry(id).or_default();
+            // Those who stopped waiting leave no trace, however often a job is waited for.
+            waiting.retain(|w| !w.is_closed());
+            waiting.push(tx);
+        }
         let known = match self.settled.get(&id) {
             Some(settled) => Some(settled.1.clone()),
             None => match self.store().and_then(|s| s.job(id)) {
@@ -428,6 +473,12 @@ impl Dispatcher {
         let (outcome, settled) = match result {
             Ok(reply) => (Outcome::Completed(reply.clone()), Some(Ok(reply))),
             Err(err) if self.released(&*service, &err) => (Outcome::Released, None),
+            // The service could not take it (restarting, or its queue full of other calls):
+            // no fault of the job's, so no attempt counted; it comes back in a moment.
+            Err(Error::ServiceUnavailable { .. } | Error::Overloaded { .. }) => {
+                let at = now + POSTPONED;
+                (Outcome::Postponed { at }, None)
+            }
             Err(err) => {
                 let error = err.to_string();
                 if attempt >= max_attempts || is_permanent(&err) {
@@ -453,21 +504,45 @@ impl Dispatcher {
             self.settled.insert(id, (mark, settled.clone()));
             self.tell(id, &settled);
         }
-        let finished = match self.store() {
-            Ok(store) => store.finish(id, outcome, now).await,
-            Err(err) => Err(err),
-        };
-        if let Err(err) = finished {
-            tracing::error!(job = %id, %err, "a job's outcome could not be recorded; it runs again at the next start");
-        } else if let Some(dead) = dead {
-            // Said once it is in the dead letters, where a subscriber may look for it.
-            let correlation = correlation.map(Arc::from);
-            let _ = crate::service::context::emit_from(&**service.shared(), dead, correlation);
+        if self.record(id, outcome, now).await {
+            if let Some(dead) = dead {
+                // Said once it is in the dead letters, where a subscriber may look for it.
+                let correlation = correlation.map(Arc::from);
+                let _ = crate::service::context::emit_from(&**service.shared(), dead, correlation);
+            }
+            self.settled.remove_if(&id, |_, (made, _)| *made == mark);
         }
-        self.settled.remove_if(&id, |_, (made, _)| *made == mark);
+        // Not recorded: the answer stays for later waiters, and the store recovers the job,
+        // still claimed, at its next open.
         lane.give_back();
         self.ended.notify_waiters();
         self.wake.notify_one();
+    }
+
+    /// Commits an attempt's outcome, trying again a few times if the store fails (a full disk
+    /// may have room a moment later); answers whether it was committed.
+    async fn record(&self, id: JobId, outcome: Outcome, now: SystemTime) -> bool {
+        let mut pause = Duration::from_millis(100);
+        for tried in 1..=RECORD_TRIES {
+            let finished = match self.store() {
+                Ok(store) => store.finish(id, outcome.clone(), now).await,
+                Err(err) => Err(err),
+            };
+            match finished {
+                Ok(()) => return true,
+                // The last try, or a store already let go: it is left to recovery.
+                Err(err) if tried == RECORD_TRIES || matches!(err, Error::ShuttingDown) => {
+                    tracing::error!(job = %id, %err, "a job's outcome could not be recorded; it runs again at the next start");
+                    return false;
+                }
+                Err(err) => {
+                    tracing::warn!(job = %id, %err, tried, "a job's outcome could not be recorded yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        false
     }
 
     /// Whether an attempt ended for a reason of the process's, not the job's: it is given back.
@@ -479,44 +554,61 @@ impl Dispatcher {
 
     /// Claims what waits, for every service with room; sleeps until the next job is due or
     /// something wakes it.
-    async fn pump(self: Arc<Self>) {
-        for lane in self.lanes.iter() {
-            lane.set_backlog();
-        }
+    async fn pump(self: Arc<Self>, mut failed: bool) {
+        // The earliest time a waiting job is due, as last read.
+        let mut due: Option<SystemTime> = None;
+        let mut first = true;
         while !self.closed.load(Ordering::Acquire) {
             let woken = self.wake.notified();
-            let lanes: Vec<Arc<Lane>> = self.lanes.iter().map(|l| l.clone()).collect();
-            let mut failed = false;
-            for lane in lanes {
-                if self.closed.load(Ordering::Acquire) {
-                    return;
+            // A job whose time has come may be any service's, and whichever claim runs first
+            // moves it to its service's ready queue: every lane looks, however the pump woke.
+            if due.is_some_and(|at| at <= self.clock.now()) {
+                for lane in self.lanes.iter() {
+                    lane.set_backlog();
                 }
-                failed |= self.claim(&lane).await.is_err();
             }
-            let next =
-                if failed {
-                    Some(self.clock.now() + Duration::from_secs(1))
-                } else {
-                    self.store().and_then(|s| s.next_due()).unwrap_or_else(|err| {
-                    tracing::error!(%err, "the store could not say when its next job is due");
-                    Some(self.clock.now() + Duration::from_secs(1))
-                })
-                };
+            // The first round was made by `start`.
+            if !std::mem::take(&mut first) {
+                failed = self.claim_all().await;
+            }
+            due = if failed {
+                Some(self.clock.now() + Duration::from_secs(1))
+            } else {
+                self.store()
+                    .and_then(|s| s.next_due())
+                    .unwrap_or_else(|err| {
+                        tracing::error!(%err, "the store could not say when its next job is due");
+                        Some(self.clock.now() + Duration::from_secs(1))
+                    })
+            };
             let sleep = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(self.clock.instant(at)).await,
-                    None => std::future::pending().await,
+                match due {
+                    Some(at) if at > self.clock.now() => {
+                        tokio::time::sleep_until(self.clock.instant(at)).await;
+                    }
+                    // Due already, and no lane had room to claim it: the end of an attempt
+                    // wakes the pump, which then looks again.
+                    Some(_) | None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = woken => {}
-                () = sleep => {
-                    for lane in self.lanes.iter() {
-                        lane.set_backlog();
-                    }
-                }
+                () = sleep => {}
             }
         }
+    }
+
+    /// A claim for every lane that may have jobs waiting; answers whether one failed.
+    async fn claim_all(self: &Arc<Self>) -> bool {
+        let lanes: Vec<Arc<Lane>> = self.lanes.iter().map(|l| l.clone()).collect();
+        let mut failed = false;
+        for lane in lanes {
+            if self.closed.load(Ordering::Acquire) {
+                break;
+            }
+            failed |= self.claim(&lane).await.is_err();
+        }
+        failed
     }
 
     /// Claims as many of `lane`'s waiting jobs as it has room for, and runs them.
@@ -544,7 +636,12 @@ impl Dispatcher {
             }
         };
         let count = claimed.len();
-        lane.unreserve(room - count);
+        if count > room {
+            // A store that answers more than it was asked for: run them all the same.
+            lane.add(count - room);
+        } else {
+            lane.unreserve(room - count);
+        }
         if count < room {
             lane.clear_backlog(seen);
         }

@@ -174,6 +174,12 @@ pub enum Outcome {
     /// and not the job's (the runtime is shutting down): the attempt is given back and the job
     /// is ready again.
     Released,
+    /// The attempt did not run, for a reason of the service's (it was restarting, or its queue
+    /// was full): the attempt is given back and the job waits until `at`.
+    Postponed {
+        /// When it becomes ready again.
+        at: SystemTime,
+    },
 }
 
 /// Where a job is in its life.

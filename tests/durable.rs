@@ -525,39 +525,150 @@ async fn a_job_stopped_by_shutdown_runs_again_at_the_next_start_with_its_attempt
 }
 
 #[tokio::test]
-async fn jobs_of_a_service_disabled_here_wait_in_the_store_until_it_runs() {
-    let file = TempStore::new("disabled");
+async fn a_service_disabled_here_refuses_its_jobs_as_it_refuses_calls() {
     let probe = Arc::new(Probe::default());
-    let start = |enabled: bool, probe: &Arc<Probe>| {
+    let runtime = Runtime::builder()
+        .store(RedbStore::in_memory().unwrap())
+        .service_with(
+            {
+                let probe = probe.clone();
+                move || Mailer {
+                    probe: probe.clone(),
+                }
+            },
+            |def| {
+                def.enabled(false);
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let mailer = runtime.service_by_name("Mailer").unwrap();
+    let err = mailer
+        .enqueue_json("send", json!({"to": "later"}), JobOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ServiceDisabled { .. }), "{err:?}");
+    let typed = runtime.service::<Mailer>().unwrap();
+    let err = typed.act(mail("later")).await.unwrap_err();
+    assert!(matches!(err, Error::ServiceDisabled { .. }), "{err:?}");
+    let jobs = runtime.jobs().unwrap();
+    assert!(jobs.list(&JobFilter::default()).unwrap().is_empty());
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn jobs_left_in_the_store_run_when_the_next_process_starts() {
+    let file = TempStore::new("left");
+    // A first process commits jobs and stops before it runs them: its service is busy.
+    let probe = Arc::new(Probe::default());
+    let gate = Arc::new(Notify::new());
+    *probe.gate.lock().unwrap() = Some(gate);
+    let start = |probe: &Arc<Probe>| {
         let probe = probe.clone();
         Runtime::builder()
             .store_path(&file.0)
+            .shutdown_timeout(Duration::from_millis(100))
             .service_with(
                 move || Mailer {
                     probe: probe.clone(),
                 },
-                move |def| {
-                    def.enabled(enabled);
+                |def| {
+                    def.stop_timeout(Duration::from_millis(50));
                 },
             )
             .start()
     };
-    let runtime = start(false, &probe).await.unwrap();
-    let mailer = runtime.service_by_name("Mailer").unwrap();
-    let enqueued = mailer
-        .enqueue_json("send", json!({"to": "later"}), JobOptions::default())
+    let runtime = start(&probe).await.unwrap();
+    let mailer = runtime.service::<Mailer>().unwrap();
+    let mut ids = Vec::new();
+    for to in ["a", "b", "c"] {
+        ids.push(mailer.enqueue(mail(to)).await.unwrap().id());
+    }
+    runtime.shutdown().await.unwrap();
+    assert_eq!(
+        probe.seen().len(),
+        1,
+        "one began; the others waited behind it"
+    );
+
+    let probe = Arc::new(Probe::default());
+    let runtime = start(&probe).await.unwrap();
+    let jobs = runtime.jobs().unwrap();
+    for id in ids {
+        jobs.wait(id).await.unwrap();
+        assert_eq!(recorded(&jobs, id).await.state, JobState::Completed);
+    }
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_its_service_cannot_take_waits_without_losing_an_attempt() {
+    let probe = Arc::new(Probe::default());
+    let gate = Arc::new(Notify::new());
+    *probe.gate.lock().unwrap() = Some(gate.clone());
+    let runtime = Runtime::builder()
+        .store(RedbStore::in_memory().unwrap())
+        .service_with(
+            {
+                let probe = probe.clone();
+                move || Mailer {
+                    probe: probe.clone(),
+                }
+            },
+            // Room for one call in the queue; a refusal counted as an attempt would show.
+            |def| {
+                def.queue_limit(1);
+            },
+        )
+        .start()
         .await
         .unwrap();
-    let job = runtime.jobs().unwrap().get(enqueued.id()).unwrap();
-    assert_eq!(job.state, JobState::Queued);
+    let mailer = runtime.service::<Mailer>().unwrap();
+    // The first holds the service; in-memory calls fill its queue.
+    let first = mailer.enqueue(mail("first")).await.unwrap();
+    while probe.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let queued = tokio::spawn({
+        let mailer = mailer.clone();
+        async move { mailer.act(Count).await }
+    });
+    while mailer.status().await.unwrap().queue_depth < 1 {
+        tokio::task::yield_now().await;
+    }
+    let refused = mailer.enqueue(mail("second")).await.unwrap();
+    // Refused for room, it waits in the store, its attempt given back.
+    loop {
+        if let JobState::Scheduled { .. } = refused.job().unwrap().state {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    *probe.gate.lock().unwrap() = None;
+    gate.notify_one();
+    first.result().await.unwrap();
+    queued.await.unwrap().unwrap();
+    assert_eq!(refused.result().await.unwrap(), "sent to second");
+    let seen = probe.seen();
+    assert_eq!(seen.last().unwrap().attempt, 1, "{seen:?}");
     runtime.shutdown().await.unwrap();
-    assert!(probe.seen().is_empty());
+}
 
-    let runtime = start(true, &probe).await.unwrap();
-    let jobs = runtime.jobs().unwrap();
-    assert_eq!(
-        jobs.wait(enqueued.id()).await.unwrap(),
-        json!("sent to later")
+#[tokio::test(start_paused = true)]
+async fn a_delay_past_any_time_is_a_bad_parameter() {
+    let probe = Arc::new(Probe::default());
+    let runtime = start(&probe).await;
+    let err = runtime
+        .service::<Mailer>()
+        .unwrap()
+        .enqueue(mail("never"))
+        .delay(Duration::MAX)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::BadParameters { field: Some(f), .. } if f == "delay"),
+        "{err:?}"
     );
     runtime.shutdown().await.unwrap();
 }

@@ -351,6 +351,22 @@ async fn careless_and_hostile_job_requests_get_clear_errors_and_commit_nothing()
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A delay past any time.
+    let (status, err) = read(
+        node.request(
+            reqwest::Method::POST,
+            "/api/services/mailer/actions/send?delayMs=18446744073709551615",
+        )
+        .json(&json!({"to": "x"}))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, err["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("delay"))
+    );
     // A key too long, or empty.
     for key in ["", &"k".repeat(300)] {
         let (status, _) = read(

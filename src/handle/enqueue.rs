@@ -109,8 +109,12 @@ where
         let EnqueueRequest {
             cell,
             action,
-            options,
+            mut options,
         } = self;
+        // Made from a handler, the job carries the handler's correlation id, as a call does.
+        if options.call.correlation_id.is_none() {
+            options.call.correlation_id = crate::host::current_correlation();
+        }
         Box::pin(async move {
             let service: Arc<dyn ErasedService> = cell;
             let dispatcher = dispatcher(&*service, A::NAME)?;

@@ -161,12 +161,17 @@ impl<S: Service> ServiceCell<S> {
         let params = (entry.to_params)(&action).map_err(encode_error);
         let jobs = self.shared.runtime.jobs.get().cloned();
         let cell: Arc<dyn ErasedService> = self.clone();
+        let correlation = super::current_correlation();
         let reply = async move {
             let jobs = jobs.ok_or(Error::ShuttingDown)?;
-            let options = crate::jobs::JobOptions {
+            let mut options = crate::jobs::JobOptions {
                 call: options,
                 ..Default::default()
             };
+            // A durable call made from a handler carries its correlation id, as any call does.
+            if options.call.correlation_id.is_none() {
+                options.call.correlation_id = correlation;
+            }
             let id = jobs.enqueue(&cell, A::NAME, params?, options).await?.id();
             let reply = jobs.wait(id).await?;
             let reply = from_reply(&reply).map_err(|e| Error::Encode {
@@ -187,6 +192,7 @@ impl<S: Service> ServiceCell<S> {
         // channel: the reply future of an in-memory call stays as small as it was. Each attempt
         // has the call's timeout; the caller waits for the job.
         let (tx, rx) = slim();
+        // The wait lasts as long as the job, whether or not its caller still waits.
         tokio::spawn(async move {
             ReplyTo::Handle(tx).send(reply.await.map_err(Box::new));
         });

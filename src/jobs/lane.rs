@@ -61,6 +61,11 @@ impl Lane {
         taken
     }
 
+    /// Counts jobs taken beyond the room reserved.
+    pub(super) fn add(&self, jobs: usize) {
+        self.running.fetch_add(jobs, Ordering::AcqRel);
+    }
+
     /// Gives back room taken and not used.
     pub(super) fn unreserve(&self, room: usize) {
         self.running.fetch_sub(room, Ordering::AcqRel);

@@ -519,7 +519,7 @@ impl RuntimeBuilder {
                 }
                 shared.phase.store(RUNNING, Ordering::Release);
                 if let Some(jobs) = &jobs {
-                    jobs.start();
+                    jobs.start().await;
                 }
                 for plane in planes {
                     plane.serve(&runtime.handle);

@@ -111,7 +111,9 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// [`Error::ActionFailed`] with its last attempt's error once the job is dead;
+    /// The error of its last attempt once the job is dead: as that attempt failed
+    /// ([`Error::ActionFailed`], [`Error::Timeout`]…) for a waiter of this process present
+    /// then, and [`Error::ActionFailed`] with its message when read back from the store;
     /// [`Error::UnknownJob`] if there is no such job, or it is discarded while waited for;
     /// [`Error::ShuttingDown`] if the runtime stops first.
     pub async fn wait(&self, id: JobId) -> Result<serde_json::Value, Error> {
@@ -138,8 +140,8 @@ impl Jobs {
         })
     }
 
-    /// Gives dead job `id` a new series of attempts, as many as its action allows, counted
-    /// from the first; the errors of the earlier series are kept.
+    /// Gives dead job `id` a new series of attempts, as many as it was given when it was
+    /// enqueued, counted from the first; the errors of the earlier series are kept.
     ///
     /// # Errors
     ///

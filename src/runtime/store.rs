@@ -54,7 +54,8 @@ impl RuntimeBuilder {
 }
 
 /// The store this run uses: the builder's, the configuration's, the default file; `None` when
-/// nothing asks for one (no store given, and no service declares a durable action).
+/// nothing asks for one (no store given or configured, and no service that runs here declares
+/// a durable action).
 pub(super) fn choose(
     given: Option<StoreChoice>,
     configured: Option<PathBuf>,
@@ -63,7 +64,8 @@ pub(super) fn choose(
     if given.is_some() {
         return given;
     }
-    if configured.is_none() && !services.iter().any(|s| s.has_durable()) {
+    let runs_here = |s: &Arc<dyn ErasedService>| s.shared().enabled && !s.shared().remote;
+    if configured.is_none() && !services.iter().any(|s| s.has_durable() && runs_here(s)) {
         return None;
     }
     Some(StoreChoice::Path(

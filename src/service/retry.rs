@@ -13,7 +13,7 @@ use super::restart::{Backoff, backoff_delay};
 ///
 /// The default is 5 attempts, waiting about 1 s, 4 s, 16 s and 64 s between them (each moved by
 /// up to 20% either way, so that jobs that failed together do not come back together), never
-/// more than 10 minutes. A handler that knows its error will not pass by waiting returns a
+/// more than 10 minutes before that jitter. A handler that knows its error will not pass by waiting returns a
 /// [`Permanent`](crate::action::Permanent) error, and the job is dead at once.
 ///
 /// # Examples
@@ -84,7 +84,8 @@ impl Retry {
 }
 
 /// Emitted by a service when one of its durable jobs is dead: its last attempt failed, or its
-/// error was permanent, or its process stopped under it too often. The job waits in the dead
+/// error was permanent. (A job found dead at a start, its process having stopped under it too
+/// often, is in the dead letters without an event.) The job waits in the dead
 /// letters (see [`Jobs::dead`](crate::Jobs::dead)) to be retried or discarded.
 ///
 /// Every service with a durable action emits it; subscribe as to any event.

@@ -41,6 +41,8 @@ const BATCH: usize = 1024;
 const QUEUE: usize = 16 * 1024;
 /// The longest error kept for one attempt, in bytes.
 const ERROR_LIMIT: usize = 4096;
+/// How many attempts' errors a job keeps at most.
+const ERRORS_KEPT: usize = 64;
 
 /// The store on redb: a file that survives the process, or memory.
 ///
@@ -425,6 +427,17 @@ fn priority_order(priority: i32) -> u32 {
     u32::MAX - ((priority as u32) ^ 0x8000_0000)
 }
 
+/// Keeps an attempt's error: the first and the latest [`ERRORS_KEPT`] - 1 of them, so that a
+/// job retried many times keeps a record of bounded size.
+fn push_error(record: &mut Stored, now: SystemTime, error: String) {
+    if record.errors.len() >= ERRORS_KEPT {
+        record.errors.remove(1);
+    }
+    record
+        .errors
+        .push((record.attempts, ms(now), truncated(error)));
+}
+
 fn truncated(mut error: String) -> String {
     if error.len() > ERROR_LIMIT {
         let mut end = ERROR_LIMIT;
@@ -613,25 +626,40 @@ impl<'tx> Tables<'tx> {
             Outcome::Completed(reply) => {
                 record.state = StoredState::Completed;
                 record.reply = Some(reply);
-                self.retire(&mut record, now)?;
+                // A reply that would make the record too large to read back kills the job
+                // instead: it is kept, readable, with why.
+                let size = encoded(&record)?.len();
+                if size > DECODE_LIMIT {
+                    record.reply = None;
+                    let error = format!(
+                        "its reply makes a record of {size} bytes, more than the limit of \
+                         {DECODE_LIMIT}"
+                    );
+                    push_error(&mut record, now, error);
+                    self.bury(&mut record, now)?;
+                } else {
+                    self.retire(&mut record, now)?;
+                }
             }
             Outcome::Retry { at, error } => {
-                record
-                    .errors
-                    .push((record.attempts, ms(now), truncated(error)));
+                push_error(&mut record, now, error);
                 record.state = StoredState::Retrying(ms(at));
                 self.scheduled.insert((ms(at), id.0), ())?;
                 self.put(&record)?;
             }
             Outcome::Dead { error } => {
-                record
-                    .errors
-                    .push((record.attempts, ms(now), truncated(error)));
+                push_error(&mut record, now, error);
                 self.bury(&mut record, now)?;
             }
             Outcome::Released => {
                 record.attempts = record.attempts.saturating_sub(1);
                 self.ready_again(&mut record)?;
+            }
+            Outcome::Postponed { at } => {
+                record.attempts = record.attempts.saturating_sub(1);
+                record.state = StoredState::Scheduled(ms(at));
+                self.scheduled.insert((ms(at), id.0), ())?;
+                self.put(&record)?;
             }
         }
         Ok(Ok(()))

@@ -583,3 +583,77 @@ async fn the_next_due_time_is_the_earliest_delay_or_retry() {
     store.finish(id, retry, t0).await.unwrap();
     assert_eq!(store.next_due().unwrap(), Some(record_time(at)));
 }
+
+#[tokio::test]
+async fn a_reply_too_large_to_read_back_kills_the_job_and_keeps_it_readable() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("a", "x", vec![]);
+    let id = job.id;
+    store.enqueue(job, Some(claim()), now()).await.unwrap();
+    let huge = vec![b'x'; crate::codec::DECODE_LIMIT];
+    store
+        .finish(id, Outcome::Completed(huge), now())
+        .await
+        .unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.reply, None);
+    assert!(job.errors[0].error.contains("limit"), "{:?}", job.errors);
+}
+
+#[tokio::test]
+async fn a_job_keeps_its_first_and_latest_errors_only() {
+    let store = RedbStore::in_memory().unwrap();
+    let job = NewJob::new("a", "x", vec![]).max_attempts(1000);
+    let id = job.id;
+    let mut t = now();
+    store
+        .enqueue(job, Some(Claim::new("n", t)), t)
+        .await
+        .unwrap();
+    for n in 1..=100 {
+        let retry = Outcome::Retry {
+            at: t,
+            error: format!("failure {n}"),
+        };
+        store.finish(id, retry, t).await.unwrap();
+        t += Duration::from_millis(1);
+        let claimed = store.claim("a", Claim::new("n", t), 1, t).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(job.errors.len(), 64);
+    assert_eq!(job.errors[0].error, "failure 1");
+    assert_eq!(job.errors[63].error, "failure 100");
+}
+
+#[tokio::test]
+async fn a_postponed_job_waits_for_its_time_with_its_attempt_given_back() {
+    let store = RedbStore::in_memory().unwrap();
+    let t0 = now();
+    let job = NewJob::new("a", "x", vec![]).max_attempts(1);
+    let id = job.id;
+    store
+        .enqueue(job, Some(Claim::new("n", t0)), t0)
+        .await
+        .unwrap();
+    let at = t0 + Duration::from_secs(1);
+    store
+        .finish(id, Outcome::Postponed { at }, t0)
+        .await
+        .unwrap();
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Scheduled {
+            at: record_time(at)
+        }
+    );
+    assert!(store.claim("a", claim(), 10, t0).await.unwrap().is_empty());
+    let later = at + Duration::from_millis(1);
+    let claimed = store
+        .claim("a", Claim::new("n", later), 10, later)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].state, JobState::Running { attempt: 1 });
+}
