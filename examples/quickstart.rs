@@ -4,6 +4,8 @@
 //! - `Translator` answers typed actions (with a priority, a timeout and a correlation id);
 //! - `Cleanup` runs on a schedule with its own typed settings, and processes batches on demand;
 //! - `Heartbeat` has long-running background work of its own;
+//! - `Mailer` sends welcome mails as durable jobs, kept in `sora.redb` in the working directory
+//!   (try `sora jobs` while it runs);
 //! - `DemoData` runs in development only.
 //!
 //! Each service registers itself with `sora::register!`; `discover()` starts them all, and
@@ -22,7 +24,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sora::config::{Config, Environment};
 use sora::{
-    Action, BoxError, Command, Context, Definition, Handler, Runtime, Schedule, Service, Startup,
+    Action, BoxError, Command, Context, Definition, Handler, Retry, Runtime, Schedule, Service,
+    Startup,
 };
 
 /// Brings the (pretend) database schema up to date before anything else starts.
@@ -205,6 +208,43 @@ impl Service for Heartbeat {
 
 sora::register!(Heartbeat);
 
+/// Sends welcome mails. Each is a durable job: committed before it is accepted, retried if the
+/// (pretend) mail server fails, and kept with its outcome across restarts.
+#[derive(Default)]
+struct Mailer;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Welcome {
+    to: String,
+}
+
+impl Action for Welcome {
+    const NAME: &'static str = "welcome";
+    type Reply = String;
+}
+
+impl Service for Mailer {
+    fn define(def: &mut Definition<Self>) {
+        def.name("mailer").durable::<Welcome>(Retry::attempts(5));
+    }
+}
+
+impl Handler<Welcome> for Mailer {
+    async fn handle(&self, mail: Welcome, ctx: &Context) -> Result<String, BoxError> {
+        let job = ctx.job().expect("a durable call runs as a job");
+        println!(
+            "[{}] welcome mail to {} (job {}, attempt {})",
+            ctx.name(),
+            mail.to,
+            job.id,
+            job.attempt
+        );
+        Ok(format!("sent to {}", mail.to))
+    }
+}
+
+sora::register!(Mailer);
+
 /// Fills the (pretend) database with sample rows; meant for development only.
 #[derive(Default)]
 struct DemoData;
@@ -285,6 +325,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     println!("by name: {by_name}");
+
+    // A durable job, enqueued once however often the program runs: its key names it.
+    let mailer = runtime.service::<Mailer>()?;
+    let welcome = mailer
+        .enqueue(Welcome {
+            to: "ada@example.com".into(),
+        })
+        .key("welcome-ada")
+        .await?;
+    println!(
+        "welcome mail: job {} ({}), {}",
+        welcome.id(),
+        if welcome.is_new() {
+            "new"
+        } else {
+            "kept from an earlier run"
+        },
+        welcome.result().await?
+    );
 
     // Poke the periodic service.
     let cleanup = runtime.service::<Cleanup>()?;

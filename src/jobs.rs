@@ -95,6 +95,9 @@ impl JobOptions {
     }
 }
 
+/// The furthest a job may be delayed: a time past it is a mistake, not a plan.
+const LONGEST_DELAY: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// How long a job the service could not take waits before it is handed over again.
 const POSTPONED: Duration = Duration::from_secs(1);
 /// How many times an attempt's outcome is offered to the store before it is left to recovery.
@@ -292,16 +295,23 @@ impl Dispatcher {
             });
         }
         let now = self.clock.now();
+        let too_far = |field: &str, what: String| Error::BadParameters {
+            service: service.name().to_owned(),
+            action: action.to_owned(),
+            field: Some(field.into()),
+            message: format!(
+                "{what} is more than {} days away",
+                LONGEST_DELAY.as_secs() / 86_400
+            ),
+        };
+        let latest = now + LONGEST_DELAY;
         let run_at = match (options.at, options.delay) {
+            (Some(at), _) if at > latest => return Err(too_far("at", format!("{at:?}"))),
             (Some(at), _) => Some(at),
-            (None, Some(delay)) => {
-                Some(now.checked_add(delay).ok_or_else(|| Error::BadParameters {
-                    service: service.name().to_owned(),
-                    action: action.to_owned(),
-                    field: Some("delay".into()),
-                    message: format!("a delay of {delay:?} is past any time this clock can tell"),
-                })?)
+            (None, Some(delay)) if delay > LONGEST_DELAY => {
+                return Err(too_far("delay", format!("a delay of {delay:?}")));
             }
+            (None, Some(delay)) => Some(now + delay),
             (None, None) => None,
         };
         let due = run_at.is_none_or(|at| at <= now);
