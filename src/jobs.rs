@@ -106,6 +106,29 @@ const RECORD_TRIES: u32 = 5;
 /// How long shutdown waits, at least, for the outcomes of the last attempts to be committed.
 const RECORDING_GRACE: Duration = Duration::from_secs(2);
 
+/// How long finished jobs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retention {
+    /// A completed job, and with it its idempotency key.
+    pub(crate) completed: Duration,
+    /// A dead job, in the dead letters.
+    pub(crate) dead: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            completed: Duration::from_secs(24 * 3600),
+            dead: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// How often the pump removes the finished jobs past their retention, and how many at most
+/// in one commit.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: usize = 1000;
+
 /// How a job ended, as its waiters hear it: its reply (JSON), or why it is dead.
 type Settled = Result<Vec<u8>, Error>;
 
@@ -116,6 +139,9 @@ pub(crate) struct Dispatcher {
     /// Who claims jobs: this process, for as long as it runs.
     owner: String,
     clock: Clock,
+    retention: Retention,
+    /// When the finished jobs were last pruned, for the next prune to wait its turn.
+    pruned: std::sync::Mutex<Option<SystemTime>>,
     /// The services whose jobs run here, by name.
     lanes: DashMap<String, Arc<Lane>>,
     /// Who waits for a job's end, by job.
@@ -180,11 +206,18 @@ impl Run {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(store: Arc<dyn Store>, owner: String, clock: Clock) -> Arc<Self> {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        owner: String,
+        clock: Clock,
+        retention: Retention,
+    ) -> Arc<Self> {
         Arc::new(Dispatcher {
             store: std::sync::RwLock::new(Some(store)),
             owner,
             clock,
+            retention,
+            pruned: std::sync::Mutex::new(None),
             lanes: DashMap::new(),
             waiters: DashMap::new(),
             settled: DashMap::new(),
@@ -569,6 +602,12 @@ impl Dispatcher {
         let mut due: Option<SystemTime> = None;
         let mut first = true;
         while !self.closed.load(Ordering::Acquire) {
+            // When the oldest finished job's retention ends: a read, and a commit only then.
+            let prune_at = self.prune_at();
+            if prune_at.is_some_and(|at| at <= self.clock.now()) {
+                self.prune().await;
+                continue;
+            }
             let woken = self.wake.notified();
             // A job whose time has come may be any service's, and whichever claim runs first
             // moves it to its service's ready queue: every lane looks, however the pump woke.
@@ -604,6 +643,58 @@ impl Dispatcher {
             tokio::select! {
                 () = woken => {}
                 () = sleep => {}
+                () = async {
+                    match prune_at {
+                        Some(at) => tokio::time::sleep_until(self.clock.instant(at)).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    /// When the next finished job's retention ends; `None` with none kept, or when the store
+    /// cannot say (it is asked again at the next wake).
+    fn prune_at(&self) -> Option<SystemTime> {
+        let oldest = self.store().and_then(|s| s.oldest_finished()).ok()??;
+        let keep = self.retention.completed.min(self.retention.dead);
+        // Not more often than every PRUNE_EVERY: a dead job may outlive the shorter retention.
+        let at = oldest.checked_add(keep)?;
+        Some(at.max(self.pruned_until()))
+    }
+
+    /// The earliest the next prune may come.
+    fn pruned_until(&self) -> SystemTime {
+        let pruned = *self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+        pruned.map_or(std::time::UNIX_EPOCH, |at| at + PRUNE_EVERY)
+    }
+
+    /// Removes the finished jobs past their retention, a batch per commit.
+    async fn prune(&self) {
+        let now = self.clock.now();
+        *self.pruned.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        let before = |keep: Duration| now.checked_sub(keep).unwrap_or(std::time::UNIX_EPOCH);
+        let (completed, dead) = (
+            before(self.retention.completed),
+            before(self.retention.dead),
+        );
+        loop {
+            let pruned = match self.store() {
+                Ok(store) => store.prune(completed, dead, PRUNE_BATCH).await,
+                Err(err) => Err(err),
+            };
+            match pruned {
+                Ok(n) if n == PRUNE_BATCH && !self.closed.load(Ordering::Acquire) => {}
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(pruned = n, "finished jobs past their retention removed");
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "finished jobs could not be removed; trying again later");
+                    return;
+                }
             }
         }
     }

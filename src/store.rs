@@ -332,6 +332,19 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// [`Error::Store`] if the job is running.
     fn discard(&self, id: JobId) -> BoxFuture<'_, Result<bool, Error>>;
 
+    /// Removes at most `max` finished jobs, oldest first: the completed that finished before
+    /// `completed_before`, the dead before `dead_before`, each with its idempotency key, which
+    /// names no job any more. Answers how many it removed.
+    fn prune(
+        &self,
+        completed_before: SystemTime,
+        dead_before: SystemTime,
+        max: usize,
+    ) -> BoxFuture<'_, Result<usize, Error>>;
+
+    /// When the job that finished first of those kept finished.
+    fn oldest_finished(&self) -> Result<Option<SystemTime>, Error>;
+
     /// The earliest time at which a scheduled or retrying job becomes ready.
     fn next_due(&self) -> Result<Option<SystemTime>, Error>;
 

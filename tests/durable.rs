@@ -707,3 +707,47 @@ async fn without_durable_actions_no_store_is_opened() {
     assert!(runtime.jobs().is_none());
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_job_is_kept_for_its_retention_and_its_key_with_it() {
+    let probe = Arc::new(Probe::default());
+    let runtime = Runtime::builder()
+        .config(Config::toml(
+            "[store]\nkeep_completed = \"1m\"\nkeep_dead = \"1h\"\n",
+        ))
+        .store(RedbStore::in_memory().unwrap())
+        .service({
+            let probe = probe.clone();
+            move || Mailer {
+                probe: probe.clone(),
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let mailer = runtime.service::<Mailer>().unwrap();
+    let jobs = runtime.jobs().unwrap();
+    let first = mailer.enqueue(mail("ada")).key("welcome").await.unwrap();
+    first.result().await.unwrap();
+    recorded(&jobs, first.id()).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let again = mailer.enqueue(mail("ada")).key("welcome").await.unwrap();
+    assert!(
+        !again.is_new(),
+        "within its retention the key names the job"
+    );
+
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    // Past its retention the job is gone. The pump's commit runs on the store's thread, which
+    // paused time does not wait for: yield until it has.
+    while jobs.get(first.id()).is_ok() {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        jobs.get(first.id()),
+        Err(Error::UnknownJob { .. })
+    ));
+    let later = mailer.enqueue(mail("ada")).key("welcome").await.unwrap();
+    assert!(later.is_new(), "and its key with it");
+    runtime.shutdown().await.unwrap();
+}

@@ -34,6 +34,12 @@ pub(crate) struct FileConfig {
 pub(crate) struct StoreFile {
     /// The store's file; created on first start.
     pub(crate) path: Option<std::path::PathBuf>,
+    /// How long a completed job is kept (and its idempotency key honoured).
+    #[serde(default, with = "duration")]
+    pub(crate) keep_completed: Option<Duration>,
+    /// How long a dead job is kept in the dead letters.
+    #[serde(default, with = "duration")]
+    pub(crate) keep_dead: Option<Duration>,
 }
 
 /// `[cluster]`: the runtime joins a cluster when the table is present.

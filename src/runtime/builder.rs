@@ -124,6 +124,8 @@ struct Resolved {
     store: Option<StoreChoice>,
     /// The store's file, from the configuration.
     store_path: Option<std::path::PathBuf>,
+    /// How long finished jobs are kept, from the configuration.
+    retention: crate::jobs::Retention,
 }
 
 /// What the program set on the builder: above any configuration.
@@ -458,6 +460,16 @@ impl RuntimeBuilder {
             planes,
             store: self.store.take(),
             store_path: loaded.file.store.as_ref().and_then(|s| s.path.clone()),
+            retention: {
+                let file = loaded.file.store.as_ref();
+                let default = crate::jobs::Retention::default();
+                crate::jobs::Retention {
+                    completed: file
+                        .and_then(|s| s.keep_completed)
+                        .unwrap_or(default.completed),
+                    dead: file.and_then(|s| s.keep_dead).unwrap_or(default.dead),
+                }
+            },
         })
     }
 
@@ -478,6 +490,7 @@ impl RuntimeBuilder {
             mut planes,
             store,
             store_path,
+            retention,
         } = self.resolve()?;
         let shared = RuntimeShared::new(config);
         for plane in &mut planes {
@@ -488,7 +501,7 @@ impl RuntimeBuilder {
             .map(|p| p.build(shared.clone()))
             .collect();
         let jobs = match super::store::choose(store, store_path, &services) {
-            Some(choice) => Some(super::store::open(choice, &shared, &services)?),
+            Some(choice) => Some(super::store::open(choice, retention, &shared, &services)?),
             None => None,
         };
 

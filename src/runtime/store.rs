@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{RuntimeBuilder, RuntimeShared};
 use crate::Error;
 use crate::host::ErasedService;
-use crate::jobs::{Clock, Dispatcher};
+use crate::jobs::{Clock, Dispatcher, Retention};
 use crate::store::{RedbStore, Store};
 
 /// Where the store is kept when neither the program nor the configuration says: a file in the
@@ -77,6 +77,7 @@ pub(super) fn choose(
 /// run here.
 pub(super) fn open(
     choice: StoreChoice,
+    retention: Retention,
     shared: &Arc<RuntimeShared>,
     services: &[Arc<dyn ErasedService>],
 ) -> Result<Arc<Dispatcher>, Error> {
@@ -85,7 +86,7 @@ pub(super) fn open(
         StoreChoice::Path(path) => Arc::new(open_file(&path)?),
     };
     let owner = format!("pid {} #{:016x}", std::process::id(), fastrand::u64(..));
-    let dispatcher = Dispatcher::new(store, owner, Clock::new());
+    let dispatcher = Dispatcher::new(store, owner, Clock::new(), retention);
     for service in services {
         let here = service.shared().enabled && !service.shared().remote;
         if here && service.has_durable() {

@@ -26,6 +26,8 @@ pub(super) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("
 pub(super) const JOBS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("jobs");
 /// Completed and dead jobs, by id.
 const FINISHED: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("finished");
+/// The finished jobs by when they finished, for their retention.
+const FINISHED_AT: TableDefinition<'_, (u64, u128), ()> = TableDefinition::new("finished_at");
 /// Jobs that wait to be claimed: (service, priority order, id).
 const READY: TableDefinition<'_, (&str, u32, u128), ()> = TableDefinition::new("ready");
 /// Jobs that wait for a time: (when, id).
@@ -238,6 +240,32 @@ impl Store for RedbStore {
         })
     }
 
+    fn prune(
+        &self,
+        completed_before: SystemTime,
+        dead_before: SystemTime,
+        max: usize,
+    ) -> BoxFuture<'_, Result<usize, Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let change = Change::Prune {
+                completed_before,
+                dead_before,
+                max,
+                reply,
+            };
+            self.write(change, answer).await
+        })
+    }
+
+    fn oldest_finished(&self) -> Result<Option<SystemTime>, Error> {
+        self.read(|tx| {
+            let table = tx.open_table(FINISHED_AT)?;
+            let first = table.first()?.map(|(key, _)| time(key.value().0));
+            Ok(first)
+        })
+    }
+
     fn next_due(&self) -> Result<Option<SystemTime>, Error> {
         self.read(|tx| {
             let table = tx.open_table(SCHEDULED)?;
@@ -325,6 +353,12 @@ enum Change {
         id: JobId,
         reply: oneshot::Sender<Result<bool, Error>>,
     },
+    Prune {
+        completed_before: SystemTime,
+        dead_before: SystemTime,
+        max: usize,
+        reply: oneshot::Sender<Result<usize, Error>>,
+    },
 }
 
 /// An answer made in a transaction, sent once the transaction is committed (or the commit's
@@ -340,6 +374,7 @@ enum Answer {
     ),
     Done(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
     Discard(oneshot::Sender<Result<bool, Error>>, Result<bool, Error>),
+    Count(oneshot::Sender<Result<usize, Error>>, Result<usize, Error>),
 }
 
 impl Answer {
@@ -356,6 +391,7 @@ impl Answer {
             Answer::Claim(tx, own) => drop(tx.send(pick(own, committed))),
             Answer::Done(tx, own) => drop(tx.send(pick(own, committed))),
             Answer::Discard(tx, own) => drop(tx.send(pick(own, committed))),
+            Answer::Count(tx, own) => drop(tx.send(pick(own, committed))),
         }
     }
 }
@@ -416,6 +452,7 @@ struct Tables<'tx> {
     path: &'tx str,
     jobs: Table<'tx, u128, &'static [u8]>,
     finished: Table<'tx, u128, &'static [u8]>,
+    finished_at: Table<'tx, (u64, u128), ()>,
     ready: Table<'tx, (&'static str, u32, u128), ()>,
     scheduled: Table<'tx, (u64, u128), ()>,
     keys: Table<'tx, (&'static str, &'static str, &'static str), u128>,
@@ -456,6 +493,7 @@ impl<'tx> Tables<'tx> {
             path,
             jobs: tx.open_table(JOBS)?,
             finished: tx.open_table(FINISHED)?,
+            finished_at: tx.open_table(FINISHED_AT)?,
             ready: tx.open_table(READY)?,
             scheduled: tx.open_table(SCHEDULED)?,
             keys: tx.open_table(KEYS)?,
@@ -488,6 +526,12 @@ impl<'tx> Tables<'tx> {
             } => Answer::Done(reply, self.finish(id, outcome, now)?),
             Change::Retry { id, reply } => Answer::Done(reply, self.retry(id)?),
             Change::Discard { id, reply } => Answer::Discard(reply, self.discard(id)?),
+            Change::Prune {
+                completed_before,
+                dead_before,
+                max,
+                reply,
+            } => Answer::Count(reply, Ok(self.prune(completed_before, dead_before, max)?)),
         })
     }
 
@@ -681,6 +725,9 @@ impl<'tx> Tables<'tx> {
         }
         self.dead.remove((record.service.as_str(), record.id))?;
         self.finished.remove(record.id)?;
+        if let Some(at) = record.finished_ms {
+            self.finished_at.remove((at, record.id))?;
+        }
         record.attempts = 0;
         record.interruptions = 0;
         record.finished_ms = None;
@@ -721,6 +768,13 @@ impl<'tx> Tables<'tx> {
             }
             StoredState::Completed => {}
         }
+        self.forget(&record)?;
+        Ok(Ok(true))
+    }
+
+    /// Removes a job that is not running, with its indexes and its key.
+    fn forget(&mut self, record: &Stored) -> Result<(), redb::Error> {
+        let service = record.service.as_str();
         if let Some(key) = &record.key
             && self
                 .keys
@@ -730,9 +784,65 @@ impl<'tx> Tables<'tx> {
             self.keys
                 .remove((service, record.action.as_str(), key.as_str()))?;
         }
+        if let Some(at) = record.finished_ms {
+            self.finished_at.remove((at, record.id))?;
+        }
         self.jobs.remove(record.id)?;
         self.finished.remove(record.id)?;
-        Ok(Ok(true))
+        Ok(())
+    }
+
+    /// Removes at most `max` finished jobs past their retention, oldest first.
+    fn prune(
+        &mut self,
+        completed_before: SystemTime,
+        dead_before: SystemTime,
+        max: usize,
+    ) -> Result<usize, redb::Error> {
+        let (completed, dead) = (ms(completed_before), ms(dead_before));
+        let until = completed.max(dead);
+        let due: Vec<(u64, u128)> = self
+            .finished_at
+            .range((0, 0)..(until, 0))?
+            .map(|entry| entry.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        let mut pruned = 0;
+        for (at, id) in due {
+            if pruned == max {
+                break;
+            }
+            let record = match self.finished.get(id)? {
+                Some(bytes) => Stored::decode(bytes.value()),
+                None => {
+                    self.finished_at.remove((at, id))?;
+                    continue;
+                }
+            };
+            match record {
+                Ok(record) => {
+                    let past = match record.state {
+                        StoredState::Dead => at < dead,
+                        _ => at < completed,
+                    };
+                    if past {
+                        if record.state == StoredState::Dead {
+                            self.dead.remove((record.service.as_str(), record.id))?;
+                        }
+                        self.forget(&record)?;
+                        pruned += 1;
+                    }
+                }
+                // An unreadable record past both retentions is let go too.
+                Err(e) if at < completed.min(dead) => {
+                    damaged(self.path, id, &e);
+                    self.finished_at.remove((at, id))?;
+                    self.finished.remove(id)?;
+                    pruned += 1;
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(pruned)
     }
 
     /// Puts an unfinished job back in its service's ready queue.
@@ -751,6 +861,7 @@ impl<'tx> Tables<'tx> {
         let bytes = encoded(record)?;
         self.jobs.remove(record.id)?;
         self.finished.insert(record.id, bytes.as_slice())?;
+        self.finished_at.insert((ms(now), record.id), ())?;
         Ok(())
     }
 

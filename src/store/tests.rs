@@ -657,3 +657,79 @@ async fn a_postponed_job_waits_for_its_time_with_its_attempt_given_back() {
         .unwrap();
     assert_eq!(claimed[0].state, JobState::Running { attempt: 1 });
 }
+
+#[tokio::test]
+async fn finished_jobs_past_their_retention_are_pruned_with_their_keys() {
+    let store = RedbStore::in_memory().unwrap();
+    let t0 = now();
+    let finish = |job: NewJob, outcome: Outcome, at: SystemTime| {
+        let store = &store;
+        async move {
+            let id = job.id;
+            store
+                .enqueue(job, Some(Claim::new("n", at)), at)
+                .await
+                .unwrap();
+            store.finish(id, outcome, at).await.unwrap();
+            id
+        }
+    };
+    let old_done = finish(
+        NewJob::new("a", "x", vec![]).key("k"),
+        Outcome::Completed(vec![]),
+        t0,
+    )
+    .await;
+    let old_dead = finish(
+        NewJob::new("a", "x", vec![]),
+        Outcome::Dead { error: "e".into() },
+        t0,
+    )
+    .await;
+    let later = t0 + Duration::from_secs(3600);
+    let new_done = finish(
+        NewJob::new("a", "x", vec![]),
+        Outcome::Completed(vec![]),
+        later,
+    )
+    .await;
+    let retried = finish(
+        NewJob::new("a", "x", vec![]),
+        Outcome::Dead { error: "e".into() },
+        t0,
+    )
+    .await;
+    store.retry(retried).await.unwrap();
+
+    // Completed before `later`, dead before `t0`: only the old completed job goes.
+    let pruned = store.prune(later, t0, 100).await.unwrap();
+    assert_eq!(pruned, 1);
+    assert_eq!(store.job(old_done).unwrap(), None);
+    assert!(store.job(old_dead).unwrap().is_some());
+    assert!(store.job(new_done).unwrap().is_some());
+    assert!(
+        store.job(retried).unwrap().is_some(),
+        "a retried job is not finished"
+    );
+    // Its key names no job now.
+    let again = NewJob::new("a", "x", vec![]).key("k");
+    let id = again.id;
+    assert_eq!(
+        store.enqueue(again, None, later).await.unwrap(),
+        Enqueued::Created(id)
+    );
+    // The dead go by their own time, and at most `max` at once.
+    assert_eq!(store.prune(later, later, 0).await.unwrap(), 0);
+    assert_eq!(store.prune(later, later, 10).await.unwrap(), 1);
+    assert_eq!(store.job(old_dead).unwrap(), None);
+    let dead = JobFilter {
+        state: Some("dead".into()),
+        ..JobFilter::default()
+    };
+    assert!(store.jobs(&dead).unwrap().is_empty());
+    assert_eq!(
+        store.prune(later, later, 10).await.unwrap(),
+        0,
+        "nothing left that is due"
+    );
+}
