@@ -294,28 +294,8 @@ where
     A::Reply: Serialize,
     C: Codec,
 {
-    let action: A = match C::decode(&params) {
-        Ok(action) => action,
-        Err(e) => {
-            let err = Error::BadParameters {
-                service: Cell::name(&*cell).to_owned(),
-                action: A::NAME.to_owned(),
-                field: e.field,
-                message: e.message,
-            };
-            return Box::pin(async move { Err(err) });
-        }
-    };
-    // Delivered now, not when the future is first polled: calls by name keep the order in
-    // which they were made, as typed calls do, even when each is then awaited on its own task.
-    let reply = Cell::call(cell.clone(), action, options);
-    Box::pin(async move {
-        let reply = reply.await?;
-        C::encode(&reply).map_err(|message| Error::Encode {
-            service: Cell::name(&*cell).to_owned(),
-            action: A::NAME.to_owned(),
-            message,
-        })
+    by_name::<S, A, C, _>(cell, params, |cell, action| {
+        Cell::call(cell, action, options)
     })
 }
 
@@ -330,7 +310,26 @@ where
     A: Action + DeserializeOwned,
     A::Reply: Serialize,
 {
-    let action: A = match Json::decode(&params) {
+    by_name::<S, A, Json, _>(cell, params, |cell, action| {
+        Cell::attempt(cell, action, options, job)
+    })
+}
+
+/// A call by name: `params` decoded in `C` into an `A`, handed to `send`, its reply encoded
+/// back in `C`.
+fn by_name<S, A, C, F>(
+    cell: Arc<<S as HasCell>::Cell>,
+    params: Vec<u8>,
+    send: impl FnOnce(Arc<<S as HasCell>::Cell>, A) -> F,
+) -> BoxFuture<'static, Result<Vec<u8>, Error>>
+where
+    S: Handler<A>,
+    A: Action + DeserializeOwned,
+    A::Reply: Serialize,
+    C: Codec,
+    F: Future<Output = Result<A::Reply, Error>> + Send + 'static,
+{
+    let action: A = match C::decode(&params) {
         Ok(action) => action,
         Err(e) => {
             let err = Error::BadParameters {
@@ -342,10 +341,12 @@ where
             return Box::pin(async move { Err(err) });
         }
     };
-    let reply = Cell::attempt(cell.clone(), action, options, job);
+    // Delivered now, not when the future is first polled: calls by name keep the order in
+    // which they were made, as typed calls do, even when each is then awaited on its own task.
+    let reply = send(cell.clone(), action);
     Box::pin(async move {
         let reply = reply.await?;
-        Json::encode(&reply).map_err(|message| Error::Encode {
+        C::encode(&reply).map_err(|message| Error::Encode {
             service: Cell::name(&*cell).to_owned(),
             action: A::NAME.to_owned(),
             message,

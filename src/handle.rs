@@ -429,12 +429,7 @@ impl ServiceRef {
                 dispatcher.enqueue(local, action, bytes, options).await
             }
             #[cfg(feature = "cluster")]
-            Callee::Remote(_) => Err(Error::ServiceUnavailable {
-                service: self.name().to_owned(),
-                reason: "it runs on other nodes, which keep its jobs; enqueue there, or call it \
-                         with `act`"
-                    .into(),
-            }),
+            Callee::Remote(_) => Err(crate::jobs::kept_elsewhere(self.name())),
         }
     }
 

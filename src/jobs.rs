@@ -320,12 +320,7 @@ impl Dispatcher {
             });
         }
         if shared.remote {
-            return Err(Error::ServiceUnavailable {
-                service: service.name().to_owned(),
-                reason: "it runs on other nodes, which keep its jobs; enqueue there, or call it \
-                         with `act`"
-                    .into(),
-            });
+            return Err(kept_elsewhere(service.name()));
         }
         let now = self.clock.now();
         let too_far = |field: &str, what: String| Error::BadParameters {
@@ -750,6 +745,15 @@ impl Dispatcher {
             tokio::spawn(self.clone().run(lane.clone(), Run::of(job)));
         }
         Ok(())
+    }
+}
+
+/// Why a service that runs on other nodes takes no job here.
+pub(crate) fn kept_elsewhere(service: &str) -> Error {
+    Error::ServiceUnavailable {
+        service: service.to_owned(),
+        reason: "it runs on other nodes, which keep its jobs; enqueue there, or call it with `act`"
+            .into(),
     }
 }
 

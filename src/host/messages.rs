@@ -144,17 +144,17 @@ impl<S: Service> EnvelopeKind<S> {
         S: Handler<A>,
         A: Action,
     {
-        let call = ActionCall {
-            action,
-            deadline: options.timeout.map(Deadline::after),
-            correlation_id: options.correlation_id.or_else(super::current_correlation),
-            reply: reply.into(),
-            job: (),
-        };
-        EnvelopeKind::Job(action_job(options.priority, call), false)
+        let CallOptions {
+            priority,
+            timeout,
+            correlation_id,
+        } = options;
+        let correlation_id = correlation_id.or_else(super::current_correlation);
+        Self::staged(action, priority, timeout, correlation_id, reply.into(), ())
     }
 
-    /// An attempt of durable job `job`: a typed action whose handler sees the job.
+    /// An attempt of durable job `job`: a typed action whose handler sees the job. It carries
+    /// the job's own correlation id, not the one of whatever task hands it over.
     pub(crate) fn attempt<A>(
         action: A,
         options: CallOptions,
@@ -165,14 +165,36 @@ impl<S: Service> EnvelopeKind<S> {
         S: Handler<A>,
         A: Action,
     {
+        let CallOptions {
+            priority,
+            timeout,
+            correlation_id,
+        } = options;
+        Self::staged(action, priority, timeout, correlation_id, reply.into(), job)
+    }
+
+    #[inline(always)]
+    fn staged<A, J>(
+        action: A,
+        priority: i32,
+        timeout: Option<std::time::Duration>,
+        correlation_id: Option<std::sync::Arc<str>>,
+        reply: ReplyTo<A::Reply>,
+        job: J,
+    ) -> Self
+    where
+        S: Handler<A>,
+        A: Action,
+        J: super::job::OfJob,
+    {
         let call = ActionCall {
             action,
-            deadline: options.timeout.map(Deadline::after),
-            correlation_id: options.correlation_id,
-            reply: reply.into(),
+            deadline: timeout.map(Deadline::after),
+            correlation_id,
+            reply,
             job,
         };
-        EnvelopeKind::Job(action_job(options.priority, call), false)
+        EnvelopeKind::Job(action_job(priority, call), false)
     }
 
     /// Answers the call with `err` without running it.

@@ -164,6 +164,18 @@ impl RedbStore {
         f(&tx).map_err(|e| store_error(&self.inner.path, e))
     }
 
+    /// The time of the first entry of a table keyed by (time, id).
+    fn earliest(
+        &self,
+        table: TableDefinition<'_, (u64, u128), ()>,
+    ) -> Result<Option<SystemTime>, Error> {
+        self.read(|tx| {
+            let table = tx.open_table(table)?;
+            let first = table.first()?.map(|(key, _)| time(key.value().0));
+            Ok(first)
+        })
+    }
+
     fn decode(&self, bytes: &[u8]) -> Result<Stored, Error> {
         Stored::decode(bytes).map_err(|e| store_error(&self.inner.path, e))
     }
@@ -259,19 +271,11 @@ impl Store for RedbStore {
     }
 
     fn oldest_finished(&self) -> Result<Option<SystemTime>, Error> {
-        self.read(|tx| {
-            let table = tx.open_table(FINISHED_AT)?;
-            let first = table.first()?.map(|(key, _)| time(key.value().0));
-            Ok(first)
-        })
+        self.earliest(FINISHED_AT)
     }
 
     fn next_due(&self) -> Result<Option<SystemTime>, Error> {
-        self.read(|tx| {
-            let table = tx.open_table(SCHEDULED)?;
-            let first = table.first()?.map(|(key, _)| time(key.value().0));
-            Ok(first)
-        })
+        self.earliest(SCHEDULED)
     }
 
     fn job(&self, id: JobId) -> Result<Option<Job>, Error> {
