@@ -49,7 +49,7 @@ use crate::codec::Format;
 use crate::event::{Chain, Decoded, Event, On, Target};
 use crate::host::{ErasedService, ServiceCell, ServiceMessage};
 use crate::service::{Command, Health, Service};
-use crate::status::{ServiceInfo, ServiceStatus};
+use crate::status::{Run, ServiceInfo, ServiceStatus};
 
 /// A typed handle to a service of type `S`.
 pub struct ServiceHandle<S: Service> {
@@ -209,6 +209,17 @@ impl<S: Service> ServiceHandle<S> {
         Ok(self.cell.info())
     }
 
+    /// The service's last runs, newest first: its periodic runs, commands, attempts of durable
+    /// jobs and in-memory actions that failed, as many and as old as `[history]` keeps (100
+    /// runs over 24 hours by default). See [`Run`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServiceUnavailable`] for a service that runs on other nodes: they keep its runs.
+    pub fn runs(&self) -> Result<Vec<Run>, Error> {
+        runs_of(ErasedService::shared(&*self.cell), usize::MAX)
+    }
+
     /// The actor reference of the service's current incarnation, to send it
     /// [`ServiceMessage`]s with ractor's own `cast` and `call`. `None` while it restarts or after
     /// it has stopped. Unlike the handle, a reference does not follow restarts.
@@ -265,6 +276,22 @@ fn calls_go_remote(shared: &crate::host::ServiceShared) -> bool {
         let _ = shared;
         false
     };
+}
+
+/// Up to `limit` of the runs the service of `shared` kept here, newest first.
+fn runs_of(shared: &crate::host::ServiceShared, limit: usize) -> Result<Vec<Run>, Error> {
+    if calls_go_remote(shared) {
+        return Err(runs_elsewhere(&shared.name));
+    }
+    Ok(shared.history.newest(limit, std::time::SystemTime::now()))
+}
+
+/// Why a service that runs on other nodes has no runs here.
+fn runs_elsewhere(service: &str) -> Error {
+    Error::ServiceUnavailable {
+        service: service.to_owned(),
+        reason: "it runs on other nodes, which keep its runs; ask there".into(),
+    }
 }
 
 impl Callee {
@@ -544,6 +571,19 @@ impl ServiceRef {
             Callee::Local(local) => Ok(local.info()),
             #[cfg(feature = "cluster")]
             Callee::Remote(remote) => remote.info().await,
+        }
+    }
+
+    /// Up to `limit` of the service's last runs, newest first (see [`ServiceHandle::runs`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServiceUnavailable`] for a service that runs on other nodes: they keep its runs.
+    pub fn runs(&self, limit: usize) -> Result<Vec<Run>, Error> {
+        match &self.inner {
+            Callee::Local(local) => runs_of(local.shared(), limit),
+            #[cfg(feature = "cluster")]
+            Callee::Remote(remote) => Err(runs_elsewhere(remote.name())),
         }
     }
 }

@@ -397,6 +397,7 @@ fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
         .routes(routes!(routes::list))
         .routes(routes!(routes::info))
         .routes(routes!(routes::status))
+        .routes(routes!(routes::runs))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::of_service))

@@ -9,6 +9,7 @@
 //! is in `docs/design/store.md`.
 
 mod clock;
+mod history;
 mod lane;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::Error;
 use crate::action::{CallOptions, JobRun, Permanent};
 use crate::host::ErasedService;
 use crate::service::retry::{JobDead, Retry};
+use crate::status::HistoryLimits;
 use crate::store::{Claim, Enqueued, Job, JobId, JobState, NewJob, Outcome, Store};
 
 /// How a job is enqueued: when it may run, its idempotency key, and the options of its calls.
@@ -158,6 +160,8 @@ pub(crate) struct Dispatcher {
     ended: Notify,
     closed: AtomicBool,
     pump: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Saves the services' run histories.
+    runs: history::Saver,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -211,6 +215,7 @@ impl Dispatcher {
         owner: String,
         clock: Clock,
         retention: Retention,
+        history: HistoryLimits,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
             store: std::sync::RwLock::new(Some(store)),
@@ -226,6 +231,7 @@ impl Dispatcher {
             ended: Notify::new(),
             closed: AtomicBool::new(false),
             pump: std::sync::Mutex::new(None),
+            runs: history::Saver::new(history),
         })
     }
 
@@ -241,6 +247,13 @@ impl Dispatcher {
         self.lanes.insert(lane.name().to_owned(), Arc::new(lane));
     }
 
+    /// Puts back the runs the store keeps of `service`, and saves its runs from now on.
+    pub(crate) fn keep_runs(&self, service: &dyn ErasedService) {
+        if let Ok(store) = self.store() {
+            self.runs.keep(&*store, &service.shared().history);
+        }
+    }
+
     /// Starts claiming the jobs that wait: those a stopped process left, the delayed, the
     /// retried, and those that found their service without room.
     ///
@@ -250,6 +263,9 @@ impl Dispatcher {
         let failed = self.claim_all().await;
         let pump = tokio::spawn(self.clone().pump(failed));
         *self.pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
+        if let Ok(store) = self.store() {
+            self.runs.start(store);
+        }
     }
 
     /// Takes no more jobs and claims none: the runtime is shutting down.
@@ -289,6 +305,9 @@ impl Dispatcher {
         // A waiter left now would wait for a process that has stopped.
         self.waiters.clear();
         self.lanes.clear();
+        if let Ok(store) = self.store() {
+            self.runs.close(&*store, deadline).await;
+        }
         let store = self.store.write().unwrap_or_else(|e| e.into_inner()).take();
         // The last handle closes the file once its writer has committed what it holds: a wait
         // for a thread, made off the async runtime's threads.

@@ -11,6 +11,11 @@ use crate::service::environment::Environment;
 use crate::service::restart::Restart;
 use crate::service::{MissedTick, Schedule, Startup};
 
+mod run;
+
+pub(crate) use run::{History, HistoryLimits, RunRecord, Unsaved};
+pub use run::{Run, RunKind, RunOutcome};
+
 /// Where a service is in its life.
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

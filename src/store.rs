@@ -27,6 +27,7 @@
 pub(crate) mod id;
 mod record;
 mod redb;
+mod runs;
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 
 use crate::Error;
+use crate::status::Run;
 pub use id::{BadJobId, JobId};
 pub use redb::RedbStore;
 
@@ -353,6 +355,38 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// The jobs that `filter` asks for.
     fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error>;
+
+    /// Appends to the run history: for each service, its runs, oldest first. Each service of
+    /// them then keeps its newest `keep` runs, and none that started before `before`.
+    fn record_runs(
+        &self,
+        runs: Vec<ServiceRuns>,
+        keep: usize,
+        before: SystemTime,
+    ) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Up to `limit` of `service`'s runs, newest first, none that started before `since`.
+    fn runs(&self, service: &str, limit: usize, since: SystemTime) -> Result<Vec<Run>, Error>;
+}
+
+/// One service's runs, oldest first, for [`Store::record_runs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceRuns {
+    /// The service's name.
+    pub service: String,
+    /// Its runs, oldest first.
+    pub runs: Vec<Run>,
+}
+
+impl ServiceRuns {
+    /// `service`'s `runs`, oldest first.
+    pub fn new(service: impl Into<String>, runs: Vec<Run>) -> Self {
+        ServiceRuns {
+            service: service.into(),
+            runs,
+        }
+    }
 }
 
 impl JobState {

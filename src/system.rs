@@ -39,6 +39,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) fail_fast: bool,
     pub(crate) enabled: bool,
     pub(crate) environment: Environment,
+    /// How many runs each service keeps in its history, and for how long.
+    pub(crate) history: crate::status::HistoryLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -50,6 +52,7 @@ impl Default for RuntimeConfig {
             fail_fast: true,
             enabled: true,
             environment: Environment::Production,
+            history: crate::status::HistoryLimits::default(),
         }
     }
 }

@@ -203,6 +203,45 @@ async fn commands_reach_the_service() {
 }
 
 #[tokio::test]
+async fn a_services_runs_are_shown_newest_first() {
+    let node = node().await;
+    node.sora(&["trigger", "batcher"]).await.ok();
+    node.sora(&[
+        "command",
+        "batcher",
+        "reindex",
+        "--correlation-id",
+        "nightly",
+    ])
+    .await
+    .ok();
+
+    let table = node.sora(&["runs", "batcher"]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two runs: {lines:?}");
+    for column in ["STARTED", "KIND", "NAME", "TOOK", "OUTCOME", "CORRELATION"] {
+        assert!(lines[0].contains(column), "{column} in {:?}", lines[0]);
+    }
+    assert!(lines[1].contains("command") && lines[1].contains("reindex"));
+    assert!(lines[1].contains("nightly") && lines[1].contains("ok"));
+    assert!(lines[2].contains("tick"), "{:?}", lines[2]);
+
+    let newest = node
+        .sora(&["--json", "runs", "batcher", "--limit", "1"])
+        .await
+        .json();
+    let newest = newest.as_array().unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0]["name"], "reindex");
+    assert_eq!(newest[0]["correlation_id"], "nightly");
+
+    let unknown = node.sora(&["runs", "nobody"]).await;
+    assert_ne!(unknown.code, 0);
+    assert!(unknown.stderr.contains("nobody"), "{unknown:?}");
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn pause_and_resume_show_in_status() {
     let node = node().await;
     node.sora(&["pause", "batcher"]).await.ok();

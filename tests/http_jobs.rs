@@ -444,3 +444,80 @@ async fn a_node_without_durable_actions_says_it_keeps_no_jobs() {
     assert_eq!(body["code"], "no_store");
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_runs_of_a_service_are_read_newest_first_and_bounded() {
+    let node = Node::start().await;
+    node.broken.store(true, Ordering::SeqCst);
+    let (_, accepted) = read(node.send(json!({"to": "ada"})).await).await;
+    let failed = accepted["id"].as_str().unwrap().to_owned();
+    node.finished(&failed).await;
+    node.broken.store(false, Ordering::SeqCst);
+    let (_, accepted) = read(node.send(json!({"to": "bob"})).await).await;
+    let ok = accepted["id"].as_str().unwrap().to_owned();
+    node.finished(&ok).await;
+
+    let (status, runs) = node.get("/api/services/mailer/runs").await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["kind"], "job");
+    assert_eq!(runs[0]["name"], "send");
+    assert_eq!(runs[0]["outcome"], "ok");
+    assert_eq!(runs[0]["job"], ok.as_str());
+    assert_eq!(runs[0]["attempt"], 1);
+    assert_eq!(runs[1]["outcome"], "failed");
+    assert_eq!(runs[1]["job"], failed.as_str());
+    assert!(
+        runs[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("smtp refused ada")
+    );
+
+    let (status, newest) = node.get("/api/services/mailer/runs?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(newest.as_array().unwrap().len(), 1);
+    assert_eq!(newest[0]["job"], ok.as_str());
+
+    // A limit past the most is the most, as for lists of jobs.
+    let (status, all) = node.get("/api/services/mailer/runs?limit=1000000").await;
+    assert_eq!((status, all.as_array().unwrap().len()), (StatusCode::OK, 2));
+
+    // The read token reads them.
+    let response = node
+        .client
+        .get(format!("{}/api/services/mailer/runs", node.base))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // What a careless client sends instead.
+    for (path, status, code) in [
+        ("/api/services/mailer/runs?limit=lots", 400, "bad_request"),
+        ("/api/services/mailer/runs?limit=-1", 400, "bad_request"),
+        (
+            "/api/services/mailer/runs?since=yesterday",
+            400,
+            "bad_request",
+        ),
+        ("/api/services/nobody/runs", 404, "unknown_service"),
+    ] {
+        let (got, err) = node.get(path).await;
+        assert_eq!(
+            (got.as_u16(), err["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {err}"
+        );
+    }
+    let anonymous = node
+        .client
+        .get(format!("{}/api/services/mailer/runs", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    node.runtime.shutdown().await.unwrap();
+}

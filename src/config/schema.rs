@@ -26,6 +26,16 @@ pub(crate) struct FileConfig {
     pub(crate) http: Option<HttpFile>,
     pub(crate) cluster: Option<ClusterFile>,
     pub(crate) store: Option<StoreFile>,
+    pub(crate) history: Option<HistoryFile>,
+}
+
+/// `[history]`: how many runs each service keeps, and for how long.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryFile {
+    pub(crate) runs: Option<usize>,
+    #[serde(default, with = "duration")]
+    pub(crate) keep: Option<Duration>,
 }
 
 /// `[store]`: where durable jobs are kept.

@@ -1,5 +1,6 @@
 //! The `ractor::Actor` impl of a service host.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ use super::shared::{BACKGROUND_DONE, BACKGROUND_NONE, BACKGROUND_RUNNING};
 use crate::Error;
 use crate::event::{Chain, Target};
 use crate::service::{Command, Health, MissedTick, Service};
-use crate::status::{LastRun, ServiceState};
+use crate::status::{LastRun, RunKind, RunOutcome, RunRecord, ServiceState};
 
 pub(crate) struct HostActor<S>(PhantomData<fn() -> S>);
 
@@ -347,20 +348,37 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
         let ctx = inc.ctx();
         let span = tracing::info_span!("tick", service = %shared.name);
         let outcome = guarded(inc.svc.tick(ctx), None, Some(inc.token()), span).await;
-        let (error, panicked) = match outcome {
-            Outcome::Done(Ok(())) => (None, None),
-            Outcome::Done(Err(e)) => (Some(e.to_string()), None),
-            Outcome::TimedOut | Outcome::Cancelled => (Some("cancelled".to_owned()), None),
-            Outcome::Panicked(m) => (Some(format!("panicked: {m}")), Some(m)),
+        let (error, panicked, outcome_kind) = match outcome {
+            Outcome::Done(Ok(())) => (None, None, RunOutcome::Ok),
+            Outcome::Done(Err(e)) => (Some(e.to_string()), None, RunOutcome::Failed),
+            Outcome::TimedOut | Outcome::Cancelled => {
+                (Some("cancelled".to_owned()), None, RunOutcome::Cancelled)
+            }
+            Outcome::Panicked(m) => (
+                Some(format!("panicked: {m}")),
+                Some(m),
+                RunOutcome::Panicked,
+            ),
         };
         shared.runs.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = &error {
             shared.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(service = %shared.name, error = %e, "periodic run failed");
         }
+        let duration = t0.elapsed();
+        shared.history.push(RunRecord {
+            kind: RunKind::Tick,
+            name: Cow::Borrowed("tick"),
+            started_at,
+            duration: Some(duration),
+            outcome: outcome_kind,
+            error: error.as_deref().map(Into::into),
+            correlation_id: None,
+            job: None,
+        });
         *shared.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastRun {
             started_at,
-            duration: t0.elapsed(),
+            duration,
             error: error.clone(),
         });
         shared.tick_running.store(false, Ordering::SeqCst);

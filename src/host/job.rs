@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ractor::ActorRef;
 use tokio::time::Instant;
@@ -19,6 +19,8 @@ use super::reply::ReplyTo;
 use super::scheduler::{Admit, Gate, Scheduler};
 use crate::action::{Action, Handler, JobRun};
 use crate::service::{Command, Context, Life, Service};
+use crate::status::{RunKind, RunOutcome, RunRecord};
+use crate::store::id::JobId;
 use crate::{BoxError, Error};
 
 /// How a job's run ended, as far as the host is concerned.
@@ -332,38 +334,91 @@ impl Deadline {
 /// Books the call before the caller hears back, so the status it reads next includes it.
 fn settle<S: Service, T>(
     inc: &Incarnation<S>,
-    label: &str,
+    label: Cow<'static, str>,
     started: Option<Instant>,
     deadline: Option<Deadline>,
     outcome: Outcome<Result<T, BoxError>>,
+    ran: &Ran,
 ) -> (Result<T, Box<Error>>, JobEnd) {
     let service = inc.cell.name();
-    let (result, end) = match outcome {
-        Outcome::Done(Ok(v)) => (Ok(v), JobEnd::Done),
-        Outcome::Done(Err(e)) => (Err(Error::action_failed(service, label, e)), JobEnd::Done),
+    let label_ref: &str = &label;
+    let (result, end, how) = match outcome {
+        Outcome::Done(Ok(v)) => (Ok(v), JobEnd::Done, RunOutcome::Ok),
+        Outcome::Done(Err(e)) => (
+            Err(Error::action_failed(service, label_ref, e)),
+            JobEnd::Done,
+            RunOutcome::Failed,
+        ),
         Outcome::TimedOut => {
             let after = deadline.map(|d| d.after).unwrap_or_default();
             tracing::warn!(
                 service,
-                action = label,
+                action = label_ref,
                 ?after,
                 "call timed out; handler cancelled"
             );
-            (Err(timeout(service, label, after)), JobEnd::Done)
+            (
+                Err(timeout(service, label_ref, after)),
+                JobEnd::Done,
+                RunOutcome::TimedOut,
+            )
         }
-        Outcome::Cancelled => (Err(inc.cancelled_error()), JobEnd::Done),
+        Outcome::Cancelled => (
+            Err(inc.cancelled_error()),
+            JobEnd::Done,
+            RunOutcome::Cancelled,
+        ),
         Outcome::Panicked(msg) => {
             let reason = format!("`{label}` panicked: {msg}");
-            tracing::error!(service, action = label, %reason, "handler panicked");
+            tracing::error!(service, action = label_ref, %reason, "handler panicked");
             let err = Error::ServiceFailed {
                 service: service.to_owned(),
                 reason: reason.clone(),
             };
-            (Err(err), JobEnd::Panicked(reason))
+            (Err(err), JobEnd::Panicked(reason), RunOutcome::Panicked)
         }
     };
-    book(inc, label, started, result.is_err());
+    book(inc, label_ref, started, result.is_err());
+    let error = result.as_ref().err().map(|e| match e {
+        Error::ActionFailed { message, .. } => message.as_str().into(),
+        e => e.to_string().into_boxed_str(),
+    });
+    ran.keep(inc, label, started, how, error);
     (result.map_err(Box::new), end)
+}
+
+/// What the run history keeps of a call beyond how it ended (see [`crate::status::Run`]).
+pub(super) struct Ran {
+    kind: RunKind,
+    correlation_id: Option<Arc<str>>,
+    job: Option<(JobId, u32)>,
+}
+
+impl Ran {
+    /// Keeps the call's run in its service's history; `started` times it, when it was timed.
+    /// Kept out of line: the calls' futures hold a call to it, not its body.
+    #[inline(never)]
+    fn keep<S: Service>(
+        &self,
+        inc: &Incarnation<S>,
+        name: Cow<'static, str>,
+        started: Option<Instant>,
+        outcome: RunOutcome,
+        error: Option<Box<str>>,
+    ) {
+        let duration = started.map(|s| s.elapsed());
+        let now = SystemTime::now();
+        inc.cell.shared.history.push(RunRecord {
+            kind: self.kind,
+            name,
+            started_at: duration.and_then(|d| now.checked_sub(d)).unwrap_or(now),
+            duration,
+            outcome,
+            error,
+            correlation_id: self.correlation_id.clone(),
+            job: self.job,
+        });
+    }
 }
 
 /// Counts a settled call; with metrics served, records it there too (`started` is taken only
@@ -410,19 +465,33 @@ fn timeout(service: &str, label: &str, after: Duration) -> Error {
 }
 
 /// The timeout error of a call whose deadline passed while it waited in the queue.
+#[expect(
+    clippy::ptr_arg,
+    reason = "the label is cloned, owned or borrowed as it is, only for a call that expired"
+)]
 fn expired<S: Service>(
     inc: &Incarnation<S>,
-    label: &str,
+    label: &Cow<'static, str>,
     deadline: Option<Deadline>,
+    ran: &Ran,
 ) -> Option<Error> {
     let d = deadline?;
     if Instant::now() < d.at {
         return None;
     }
     // It waited its whole timeout in the queue: that is its latency.
-    let queued_at = clock(inc).map(|_| d.at.checked_sub(d.after).unwrap_or(d.at));
-    book(inc, label, queued_at, true);
-    Some(timeout(inc.cell.name(), label, d.after))
+    let queued_at = d.at.checked_sub(d.after).unwrap_or(d.at);
+    book(inc, label, clock(inc).map(|_| queued_at), true);
+    let err = timeout(inc.cell.name(), label, d.after);
+    let error = Some(err.to_string().into_boxed_str());
+    ran.keep(
+        inc,
+        label.clone(),
+        Some(queued_at),
+        RunOutcome::TimedOut,
+        error,
+    );
+    Some(err)
 }
 
 /// A typed action on its way to its handler.
@@ -479,20 +548,35 @@ where
 {
     // The call's fields are used where they lie: taking the call apart first would copy each
     // of them to a slot of its own in this future.
+    let job = call.job.job();
+    let ran = Ran {
+        kind: if job.is_some() {
+            RunKind::Job
+        } else {
+            RunKind::Action
+        },
+        correlation_id: call.correlation_id.clone(),
+        job: job.as_ref().map(|j| (j.id, j.attempt)),
+    };
     if call.deadline.is_some()
-        && let Some(err) = expired(&inc, A::NAME, call.deadline)
+        && let Some(err) = expired(&inc, &Cow::Borrowed(A::NAME), call.deadline, &ran)
     {
         call.reply.fail(err);
         return JobEnd::Done;
     }
-    let ctx = inc.context(call.correlation_id.clone(), call.job.job());
+    let ctx = inc.context(call.correlation_id.clone(), job);
     let span = tracing::info_span!(
         "action",
         service = %inc.cell.shared.name,
         action = A::NAME,
         correlation_id = call.correlation_id.as_deref(),
     );
-    let started = clock(&inc);
+    // An attempt of a durable job is kept in the history whatever its end, so it is timed.
+    let started = if ran.job.is_some() {
+        Some(Instant::now())
+    } else {
+        clock(&inc)
+    };
     let outcome = guarded_call(
         inc.svc.handle(call.action, &ctx),
         call.deadline.map(|d| d.at),
@@ -504,10 +588,14 @@ where
     // The common end, a reply, is booked here; every other end goes through `settle`.
     if let Outcome::Done(Ok(value)) = outcome {
         book(&inc, A::NAME, started, false);
+        if ran.job.is_some() {
+            ran.keep(&inc, Cow::Borrowed(A::NAME), started, RunOutcome::Ok, None);
+        }
         call.reply.send(Ok(value));
         return JobEnd::Done;
     }
-    let (result, end) = settle(&inc, A::NAME, started, call.deadline, outcome);
+    let name = Cow::Borrowed(A::NAME);
+    let (result, end) = settle(&inc, name, started, call.deadline, outcome, &ran);
     call.reply.send(result);
     end
 }
@@ -582,13 +670,22 @@ impl<S: Service> Submit<S> for CommandJob {
 
 async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> JobEnd {
     let CommandJob { command, call, .. } = job;
+    // A command that its caller waits for, or that carries a deadline or a correlation id, is
+    // kept in the history whatever its end, so it is timed; a plain `tell` is kept only if it
+    // fails, as an in-memory action is, so that its path stays free of the bookkeeping.
+    let kept = call.is_some();
     let (deadline, correlation_id, reply) = match call {
         Some(call) => (call.deadline, call.correlation_id, call.reply),
         None => (None, None, None),
     };
     let label = command.label();
+    let ran = |correlation_id| Ran {
+        kind: RunKind::Command,
+        correlation_id,
+        job: None,
+    };
     if deadline.is_some()
-        && let Some(err) = expired(&inc, &label, deadline)
+        && let Some(err) = expired(&inc, &label, deadline, &ran(correlation_id.clone()))
     {
         if let Some(reply) = reply {
             reply.fail(err);
@@ -602,7 +699,14 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         command = %label,
         correlation_id = correlation_id.as_deref(),
     );
-    let started = clock(&inc);
+    let started = if kept {
+        Some(Instant::now())
+    } else {
+        clock(&inc)
+    };
+    // Only the correlation id is carried past the handler for the run's record, not the
+    // record's other parts: this future stays as small as a plain `tell` needs.
+    let correlation = correlation_id.clone();
     let outcome = guarded_call(
         inc.svc.command(command, &ctx),
         deadline.map(|d| d.at),
@@ -611,14 +715,18 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         correlation_id,
     )
     .await;
+    let ran = ran(correlation);
     if let Outcome::Done(Ok(())) = outcome {
         book(&inc, &label, started, false);
+        if kept {
+            ran.keep(&inc, label, started, RunOutcome::Ok, None);
+        }
         if let Some(reply) = reply {
             reply.send(Ok(()));
         }
         return JobEnd::Done;
     }
-    let (result, end) = settle(&inc, &label, started, deadline, outcome);
+    let (result, end) = settle(&inc, label, started, deadline, outcome, &ran);
     if let Some(reply) = reply {
         reply.send(result);
     }

@@ -12,7 +12,7 @@ use super::scheduler::Gate;
 use crate::Error;
 use crate::event::{Declared, Source};
 use crate::service::SettingsValue;
-use crate::status::{LastRun, ServiceState, ServiceStatus};
+use crate::status::{History, LastRun, ServiceState, ServiceStatus};
 use crate::system::RuntimeShared;
 
 /// Whether the service's `run` hook does background work.
@@ -54,6 +54,8 @@ pub(crate) struct ServiceShared {
     pub(crate) last_run: Mutex<Option<LastRun>>,
     pub(crate) next_run: Mutex<Option<Instant>>,
     pub(crate) last_failure: Mutex<Option<String>>,
+    /// Its last runs.
+    pub(crate) history: Arc<History>,
     /// Woken when the service may have become idle, while an orderly stop waits for that.
     pub(crate) idle: Notify,
     draining: AtomicBool,
@@ -92,6 +94,7 @@ impl ServiceShared {
         } else {
             ServiceState::Disabled
         };
+        let history = Arc::new(History::new(name.clone(), runtime.config.history));
         ServiceShared {
             source: Source::new(name.clone()),
             name,
@@ -116,6 +119,7 @@ impl ServiceShared {
             last_run: Mutex::new(None),
             next_run: Mutex::new(None),
             last_failure: Mutex::new(None),
+            history,
             idle: Notify::new(),
             draining: AtomicBool::new(false),
         }

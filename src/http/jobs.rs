@@ -3,14 +3,14 @@
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::openapi::JobErrors;
-use super::routes::{Api, Path};
+use super::routes::{Api, Params, Path};
 use crate::runtime::Jobs;
 use crate::store::{Enqueued, Job, JobFilter, JobId, JobState};
 
@@ -140,26 +140,6 @@ pub(crate) struct JobQuery {
     limit: Option<usize>,
 }
 
-/// The query of a list, read as the other routes read theirs: a query that does not decode is
-/// the JSON `bad_request`, naming the field.
-pub(crate) struct Filter(JobQuery);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Filter {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, ApiError> {
-        if parts.uri.query().is_none() {
-            return Ok(Filter(JobQuery::default()));
-        }
-        let Query(query) = Query::<JobQuery>::try_from_uri(&parts.uri)
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        Ok(Filter(query))
-    }
-}
-
 const STATES: [&str; 6] = [
     "queued",
     "scheduled",
@@ -195,7 +175,7 @@ fn list_jobs(api: &Api, service: Option<String>, query: JobQuery) -> ApiResult<V
     responses((status = 200, body = Vec<JobView>), JobErrors))]
 pub(crate) async fn list(
     State(api): State<Api>,
-    Filter(query): Filter,
+    Params(query): Params<JobQuery>,
 ) -> ApiResult<Json<Vec<JobView>>> {
     let service = query.service.clone();
     Ok(Json(list_jobs(&api, service, query)?))
@@ -208,7 +188,7 @@ pub(crate) async fn list(
 pub(crate) async fn of_service(
     State(api): State<Api>,
     Path(name): Path<String>,
-    Filter(query): Filter,
+    Params(query): Params<JobQuery>,
 ) -> ApiResult<Json<Vec<JobView>>> {
     // The service's own name, as the jobs carry it; an unknown one is a 404.
     let service = api.runtime.service_by_name(&name)?.name().to_owned();

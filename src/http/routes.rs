@@ -17,7 +17,7 @@ use super::openapi::{CallErrors, ReadErrors};
 use crate::handle::ServiceRef;
 use crate::runtime::RuntimeHandle;
 use crate::service::{Command, Health};
-use crate::status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
+use crate::status::{Run, ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 use crate::{CallOptions, Error};
 
 /// The header that carries a call's correlation id, both ways.
@@ -86,6 +86,32 @@ pub(crate) async fn status(
     Ok(Json(service(&api, &name)?.status().await?))
 }
 
+/// The most runs one answer holds.
+const RUNS_LIMIT: usize = 1000;
+
+/// How many runs to show: `?limit=20`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RunQuery {
+    /// At most this many, newest first (default and most: 1000).
+    limit: Option<usize>,
+}
+
+/// A service's last runs, newest first: periodic runs, commands, attempts of durable jobs and
+/// in-memory actions that failed, as `[history]` keeps them.
+#[utoipa::path(get, path = "/api/services/{name}/runs", tag = "services",
+    params(("name" = String, Path, description = "The service's name"), RunQuery),
+    responses((status = 200, body = Vec<Run>), ReadErrors))]
+pub(crate) async fn runs(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Params(query): Params<RunQuery>,
+) -> ApiResult<Json<Vec<Run>>> {
+    let limit = query.limit.unwrap_or(RUNS_LIMIT).min(RUNS_LIMIT);
+    Ok(Json(service(&api, &name)?.runs(limit)?))
+}
+
 /// A path's parameters; one that does not decode (not UTF-8, say) is the JSON error
 /// `bad_request`, as every other rejection is.
 pub(crate) struct Path<T>(pub(crate) T);
@@ -102,6 +128,23 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
                 rejection.body_text(),
             )),
         }
+    }
+}
+
+/// A query, read as the other parts of a request are: one that does not decode is the JSON
+/// `bad_request`; none at all is the default.
+pub(crate) struct Params<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_none() {
+            return Ok(Params(T::default()));
+        }
+        let Query(query) = Query::<T>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(Params(query))
     }
 }
 
@@ -154,14 +197,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let query = match parts.uri.query() {
-            None => CallQuery::default(),
-            Some(_) => {
-                let Query(query) = Query::<CallQuery>::try_from_uri(&parts.uri)
-                    .map_err(|e| ApiError::bad_request(e.body_text()))?;
-                query
-            }
-        };
+        let Params(query) = Params::<CallQuery>::from_request_parts(parts, &()).await?;
         let correlation_id = match parts.headers.get(CORRELATION_HEADER) {
             Some(value) => Some(Arc::from(value.to_str().map_err(|_| {
                 ApiError::bad_request("the X-Correlation-Id header is not visible ASCII")

@@ -12,6 +12,7 @@ use crate::Error;
 use crate::config::{self, Config, Environment, Loaded, ServiceOverrides};
 use crate::host::{ErasedService, ServiceCell};
 use crate::service::{Definition, Service};
+use crate::status::HistoryLimits;
 use crate::supervisor::{Strategy, Supervisor, SupervisorArgs, SupervisorMessage};
 
 /// A registered service, waiting for the configuration and the runtime.
@@ -137,6 +138,7 @@ struct Overrides {
     fail_fast: Option<bool>,
     enabled: Option<bool>,
     environment: Option<Environment>,
+    history: Option<(usize, Duration)>,
 }
 
 /// Builds a [`Runtime`]: its services and its runtime-wide settings.
@@ -377,6 +379,21 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many runs each service keeps in its history (default 100) and for how long
+    /// (default 24 hours); `[history] runs` and `keep` in the configuration. A count of `0`
+    /// keeps none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = sora::Runtime::builder().run_history(1_000, Duration::from_secs(3600));
+    /// # drop(builder);
+    /// ```
+    pub fn run_history(mut self, runs: usize, keep: Duration) -> Self {
+        self.overrides.history = Some((runs, keep));
+        self
+    }
+
     /// The runtime-wide settings: builder over configuration over defaults.
     fn runtime_config(&self, loaded: &Loaded) -> RuntimeConfig {
         let (o, f, d) = (&self.overrides, &loaded.file, RuntimeConfig::default());
@@ -396,6 +413,14 @@ impl RuntimeBuilder {
                 .environment
                 .or(loaded.file.environment)
                 .unwrap_or(d.environment),
+            history: {
+                let file = loaded.file.history.as_ref();
+                let (runs, keep) = o.history.unzip();
+                HistoryLimits {
+                    runs: runs.or(file.and_then(|h| h.runs)).unwrap_or(d.history.runs),
+                    keep: keep.or(file.and_then(|h| h.keep)).unwrap_or(d.history.keep),
+                }
+            },
         }
     }
 

@@ -74,7 +74,7 @@ pub(super) fn choose(
 }
 
 /// Opens the store and gives the runtime its dispatcher, serving the durable services that
-/// run here.
+/// run here and keeping the run history of every service that runs here.
 pub(super) fn open(
     choice: StoreChoice,
     retention: Retention,
@@ -86,11 +86,15 @@ pub(super) fn open(
         StoreChoice::Path(path) => Arc::new(open_file(&path)?),
     };
     let owner = format!("pid {} #{:016x}", std::process::id(), fastrand::u64(..));
-    let dispatcher = Dispatcher::new(store, owner, Clock::new(), retention);
+    let history = shared.config.history;
+    let dispatcher = Dispatcher::new(store, owner, Clock::new(), retention, history);
     for service in services {
         let here = service.shared().enabled && !service.shared().remote;
         if here && service.has_durable() {
             dispatcher.serve(service.clone());
+        }
+        if here {
+            dispatcher.keep_runs(&**service);
         }
     }
     let _ = shared.jobs.set(dispatcher.clone());

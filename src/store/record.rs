@@ -136,22 +136,32 @@ impl Stored {
 
     /// The envelope: the format's number, then the record's bincode.
     pub(super) fn encode(&self) -> Result<Vec<u8>, String> {
-        let body = Bincode::encode(self)?;
-        let mut bytes = Vec::with_capacity(body.len() + 1);
-        bytes.push(RECORD_FORMAT);
-        bytes.extend_from_slice(&body);
-        Ok(bytes)
+        envelope(self)
     }
 
     /// Reads an envelope, within the codec's limit.
     pub(super) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        match bytes.split_first() {
-            Some((&RECORD_FORMAT, body)) => Bincode::decode(body).map_err(|e| e.to_string()),
-            Some((other, _)) => Err(format!(
-                "a record of format {other}, and this build reads format {RECORD_FORMAT}"
-            )),
-            None => Err("an empty record".into()),
-        }
+        open_envelope(bytes)
+    }
+}
+
+/// A record in its envelope: the format's number, then its bincode.
+pub(super) fn envelope<T: Serialize>(record: &T) -> Result<Vec<u8>, String> {
+    let body = Bincode::encode(record)?;
+    let mut bytes = Vec::with_capacity(body.len() + 1);
+    bytes.push(RECORD_FORMAT);
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+/// A record out of its envelope, decoded within the codec's limit.
+pub(super) fn open_envelope<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, body)) => Bincode::decode(body).map_err(|e| e.to_string()),
+        Some((other, _)) => Err(format!(
+            "a record of format {other}, and this build reads format {RECORD_FORMAT}"
+        )),
+        None => Err("an empty record".into()),
     }
 }
 

@@ -13,9 +13,13 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{Stored, StoredState, ms, time};
-use super::{Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, Store};
+use super::runs::{self, RUNS};
+use super::{
+    Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, ServiceRuns, Store,
+};
 use crate::Error;
 use crate::codec::DECODE_LIMIT;
+use crate::status::Run;
 
 /// The layout of the file's tables. A change that an older build could not read takes a new
 /// number; a file of another number is refused at open.
@@ -324,6 +328,34 @@ impl Store for RedbStore {
         jobs.truncate(filter.limit.unwrap_or(usize::MAX));
         Ok(jobs)
     }
+
+    fn record_runs(
+        &self,
+        runs: Vec<ServiceRuns>,
+        keep: usize,
+        before: SystemTime,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let change = Change::Runs {
+                runs,
+                keep,
+                before,
+                reply,
+            };
+            self.write(change, answer).await
+        })
+    }
+
+    fn runs(&self, service: &str, limit: usize, since: SystemTime) -> Result<Vec<Run>, Error> {
+        let path = &self.inner.path;
+        self.read(|tx| match tx.open_table(RUNS) {
+            Ok(table) => runs::newest(&table, path, service, limit, since),
+            // A file that has never kept a run.
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        })
+    }
 }
 
 /// One change for the writer, with where its answer goes once it is committed.
@@ -362,6 +394,12 @@ enum Change {
         dead_before: SystemTime,
         max: usize,
         reply: oneshot::Sender<Result<usize, Error>>,
+    },
+    Runs {
+        runs: Vec<ServiceRuns>,
+        keep: usize,
+        before: SystemTime,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
 }
 
@@ -461,6 +499,7 @@ struct Tables<'tx> {
     scheduled: Table<'tx, (u64, u128), ()>,
     keys: Table<'tx, (&'static str, &'static str, &'static str), u128>,
     dead: Table<'tx, (&'static str, u128), ()>,
+    runs: Table<'tx, (&'static str, u64), &'static [u8]>,
 }
 
 /// The order of the ready queue: the highest priority first.
@@ -502,6 +541,7 @@ impl<'tx> Tables<'tx> {
             scheduled: tx.open_table(SCHEDULED)?,
             keys: tx.open_table(KEYS)?,
             dead: tx.open_table(DEAD)?,
+            runs: tx.open_table(RUNS)?,
         })
     }
 
@@ -536,6 +576,17 @@ impl<'tx> Tables<'tx> {
                 max,
                 reply,
             } => Answer::Count(reply, Ok(self.prune(completed_before, dead_before, max)?)),
+            Change::Runs {
+                runs,
+                keep,
+                before,
+                reply,
+            } => {
+                for ServiceRuns { service, runs } in runs {
+                    runs::append(&mut self.runs, &service, runs, keep, before)?;
+                }
+                Answer::Done(reply, Ok(()))
+            }
         })
     }
 

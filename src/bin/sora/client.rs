@@ -92,7 +92,7 @@ pub(crate) struct JobArgs {
     pub(crate) key: Option<String>,
 }
 
-/// Which jobs to list.
+/// Which jobs (or runs: only `limit`) to list.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct JobQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -288,6 +288,17 @@ impl Client {
 
     pub(crate) async fn status(&self, name: &str) -> Result<Value, Failure> {
         self.get(&["api", "services", name, "status"]).await
+    }
+
+    pub(crate) async fn runs(&self, name: &str, limit: Option<usize>) -> Result<Value, Failure> {
+        let url = self.url(&["api", "services", name, "runs"]);
+        let query = JobQuery {
+            limit,
+            ..JobQuery::default()
+        };
+        let request = self.http.get(url).query(&query);
+        let response = self.send(request, self.deadline).await?;
+        body(response, self, self.deadline).await
     }
 
     pub(crate) async fn info(&self, name: &str) -> Result<Value, Failure> {

@@ -66,6 +66,15 @@ enum Cmd {
         /// The service's name.
         name: String,
     },
+    /// Show a service's last runs, newest first: periodic runs, commands, durable job attempts
+    /// and failed actions.
+    Runs {
+        /// The service's name.
+        name: String,
+        /// At most this many (the node answers 1000 at most).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
     /// Show what a service declared: kinds, schedule, actions, commands, events, policies.
     Info {
         /// The service's name.
@@ -247,6 +256,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Services => out.services(&client.services().await?)?,
         Cmd::Status { name } => out.status(&client.status(&name).await?)?,
         Cmd::Info { name } => out.info(&client.info(&name).await?)?,
+        Cmd::Runs { name, limit } => out.runs(&client.runs(&name, limit).await?)?,
         Cmd::Trigger { name, call } => {
             client.verb(&name, "trigger", call.into()).await?;
             out.done(&name, "triggered");

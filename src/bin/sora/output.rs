@@ -87,6 +87,49 @@ impl Output {
         Ok(())
     }
 
+    /// `GET /api/services/{name}/runs`: one row per run, newest first.
+    pub(crate) fn runs(&self, runs: &Value) -> Result<(), Failure> {
+        if self.json {
+            return print_json(runs);
+        }
+        let list = runs
+            .as_array()
+            .ok_or_else(|| Failure::Protocol(format!("not a list of runs: {runs}")))?;
+        let rows = list
+            .iter()
+            .map(|r| {
+                let job = match (r["job"].as_str(), r["attempt"].as_u64()) {
+                    (Some(job), Some(attempt)) => format!("{job} #{attempt}"),
+                    _ => "-".into(),
+                };
+                vec![
+                    as_time(&r["started_at"]).unwrap_or_else(|| "-".into()),
+                    text(&r["kind"]),
+                    text(&r["name"]),
+                    text(&r["duration"]),
+                    text(&r["outcome"]),
+                    job,
+                    text(&r["correlation_id"]),
+                    text(&r["error"]),
+                ]
+            })
+            .collect();
+        print(&table(
+            &[
+                "STARTED",
+                "KIND",
+                "NAME",
+                "TOOK",
+                "OUTCOME",
+                "JOB",
+                "CORRELATION",
+                "ERROR",
+            ],
+            rows,
+        ));
+        Ok(())
+    }
+
     /// `GET /api/services/{name}/status`.
     pub(crate) fn status(&self, status: &Value) -> Result<(), Failure> {
         self.fields(status)
