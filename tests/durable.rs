@@ -1,7 +1,6 @@
 //! Durable actions: committed before they are accepted, run at least once, retried on stored
 //! times, dead-lettered, kept with their outcome, and found again after a restart.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +16,10 @@ use sora::{
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+#[path = "support/temp_store.rs"]
+mod temp_store;
+use temp_store::TempStore;
 
 /// Sends a mail; fails while `fail` is above zero, counting down.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -147,28 +150,6 @@ async fn recorded(jobs: &sora::Jobs, id: sora::store::JobId) -> sora::store::Job
             return job;
         }
         tokio::task::yield_now().await;
-    }
-}
-
-/// A store file of its own for a test, removed when dropped.
-struct TempStore(PathBuf);
-
-impl TempStore {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "sora-durable-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        TempStore(dir.join("jobs.redb"))
-    }
-}
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 

@@ -5,9 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+#[path = "support/temp_store.rs"]
+mod temp_store;
+
 use sora::config::Config;
 use sora::status::{Run, RunKind, RunOutcome};
 use sora::store::RedbStore;
+use temp_store::TempStore;
+
 use sora::{
     Action, Backoff, BoxError, Command, Context, Definition, Error, Handler, Retry, Runtime,
     Schedule, Service,
@@ -405,45 +410,28 @@ async fn the_configuration_file_sets_the_history_and_refuses_what_it_does_not_kn
     }
 }
 
-/// A store file of its own for a test, removed when dropped.
-struct TempStore(std::path::PathBuf);
-
-impl TempStore {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "sora-history-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        TempStore(dir.join("runs.redb"))
-    }
-
-    async fn start(&self, probe: &Arc<Probe>, builder: sora::RuntimeBuilder) -> Runtime {
-        let probe = probe.clone();
-        builder
-            .store_path(&self.0)
-            .service(move || Ledger {
-                probe: probe.clone(),
-            })
-            .start()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+/// A runtime with the ledger, on the store's file.
+async fn start_file(
+    file: &TempStore,
+    probe: &Arc<Probe>,
+    builder: sora::RuntimeBuilder,
+) -> Runtime {
+    let probe = probe.clone();
+    builder
+        .store_path(&file.0)
+        .service(move || Ledger {
+            probe: probe.clone(),
+        })
+        .start()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn the_history_survives_a_restart_of_the_process() {
     let probe = Arc::new(Probe::default());
     let file = TempStore::new("restart");
-    let runtime = file.start(&probe, Runtime::builder()).await;
+    let runtime = start_file(&file, &probe, Runtime::builder()).await;
     let ledger = runtime.service::<Ledger>().unwrap();
     ledger
         .act(Lookup("nobody".into()))
@@ -461,7 +449,7 @@ async fn the_history_survives_a_restart_of_the_process() {
     assert_eq!(before.len(), 2);
     runtime.shutdown().await.unwrap();
 
-    let runtime = file.start(&probe, Runtime::builder()).await;
+    let runtime = start_file(&file, &probe, Runtime::builder()).await;
     let ledger = runtime.service::<Ledger>().unwrap();
     let after = ledger.runs().unwrap();
     assert_eq!(after, before, "the runs of the last process, as they were");
@@ -474,12 +462,12 @@ async fn the_history_survives_a_restart_of_the_process() {
     runtime.shutdown().await.unwrap();
 
     // The store keeps as many as the history: a restart with fewer reads fewer back.
-    let runtime = file
-        .start(
-            &probe,
-            Runtime::builder().run_history(2, Duration::from_secs(3600)),
-        )
-        .await;
+    let runtime = start_file(
+        &file,
+        &probe,
+        Runtime::builder().run_history(2, Duration::from_secs(3600)),
+    )
+    .await;
     let ledger = runtime.service::<Ledger>().unwrap();
     assert_eq!(ledger.runs().unwrap()[..], runs[..2]);
     runtime.shutdown().await.unwrap();

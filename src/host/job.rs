@@ -396,8 +396,6 @@ pub(super) struct Ran {
 
 impl Ran {
     /// Keeps the call's run in its service's history; `started` times it, when it was timed.
-    /// Kept out of line: the calls' futures hold a call to it, not its body.
-    #[inline(never)]
     fn keep<S: Service>(
         &self,
         inc: &Incarnation<S>,
@@ -679,13 +677,13 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         None => (None, None, None),
     };
     let label = command.label();
-    let ran = |correlation_id| Ran {
+    let ran = Ran {
         kind: RunKind::Command,
-        correlation_id,
+        correlation_id: correlation_id.clone(),
         job: None,
     };
     if deadline.is_some()
-        && let Some(err) = expired(&inc, &label, deadline, &ran(correlation_id.clone()))
+        && let Some(err) = expired(&inc, &label, deadline, &ran)
     {
         if let Some(reply) = reply {
             reply.fail(err);
@@ -704,9 +702,6 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
     } else {
         clock(&inc)
     };
-    // Only the correlation id is carried past the handler for the run's record, not the
-    // record's other parts: this future stays as small as a plain `tell` needs.
-    let correlation = correlation_id.clone();
     let outcome = guarded_call(
         inc.svc.command(command, &ctx),
         deadline.map(|d| d.at),
@@ -715,7 +710,6 @@ async fn run_command<S: Service>(job: CommandJob, inc: Arc<Incarnation<S>>) -> J
         correlation_id,
     )
     .await;
-    let ran = ran(correlation);
     if let Outcome::Done(Ok(())) = outcome {
         book(&inc, &label, started, false);
         if kept {

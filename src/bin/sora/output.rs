@@ -43,14 +43,23 @@ impl Output {
         Ok(())
     }
 
+    /// A list's items, for a table; `None` once it is printed as JSON instead.
+    fn items<'a>(&self, list: &'a Value, what: &str) -> Result<Option<&'a [Value]>, Failure> {
+        if self.json {
+            print_json(list)?;
+            return Ok(None);
+        }
+        let items = list
+            .as_array()
+            .ok_or_else(|| Failure::Protocol(format!("not a list of {what}: {list}")))?;
+        Ok(Some(items))
+    }
+
     /// `GET /api/jobs`: one row per job.
     pub(crate) fn jobs(&self, jobs: &Value) -> Result<(), Failure> {
-        if self.json {
-            return print_json(jobs);
-        }
-        let list = jobs
-            .as_array()
-            .ok_or_else(|| Failure::Protocol(format!("not a list of jobs: {jobs}")))?;
+        let Some(list) = self.items(jobs, "jobs")? else {
+            return Ok(());
+        };
         let rows = list
             .iter()
             .map(|j| {
@@ -89,12 +98,9 @@ impl Output {
 
     /// `GET /api/services/{name}/runs`: one row per run, newest first.
     pub(crate) fn runs(&self, runs: &Value) -> Result<(), Failure> {
-        if self.json {
-            return print_json(runs);
-        }
-        let list = runs
-            .as_array()
-            .ok_or_else(|| Failure::Protocol(format!("not a list of runs: {runs}")))?;
+        let Some(list) = self.items(runs, "runs")? else {
+            return Ok(());
+        };
         let rows = list
             .iter()
             .map(|r| {
