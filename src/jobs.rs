@@ -625,7 +625,9 @@ impl Dispatcher {
             let woken = self.wake.notified();
             // A job whose time has come may be any service's, and whichever claim runs first
             // moves it to its service's ready queue: every lane looks, however the pump woke.
-            if due.is_some_and(|at| at <= self.clock.now()) {
+            let looked = self.clock.now();
+            let flagged = due.is_some_and(|at| at <= looked);
+            if flagged {
                 for lane in self.lanes.iter() {
                     lane.set_backlog();
                 }
@@ -644,13 +646,19 @@ impl Dispatcher {
                         Some(self.clock.now() + Duration::from_secs(1))
                     })
             };
+            // Due now, but not when the lanes were told to look (the claim took time, or the
+            // job's time came meanwhile): look again at once, or it would wait for a wake that
+            // may never come.
+            if due.is_some_and(|at| at <= self.clock.now() && !(flagged && at <= looked)) {
+                continue;
+            }
             let sleep = async {
                 match due {
                     Some(at) if at > self.clock.now() => {
                         tokio::time::sleep_until(self.clock.instant(at)).await;
                     }
-                    // Due already, and no lane had room to claim it: the end of an attempt
-                    // wakes the pump, which then looks again.
+                    // Due already when every lane looked, and none had room to claim it: the
+                    // end of an attempt wakes the pump, which then looks again.
                     Some(_) | None => std::future::pending().await,
                 }
             };

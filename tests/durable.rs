@@ -259,6 +259,74 @@ async fn failed_attempts_retry_on_their_backoff_and_see_their_attempt_number() {
     runtime.shutdown().await.unwrap();
 }
 
+/// Fails its first attempt and retries a second later: the time the run history's saver also
+/// wakes at, so that the clock may pass the retry's time while the dispatcher is claiming.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Twice;
+
+impl Action for Twice {
+    const NAME: &'static str = "twice";
+    type Reply = u32;
+}
+
+#[derive(Default)]
+struct Retrier {
+    calls: AtomicU32,
+}
+
+impl Service for Retrier {
+    fn define(def: &mut Definition<Self>) {
+        def.durable::<Twice>(Retry::attempts(2).backoff(Backoff {
+            initial: Duration::from_secs(1),
+            jitter: 0.0,
+            ..Retry::default().backoff
+        }));
+    }
+}
+
+impl Handler<Twice> for Retrier {
+    async fn handle(&self, _: Twice, ctx: &Context) -> Result<u32, BoxError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err("not yet".into());
+        }
+        Ok(ctx.job().unwrap().attempt)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_comes_due_while_the_dispatcher_claims_still_runs() {
+    // The time of a retry may come while the dispatcher waits on the store; it must look again
+    // rather than wait for a wake that never comes. Each round had about even odds of hanging
+    // before that was so, so twenty rounds show it.
+    // A deadline on the wall clock: with the clock paused and a store's writer thread to wait
+    // on, any timer of tokio's would be reached as soon as nothing else is pending.
+    let (hung, mut watchdog) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = hung.send(());
+    });
+    for round in 0..20 {
+        let runtime = Runtime::builder()
+            .store(RedbStore::in_memory().unwrap())
+            .service(Retrier::default)
+            .start()
+            .await
+            .unwrap();
+        let ticket = runtime
+            .service::<Retrier>()
+            .unwrap()
+            .enqueue(Twice)
+            .await
+            .unwrap();
+        let reply = tokio::select! {
+            reply = ticket.result() => reply,
+            _ = &mut watchdog => panic!("round {round}: the retry never ran"),
+        };
+        assert_eq!(reply.unwrap(), 2);
+        runtime.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_job_out_of_attempts_is_dead_and_a_retry_gives_it_a_new_series() {
     let probe = Arc::new(Probe::default());
