@@ -646,20 +646,15 @@ impl Dispatcher {
                         Some(self.clock.now() + Duration::from_secs(1))
                     })
             };
-            // Due now, but not when the lanes were told to look (the claim took time, or the
-            // job's time came meanwhile): look again at once, or it would wait for a wake that
-            // may never come.
-            if due.is_some_and(|at| at <= self.clock.now() && !(flagged && at <= looked)) {
-                continue;
-            }
             let sleep = async {
                 match due {
-                    Some(at) if at > self.clock.now() => {
-                        tokio::time::sleep_until(self.clock.instant(at)).await;
-                    }
                     // Due already when every lane looked, and none had room to claim it: the
                     // end of an attempt wakes the pump, which then looks again.
-                    Some(_) | None => std::future::pending().await,
+                    Some(at) if flagged && at <= looked => std::future::pending().await,
+                    // A time to come, or one that came after the lanes looked (during the
+                    // claim's commit, say), which a sleep until then answers at once.
+                    Some(at) => tokio::time::sleep_until(self.clock.instant(at)).await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
