@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod group;
 pub(crate) mod id;
 mod record;
 mod redb;

@@ -419,10 +419,8 @@ async fn a_delayed_job_waits_for_its_time() {
         .delay(Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(matches!(
-        ticket.job().unwrap().state,
-        JobState::Scheduled { .. }
-    ));
+    let state = ticket.job().unwrap().state;
+    assert!(matches!(state, JobState::Scheduled { .. }), "{state:?}");
     assert_eq!(ticket.result().await.unwrap(), "sent to later");
     let ran = probe.seen()[0].at - t0;
     assert!(

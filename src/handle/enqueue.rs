@@ -131,7 +131,6 @@ where
     }
 }
 
-/// The dispatcher of the runtime that `service` belongs to.
 /// The dispatcher of the runtime that `service` belongs to, which has one whenever a service
 /// declares a durable action.
 pub(super) fn dispatcher(

@@ -1,5 +1,6 @@
-//! The store on redb: one file, or memory for tests. One thread owns the write transaction and
-//! commits every change that is waiting in one durable commit (see `docs/design/store.md`).
+//! The store on redb: one file, or memory for tests. One committer at a time owns the write
+//! transaction and commits every change that is waiting in one durable commit (see
+//! [`group`](super::group) and `docs/design/store.md`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use redb::backends::InMemoryBackend;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::group::GroupCommit;
 use super::record::{Stored, StoredState, ms, time};
 use super::runs::{self, RUNS};
 use super::{
@@ -43,7 +45,7 @@ const DEAD: TableDefinition<'_, (&str, u128), ()> = TableDefinition::new("dead")
 
 /// How many waiting changes one commit takes at most.
 const BATCH: usize = 1024;
-/// How many changes may wait for the writer before callers wait to hand theirs over.
+/// How many changes may wait for a commit before callers wait to hand theirs over.
 const QUEUE: usize = 16 * 1024;
 /// The longest error kept for one attempt, in bytes.
 const ERROR_LIMIT: usize = 4096;
@@ -72,8 +74,9 @@ struct Inner {
     db: Arc<Database>,
     /// The file's path, or `memory`, for errors.
     path: String,
-    writes: Option<mpsc::Sender<Request>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropped last: its drop waits for a commit under way, so the file is closed once the
+    /// last handle is gone.
+    writes: GroupCommit<Request>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -81,16 +84,6 @@ impl std::fmt::Debug for RedbStore {
         f.debug_struct("RedbStore")
             .field("path", &self.inner.path)
             .finish()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // The writer ends once it has committed what it was handed; the file is closed then.
-        self.writes.take();
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
     }
 }
 
@@ -126,34 +119,25 @@ impl RedbStore {
     fn start(db: Database, path: String, now: SystemTime) -> Result<Self, Error> {
         prepare(&db, &path, now)?;
         let db = Arc::new(db);
-        let (writes, requests) = mpsc::channel(QUEUE);
-        let writer = {
-            let (db, theirs) = (db.clone(), path.clone());
-            std::thread::Builder::new()
-                .name("sora-store".into())
-                .spawn(move || write_loop(&db, &theirs, requests))
-                .map_err(|e| store_error(&path, e))?
+        let writes = {
+            let (db, path) = (db.clone(), path.clone());
+            GroupCommit::new(BATCH, QUEUE, move |batch| write(&db, &path, batch))
         };
         Ok(RedbStore {
-            inner: Arc::new(Inner {
-                db,
-                path,
-                writes: Some(writes),
-                writer: Some(writer),
-            }),
+            inner: Arc::new(Inner { db, path, writes }),
         })
     }
 
-    /// Hands a change to the writer and waits until it is committed.
+    /// Hands a change to be committed and waits until it is.
     async fn write<T>(
         &self,
         change: Change,
         reply: oneshot::Receiver<Result<T, Error>>,
     ) -> Result<T, Error> {
-        let gone = || store_error(&self.inner.path, "the store's writer has stopped");
-        let writes = self.inner.writes.as_ref().ok_or_else(gone)?;
-        writes.send(Request(change)).await.map_err(|_| gone())?;
-        reply.await.map_err(|_| gone())?
+        self.inner.writes.hand(Request(change)).await;
+        reply
+            .await
+            .map_err(|_| store_error(&self.inner.path, "the store's writer has stopped"))?
     }
 
     fn read<T>(
@@ -445,24 +429,14 @@ fn store_error(path: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The writer: takes every change that waits, commits them in one transaction, answers each.
-fn write_loop(db: &Database, path: &str, mut requests: mpsc::Receiver<Request>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = requests.blocking_recv() {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match requests.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (answers, committed) = commit(db, path, batch.drain(..));
-        if let Err(err) = &committed {
-            tracing::error!(store = path, error = %err, changes = answers.len(), "a commit failed");
-        }
-        for answer in answers {
-            answer.send(&committed);
-        }
+/// Commits one batch of changes in one transaction and answers each.
+fn write(db: &Database, path: &str, batch: Vec<Request>) {
+    let (answers, committed) = commit(db, path, batch.into_iter());
+    if let Err(err) = &committed {
+        tracing::error!(store = path, error = %err, changes = answers.len(), "a commit failed");
+    }
+    for answer in answers {
+        answer.send(&committed);
     }
 }
 
