@@ -197,6 +197,25 @@ pub enum Error {
         /// The action that is not durable.
         action: String,
     },
+    /// The service keeps no state: declare it with
+    /// [`Definition::state`](crate::Definition::state).
+    #[error("service `{service}` keeps no state: declare it with `def.state()`")]
+    NoState {
+        /// The service whose state was asked for.
+        service: String,
+    },
+    /// A value of a service's state could not be kept or read as asked: its key or value is
+    /// past its limit, it does not encode to JSON, or what is stored does not decode into the
+    /// type asked for. Nothing was written.
+    #[error("state `{key}` of `{service}`: {message}")]
+    BadState {
+        /// The service.
+        service: String,
+        /// The key, cut to its first 64 characters.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A value could not be encoded for the wire or for a by-name caller.
     #[error("could not encode the reply of `{service}.{action}`: {message}")]
     Encode {
@@ -243,6 +262,8 @@ impl Error {
             Error::UnknownJob { .. } => "unknown_job",
             Error::JobConflict { .. } => "job_conflict",
             Error::NotDurable { .. } => "not_durable",
+            Error::NoState { .. } => "no_state",
+            Error::BadState { .. } => "bad_state",
         }
     }
 

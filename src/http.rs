@@ -42,6 +42,7 @@ pub(crate) mod openapi;
 pub(crate) mod plane;
 mod routes;
 mod server;
+mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -392,7 +393,9 @@ fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
         .routes(routes!(routes::custom_command))
         .routes(routes!(routes::act))
         .routes(routes!(jobs::retry))
-        .routes(routes!(jobs::discard));
+        .routes(routes!(jobs::discard))
+        .routes(routes!(state::clear))
+        .routes(routes!(state::remove));
     let mut reads = OpenApiRouter::new()
         .routes(routes!(routes::list))
         .routes(routes!(routes::info))
@@ -401,6 +404,8 @@ fn endpoints(config: &HttpConfig) -> OpenApiRouter<Api> {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::of_service))
+        .routes(routes!(state::page))
+        .routes(routes!(state::entry))
         .routes(routes!(live::events))
         .routes(routes!(routes::openapi));
     let mut probes = OpenApiRouter::new()

@@ -241,6 +241,11 @@ impl Dispatcher {
         store.clone().ok_or(Error::ShuttingDown)
     }
 
+    /// The time now, by the dispatcher's clock (which a test on paused time drives).
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// Runs `service`'s jobs in this process from now on.
     pub(crate) fn serve(&self, service: Arc<dyn ErasedService>) {
         let lane = Lane::new(service);
@@ -309,8 +314,8 @@ impl Dispatcher {
             self.runs.close(&*store, deadline).await;
         }
         let store = self.store.write().unwrap_or_else(|e| e.into_inner()).take();
-        // The last handle closes the file once its writer has committed what it holds: a wait
-        // for a thread, made off the async runtime's threads.
+        // The last handle closes the file once it has committed what waits, which it may do
+        // itself: blocking work, made off the async runtime's threads.
         let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     }
 

@@ -33,6 +33,7 @@ pub mod runtime;
 #[cfg(feature = "http")]
 mod schema;
 pub mod service;
+mod state;
 pub mod status;
 pub mod store;
 pub mod supervisor;
@@ -53,6 +54,7 @@ pub use service::environment::Environment;
 pub use service::restart::{Backoff, Restart, RestartPolicy, Strategy};
 pub use service::retry::{JobDead, Retry};
 pub use service::{Command, Context, Definition, Health, MissedTick, Schedule, Service, Startup};
+pub use state::{State, StateEntry};
 pub use status::{ServiceInfo, ServiceKind, ServiceState, ServiceStatus};
 
 pub use ractor;

@@ -29,6 +29,7 @@ pub(crate) mod id;
 mod record;
 mod redb;
 mod runs;
+mod state;
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
@@ -368,6 +369,123 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Up to `limit` of `service`'s runs, newest first, none that started before `since`.
     fn runs(&self, service: &str, limit: usize, since: SystemTime) -> Result<Vec<Run>, Error>;
+
+    /// `service`'s state under `key`, as last committed.
+    fn state(&self, service: &str, key: &str) -> Result<Option<StateValue>, Error>;
+
+    /// Up to `limit` of `service`'s state values in the order of their keys, from the first
+    /// key after `after` (from the first key of all without it).
+    fn state_entries(
+        &self,
+        service: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, StateValue)>, Error>;
+
+    /// Writes or removes one value of a service's state, in one commit, if its version is what
+    /// the change expects; answers once it is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the key or the value is past its limit ([`STATE_KEY_LIMIT`],
+    /// [`STATE_VALUE_LIMIT`]); nothing is written then.
+    fn write_state(
+        &self,
+        change: StateChange,
+        now: SystemTime,
+    ) -> BoxFuture<'_, Result<StateWrite, Error>>;
+
+    /// Removes all of `service`'s state; answers how many values there were.
+    fn clear_state(&self, service: &str) -> BoxFuture<'_, Result<usize, Error>>;
+}
+
+/// The longest key of a service's state, in bytes.
+pub const STATE_KEY_LIMIT: usize = 512;
+
+/// The largest value of a service's state, in bytes of its JSON.
+pub const STATE_VALUE_LIMIT: usize = 1024 * 1024;
+
+/// One value of a service's state, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StateValue {
+    /// The value, in JSON.
+    pub json: Vec<u8>,
+    /// The write that made it: a number the store gives no other write, so that a change
+    /// that expects it ([`Expect::Version`]) fails once any other write came between.
+    pub version: u64,
+    /// When it was written.
+    pub written: SystemTime,
+}
+
+/// What a change of state expects to find under its key, for [`Store::write_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Anything: the change is made whatever is there.
+    Any,
+    /// No value.
+    Absent,
+    /// The value of this version.
+    Version(u64),
+}
+
+/// A change of one value of a service's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StateChange {
+    /// The service whose state it is.
+    pub service: String,
+    /// The key.
+    pub key: String,
+    /// The new value's JSON, or `None` to remove the key.
+    pub value: Option<Vec<u8>>,
+    /// What must be there for the change to be made.
+    pub expect: Expect,
+}
+
+impl StateChange {
+    /// Sets `service`'s `key` to `json`, whatever was there.
+    pub fn set(service: impl Into<String>, key: impl Into<String>, json: Vec<u8>) -> Self {
+        StateChange {
+            service: service.into(),
+            key: key.into(),
+            value: Some(json),
+            expect: Expect::Any,
+        }
+    }
+
+    /// Removes `service`'s `key`, whatever was there.
+    pub fn remove(service: impl Into<String>, key: impl Into<String>) -> Self {
+        StateChange {
+            service: service.into(),
+            key: key.into(),
+            value: None,
+            expect: Expect::Any,
+        }
+    }
+
+    /// Made only if what is there is `expect`.
+    pub fn expect(mut self, expect: Expect) -> Self {
+        self.expect = expect;
+        self
+    }
+}
+
+/// How a change of state ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateWrite {
+    /// Made and committed.
+    Done {
+        /// The version of the value it replaced or removed; `None` if there was none.
+        before: Option<u64>,
+        /// The version of the value written; `None` for a removal.
+        version: Option<u64>,
+    },
+    /// Not made: another value is there than the change expected.
+    Conflict {
+        /// The version there; `None` if there is no value.
+        found: Option<u64>,
+    },
 }
 
 /// One service's runs, oldest first, for [`Store::record_runs`].

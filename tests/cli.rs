@@ -583,3 +583,68 @@ async fn jobs_are_listed_shown_retried_and_discarded_from_the_cli() {
     assert!(bad.stderr.contains("not a job id"), "{bad:?}");
     node.stop().await;
 }
+
+/// Keeps state, and nothing else.
+struct Keeper;
+
+impl Service for Keeper {
+    fn define(def: &mut sora::Definition<Self>) {
+        def.name("keeper").state();
+    }
+}
+
+#[tokio::test]
+async fn state_is_shown_page_by_page_and_cleared_from_the_cli() {
+    let runtime = Runtime::builder()
+        .store(sora::store::RedbStore::in_memory().unwrap())
+        .service(|| Keeper)
+        .http(HttpConfig::local(0).token(TOKEN))
+        .start()
+        .await
+        .unwrap();
+    let node = Node {
+        url: format!("http://{}", runtime.http_address().unwrap()),
+        runtime,
+        journal: Journal::default(),
+    };
+    let state = node.runtime.state("keeper");
+    state.set("cursor", &42).await.unwrap();
+    state.set("last", &json!({ "ok": true })).await.unwrap();
+    state.set("note", &"x".repeat(200)).await.unwrap();
+
+    let table = node.sora(&["state", "keeper", "--limit", "2"]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["KEY", "VERSION", "WRITTEN", "VALUE"]
+    );
+    assert!(
+        lines[1].starts_with("cursor") && lines[1].ends_with("42"),
+        "{table:?}"
+    );
+    assert!(lines[2].starts_with("last"), "{table:?}");
+    assert_eq!(lines[3], "more: sora state keeper --after last");
+    let rest = node.sora(&["state", "keeper", "--after", "last"]).await;
+    let row = rest.ok().lines().nth(1).unwrap().to_owned();
+    assert!(row.starts_with("note") && row.ends_with('…'), "cut: {row}");
+    let page = node.sora(&["--json", "state", "keeper"]).await.json();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 3);
+
+    let one = node.sora(&["state", "keeper", "last"]).await;
+    assert!(one.ok().contains("value.ok"), "{one:?}");
+    let removed = node.sora(&["state", "keeper", "cursor", "--clear"]).await;
+    assert_eq!(
+        removed.ok().trim(),
+        "keeper: keeps nothing under `cursor` now"
+    );
+    let missing = node.sora(&["state", "keeper", "cursor"]).await;
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("keeps nothing under"),
+        "{missing:?}"
+    );
+    let cleared = node.sora(&["state", "keeper", "--clear"]).await;
+    assert_eq!(cleared.ok().trim(), "keeper: cleared 2 values");
+    assert!(state.entries(None, 10).unwrap().is_empty());
+    node.stop().await;
+}

@@ -45,6 +45,7 @@ impl<S: Service> ServiceCell<S> {
         let mut shared =
             ServiceShared::new(&def.name, def.events.clone(), settings, enabled, runtime);
         shared.remote = remote;
+        shared.keeps_state = def.keeps_state;
         ServiceCell {
             shared: Arc::new(shared),
             def,
@@ -432,6 +433,8 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
     fn durable(&self, action: &str) -> Option<Retry>;
     /// Whether any of its actions is durable.
     fn has_durable(&self) -> bool;
+    /// Whether it keeps state in the store.
+    fn keeps_state(&self) -> bool;
     /// How many of its jobs may be handed to its host at once without one being refused.
     fn job_room(&self) -> usize;
     /// Whether `params` (JSON) decode into `action`: checked before a job is committed.
@@ -605,6 +608,10 @@ impl<S: Service> ErasedService for ServiceCell<S> {
 
     fn has_durable(&self) -> bool {
         self.def.durable
+    }
+
+    fn keeps_state(&self) -> bool {
+        self.def.keeps_state
     }
 
     fn job_room(&self) -> usize {

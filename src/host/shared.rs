@@ -37,6 +37,8 @@ pub(crate) struct ServiceShared {
     /// Its handle on the nodes that serve it, once a call went there (see `remote::route`).
     #[cfg(feature = "cluster")]
     pub(crate) elsewhere: std::sync::OnceLock<Arc<dyn crate::remote::Remote>>,
+    /// Whether it declared that it keeps state in the store.
+    pub(crate) keeps_state: bool,
     /// Paused by an operator: its scheduled ticks are skipped until it is resumed.
     pub(crate) paused: AtomicBool,
     state: AtomicU8,
@@ -105,6 +107,7 @@ impl ServiceShared {
             remote: false,
             #[cfg(feature = "cluster")]
             elsewhere: std::sync::OnceLock::new(),
+            keeps_state: false,
             paused: AtomicBool::new(false),
             state: AtomicU8::new(state.as_u8()),
             runs: AtomicU64::new(0),

@@ -65,7 +65,9 @@ impl From<Error> for ApiError {
             | Error::UnknownCommand { .. }
             | Error::UnknownEvent { .. }
             | Error::UnknownJob { .. } => StatusCode::NOT_FOUND,
-            Error::BadParameters { .. } | Error::NotDurable { .. } => StatusCode::BAD_REQUEST,
+            Error::BadParameters { .. } | Error::NotDurable { .. } | Error::BadState { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             // The service is off, or stopping with its runtime: the call conflicts with its state.
             Error::ServiceDisabled { .. } | Error::ShuttingDown | Error::JobConflict { .. } => {

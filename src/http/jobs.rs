@@ -109,13 +109,17 @@ pub(crate) fn accepted(enqueued: Enqueued) -> Response {
 
 /// The runtime's jobs, or the answer of a node that keeps none.
 fn jobs(api: &Api) -> ApiResult<Jobs> {
-    api.runtime.jobs().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_store",
-            "this node keeps no durable jobs: no service declares a durable action",
-        )
-    })
+    api.runtime.jobs().ok_or_else(no_store)
+}
+
+/// The answer of a node that keeps no store.
+pub(crate) fn no_store() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_store",
+        "this node keeps no store: no service declares a durable action or state, and none is \
+         configured",
+    )
 }
 
 fn job_id(text: &str) -> ApiResult<JobId> {

@@ -19,6 +19,7 @@ use super::error::ApiError;
         (name = "services", description = "What runs, and how it is doing"),
         (name = "calls", description = "Commands and actions; they need the bearer token when one is configured"),
         (name = "jobs", description = "Durable jobs: their state, the dead letters, retrying and discarding them"),
+        (name = "state", description = "What services keep in the store under their names"),
         (name = "events", description = "Live events as server-sent events"),
         (name = "probes", description = "Health, readiness and metrics"),
     )
@@ -102,6 +103,24 @@ pub(crate) enum JobErrors {
     /// running one is not discarded.
     #[response(status = 409)]
     Conflict(ApiError),
+    /// The store failed.
+    #[response(status = 500)]
+    Failed(ApiError),
+}
+
+/// How a request about a service's state can fail.
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "it only describes the responses")]
+pub(crate) enum StateErrors {
+    /// The query is malformed, or the key is empty or past 512 bytes (`bad_state`).
+    #[response(status = 400)]
+    BadRequest(ApiError),
+    /// A token is configured and the request lacks it or has another.
+    #[response(status = 401)]
+    Unauthorized(ApiError),
+    /// Nothing is kept under the key (`unknown_key`), or the node keeps no store (`no_store`).
+    #[response(status = 404)]
+    NotFound(ApiError),
     /// The store failed.
     #[response(status = 500)]
     Failed(ApiError),

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use super::RuntimeHandle;
 use crate::Error;
 use crate::jobs::Dispatcher;
+use crate::state::State;
 use crate::store::{Job, JobFilter, JobId};
 
 /// The durable jobs of a runtime: look one up, list them, wait for one's reply, give a dead
@@ -169,5 +170,30 @@ impl RuntimeHandle {
     /// configured, and no service declares a durable action).
     pub fn jobs(&self) -> Option<Jobs> {
         self.shared.jobs.get().cloned().map(Jobs::new)
+    }
+
+    /// The state kept under the name `service`, for an operator: read, write or clear what is
+    /// kept under that name, whether or not a service of that name runs here (the state of a
+    /// renamed or removed service stays under its old name until it is cleared).
+    ///
+    /// A service reaches its own through [`Context::state`](crate::Context::state). Without a
+    /// store, there is no state: reads find nothing and writes fail with [`Error::Store`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+    /// let runtime = sora::Runtime::builder()
+    ///     .store(sora::store::RedbStore::in_memory()?)
+    ///     .start()
+    ///     .await?;
+    /// let old = runtime.state("old-name");
+    /// old.set("cursor", &42).await?;
+    /// assert_eq!(old.get::<u64>("cursor")?, Some(42));
+    /// assert_eq!(old.clear().await?, 1);
+    /// # runtime.shutdown().await }
+    /// ```
+    pub fn state(&self, service: &str) -> State {
+        State::of(self.shared.clone(), service)
     }
 }

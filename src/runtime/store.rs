@@ -55,7 +55,7 @@ impl RuntimeBuilder {
 
 /// The store this run uses: the builder's, the configuration's, the default file; `None` when
 /// nothing asks for one (no store given or configured, and no service that runs here declares
-/// a durable action).
+/// a durable action or state).
 pub(super) fn choose(
     given: Option<StoreChoice>,
     configured: Option<PathBuf>,
@@ -65,7 +65,8 @@ pub(super) fn choose(
         return given;
     }
     let runs_here = |s: &Arc<dyn ErasedService>| s.shared().enabled && !s.shared().remote;
-    if configured.is_none() && !services.iter().any(|s| s.has_durable() && runs_here(s)) {
+    let needs = |s: &Arc<dyn ErasedService>| (s.has_durable() || s.keeps_state()) && runs_here(s);
+    if configured.is_none() && !services.iter().any(needs) {
         return None;
     }
     Some(StoreChoice::Path(

@@ -53,6 +53,8 @@ pub struct Definition<S: Service> {
     /// Whether any of `actions` is durable, so that a typed call to a service without durable
     /// actions looks for none.
     pub(crate) durable: bool,
+    /// Whether it keeps state in the store ([`Definition::state`]).
+    pub(crate) keeps_state: bool,
     pub(crate) commands: Vec<String>,
     /// Which built-in commands are among `commands`, so that accepting one compares no names.
     built_ins: BuiltIns,
@@ -141,6 +143,7 @@ impl<S: Service> Definition<S> {
             restart: Restart::default(),
             actions: Vec::new(),
             durable: false,
+            keeps_state: false,
             commands: Vec::new(),
             built_ins: BuiltIns::default(),
             events: Vec::new(),
@@ -345,6 +348,43 @@ impl<S: Service> Definition<S> {
         });
         self.durable = true;
         self.emits::<JobDead>()
+    }
+
+    /// Declares that the service keeps state: values by key in the store, read and written
+    /// through [`Context::state`](crate::Context::state), that survive a restart of the
+    /// service and of the process. Like a durable action, it makes the runtime open its store
+    /// (the configured file, or the default one) when the service runs here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sora::{Context, Definition, Service};
+    ///
+    /// struct Sync;
+    /// impl Service for Sync {
+    ///     fn define(def: &mut Definition<Self>) {
+    ///         def.state();
+    ///     }
+    ///     async fn start(&self, ctx: &Context) -> Result<(), sora::BoxError> {
+    ///         let starts = ctx.state().update("starts", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+    ///         tracing::info!(starts, "started");
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sora::Error> {
+    /// let runtime = sora::Runtime::builder()
+    ///     .store(sora::store::RedbStore::in_memory()?)
+    ///     .service(|| Sync)
+    ///     .start()
+    ///     .await?;
+    /// let starts: Option<u64> = runtime.state("Sync").get("starts")?;
+    /// assert_eq!(starts, Some(1));
+    /// # runtime.shutdown().await }
+    /// ```
+    pub fn state(&mut self) -> &mut Self {
+        self.keeps_state = true;
+        self
     }
 
     /// Declares a command the service accepts: one of [`Command::PROCESS_BATCH`],

@@ -16,8 +16,10 @@ use tokio::sync::oneshot;
 use super::group::GroupCommit;
 use super::record::{Stored, StoredState, ms, time};
 use super::runs::{self, RUNS};
+use super::state::{self, LAST_VERSION, STATE};
 use super::{
-    Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, ServiceRuns, Store,
+    Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, ServiceRuns,
+    StateChange, StateValue, StateWrite, Store,
 };
 use crate::Error;
 use crate::codec::DECODE_LIMIT;
@@ -71,12 +73,13 @@ pub struct RedbStore {
 }
 
 struct Inner {
+    /// Dropped first: its drop commits what waits and returns once no commit is under way.
+    /// The commits hold the file only while they commit, so that it is closed once the last
+    /// handle is gone.
+    writes: GroupCommit<Request>,
     db: Arc<Database>,
     /// The file's path, or `memory`, for errors.
     path: String,
-    /// Dropped last: its drop waits for a commit under way, so the file is closed once the
-    /// last handle is gone.
-    writes: GroupCommit<Request>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -120,11 +123,16 @@ impl RedbStore {
         prepare(&db, &path, now)?;
         let db = Arc::new(db);
         let writes = {
-            let (db, path) = (db.clone(), path.clone());
-            GroupCommit::new(BATCH, QUEUE, move |batch| write(&db, &path, batch))
+            let (db, path) = (Arc::downgrade(&db), path.clone());
+            GroupCommit::new(BATCH, QUEUE, move |batch| {
+                // Always there: the last handle's drop commits what waits before the file goes.
+                if let Some(db) = db.upgrade() {
+                    write(&db, &path, batch);
+                }
+            })
         };
         Ok(RedbStore {
-            inner: Arc::new(Inner { db, path, writes }),
+            inner: Arc::new(Inner { writes, db, path }),
         })
     }
 
@@ -340,6 +348,59 @@ impl Store for RedbStore {
             Err(e) => Err(e.into()),
         })
     }
+
+    fn state(&self, service: &str, key: &str) -> Result<Option<StateValue>, Error> {
+        let path = &self.inner.path;
+        self.read(|tx| match tx.open_table(STATE) {
+            Ok(table) => state::get(&table, path, service, key),
+            // A file that has never kept state.
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    fn state_entries(
+        &self,
+        service: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, StateValue)>, Error> {
+        let path = &self.inner.path;
+        self.read(|tx| match tx.open_table(STATE) {
+            Ok(table) => state::entries(&table, path, service, after, limit),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    fn write_state(
+        &self,
+        change: StateChange,
+        now: SystemTime,
+    ) -> BoxFuture<'_, Result<StateWrite, Error>> {
+        Box::pin(async move {
+            // Refused here, before it waits for a commit; the writer checks again.
+            if let Some(why) = state::refusal(&change) {
+                return Err(store_error(&self.inner.path, why));
+            }
+            let (reply, answer) = oneshot::channel();
+            let change = Change::State {
+                change: Box::new(change),
+                now,
+                reply,
+            };
+            self.write(change, answer).await
+        })
+    }
+
+    fn clear_state(&self, service: &str) -> BoxFuture<'_, Result<usize, Error>> {
+        let service = service.to_owned();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.write(Change::ClearState { service, reply }, answer)
+                .await
+        })
+    }
 }
 
 /// One change for the writer, with where its answer goes once it is committed.
@@ -385,6 +446,15 @@ enum Change {
         before: SystemTime,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    State {
+        change: Box<StateChange>,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<StateWrite, Error>>,
+    },
+    ClearState {
+        service: String,
+        reply: oneshot::Sender<Result<usize, Error>>,
+    },
 }
 
 /// An answer made in a transaction, sent once the transaction is committed (or the commit's
@@ -401,6 +471,10 @@ enum Answer {
     Done(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
     Discard(oneshot::Sender<Result<bool, Error>>, Result<bool, Error>),
     Count(oneshot::Sender<Result<usize, Error>>, Result<usize, Error>),
+    State(
+        oneshot::Sender<Result<StateWrite, Error>>,
+        Result<StateWrite, Error>,
+    ),
 }
 
 impl Answer {
@@ -418,6 +492,7 @@ impl Answer {
             Answer::Done(tx, own) => drop(tx.send(pick(own, committed))),
             Answer::Discard(tx, own) => drop(tx.send(pick(own, committed))),
             Answer::Count(tx, own) => drop(tx.send(pick(own, committed))),
+            Answer::State(tx, own) => drop(tx.send(pick(own, committed))),
         }
     }
 }
@@ -474,6 +549,8 @@ struct Tables<'tx> {
     keys: Table<'tx, (&'static str, &'static str, &'static str), u128>,
     dead: Table<'tx, (&'static str, u128), ()>,
     runs: Table<'tx, (&'static str, u64), &'static [u8]>,
+    state: Table<'tx, (&'static str, &'static str), &'static [u8]>,
+    meta: Table<'tx, &'static str, &'static [u8]>,
 }
 
 /// The order of the ready queue: the highest priority first.
@@ -516,6 +593,8 @@ impl<'tx> Tables<'tx> {
             keys: tx.open_table(KEYS)?,
             dead: tx.open_table(DEAD)?,
             runs: tx.open_table(RUNS)?,
+            state: tx.open_table(STATE)?,
+            meta: tx.open_table(META)?,
         })
     }
 
@@ -561,7 +640,33 @@ impl<'tx> Tables<'tx> {
                 }
                 Answer::Done(reply, Ok(()))
             }
+            Change::State { change, now, reply } => {
+                Answer::State(reply, self.write_state(&change, now)?)
+            }
+            Change::ClearState { service, reply } => {
+                Answer::Count(reply, Ok(state::clear(&mut self.state, &service)?))
+            }
         })
+    }
+
+    /// One change of state, under the next of the file's versions.
+    fn write_state(
+        &mut self,
+        change: &StateChange,
+        now: SystemTime,
+    ) -> Result<Result<StateWrite, Error>, redb::Error> {
+        if let Some(why) = state::refusal(change) {
+            return self.refused(why);
+        }
+        let mut last = self
+            .meta
+            .get(LAST_VERSION)?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map_or(0, u64::from_le_bytes);
+        let written = state::write(&mut self.state, &mut last, change, now)?;
+        self.meta
+            .insert(LAST_VERSION, last.to_le_bytes().as_slice())?;
+        Ok(written.map_err(|why| store_error(self.path, why)))
     }
 
     /// A change that is refused, for a reason of its own: nothing of it was written.

@@ -301,6 +301,47 @@ impl Client {
         body(response, self, self.deadline).await
     }
 
+    /// A page of the state kept under `name`.
+    pub(crate) async fn state(
+        &self,
+        name: &str,
+        after: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<Value, Failure> {
+        #[derive(Serialize)]
+        struct Page {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            after: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<usize>,
+        }
+        let url = self.url(&["api", "services", name, "state"]);
+        let request = self.http.get(url).query(&Page { after, limit });
+        let response = self.send(request, self.deadline).await?;
+        body(response, self, self.deadline).await
+    }
+
+    pub(crate) async fn state_entry(&self, name: &str, key: &str) -> Result<Value, Failure> {
+        self.get(&["api", "services", name, "state", key]).await
+    }
+
+    pub(crate) async fn remove_state(&self, name: &str, key: &str) -> Result<(), Failure> {
+        let url = self.url(&["api", "services", name, "state", key]);
+        self.send(self.http.delete(url), self.deadline)
+            .await
+            .map(drop)
+    }
+
+    /// How many values were cleared.
+    pub(crate) async fn clear_state(&self, name: &str) -> Result<u64, Failure> {
+        let url = self.url(&["api", "services", name, "state"]);
+        let response = self.send(self.http.delete(url), self.deadline).await?;
+        let cleared = body(response, self, self.deadline).await?;
+        cleared["cleared"]
+            .as_u64()
+            .ok_or_else(|| Failure::Protocol(format!("not a count of cleared values: {cleared}")))
+    }
+
     pub(crate) async fn info(&self, name: &str) -> Result<Value, Failure> {
         self.get(&["api", "services", name]).await
     }

@@ -168,6 +168,23 @@ enum Cmd {
         /// The job's id.
         id: String,
     },
+    /// Show the state kept under a service's name, a page of it or one key; with `--clear`,
+    /// remove it (all of it, or the key).
+    State {
+        /// The service's name (a renamed or removed service's state stays under its old one).
+        name: String,
+        /// Only this key.
+        key: Option<String>,
+        /// Start after this key (the page before printed it).
+        #[arg(long, conflicts_with_all = ["key", "clear"])]
+        after: Option<String>,
+        /// At most this many (default 100, most 1000).
+        #[arg(long, value_name = "N", conflicts_with_all = ["key", "clear"])]
+        limit: Option<usize>,
+        /// Remove the key, or every value when no key is given.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Pause a periodic service's schedule: its ticks are skipped until it is resumed.
     Pause {
         /// The service's name.
@@ -318,6 +335,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             client.discard(&id).await?;
             out.done(&id, "is discarded");
         }
+        Cmd::State {
+            name,
+            key,
+            after,
+            limit,
+            clear,
+        } => match (key, clear) {
+            (Some(key), true) => {
+                client.remove_state(&name, &key).await?;
+                out.done(&name, &format!("keeps nothing under `{key}` now"));
+            }
+            (None, true) => {
+                let cleared = client.clear_state(&name).await?;
+                out.done(&name, &format!("cleared {cleared} values"));
+            }
+            (Some(key), false) => out.info(&client.state_entry(&name, &key).await?)?,
+            (None, false) => out.state(&name, &client.state(&name, after, limit).await?)?,
+        },
         Cmd::Pause { name } => {
             client.verb(&name, "pause", Call::default()).await?;
             out.done(&name, "paused");

@@ -136,6 +136,36 @@ impl Output {
         Ok(())
     }
 
+    /// `GET /api/services/{name}/state`: one row per key, then how to get the next page.
+    pub(crate) fn state(&self, name: &str, page: &Value) -> Result<(), Failure> {
+        if self.json {
+            return print_json(page);
+        }
+        let entries = page["entries"]
+            .as_array()
+            .ok_or_else(|| Failure::Protocol(format!("not a page of state: {page}")))?;
+        let rows = entries
+            .iter()
+            .map(|e| {
+                let mut value = e["value"].to_string();
+                if value.chars().count() > VALUE_SHOWN {
+                    value = value.chars().take(VALUE_SHOWN).collect::<String>() + "…";
+                }
+                vec![
+                    text(&e["key"]),
+                    text(&e["version"]),
+                    as_time(&e["written"]).unwrap_or_else(|| "-".into()),
+                    value,
+                ]
+            })
+            .collect();
+        print(&table(&["KEY", "VERSION", "WRITTEN", "VALUE"], rows));
+        if let Some(next) = page["next"].as_str() {
+            println!("more: sora state {name} --after {next}");
+        }
+        Ok(())
+    }
+
     /// `GET /api/services/{name}/status`.
     pub(crate) fn status(&self, status: &Value) -> Result<(), Failure> {
         self.fields(status)
@@ -306,6 +336,9 @@ fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, String)>) {
 }
 
 /// Left-aligned columns, two spaces apart; no header row when `headers` is empty.
+/// How much of a state value a row shows; `sora state NAME KEY` shows all of it.
+const VALUE_SHOWN: usize = 60;
+
 fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut all: Vec<Vec<String>> = Vec::new();
     if !headers.is_empty() {
