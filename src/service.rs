@@ -47,6 +47,7 @@
 mod command;
 pub(crate) mod context;
 mod definition;
+pub(crate) mod downtime;
 pub(crate) mod environment;
 mod health;
 pub(crate) mod restart;
@@ -61,6 +62,7 @@ pub use context::Context;
 pub(crate) use context::{Life, Served};
 pub use definition::{Definition, MissedTick, Schedule, Startup};
 pub(crate) use definition::{Field, SettingsValue};
+pub use downtime::ScheduleMark;
 pub use health::Health;
 
 use crate::BoxError;

@@ -18,17 +18,50 @@ use crate::Error;
 use crate::host::ServiceShared;
 use crate::jobs::Dispatcher;
 use crate::service::Context;
-use crate::store::{
-    Expect, STATE_KEY_LIMIT, STATE_VALUE_LIMIT, StateChange, StateValue, StateWrite, Store,
-};
+use crate::store::{Expect, STATE_VALUE_LIMIT, StateChange, StateValue, StateWrite, Store};
 use crate::system::RuntimeShared;
+
+/// How many values one commit of [`State::clear`] removes at most: a large state is cleared
+/// over several commits, so that the jobs' changes that share them do not wait for all of it.
+const CLEAR_BATCH: usize = 10_000;
+
+/// How deep JSON may nest and still be read: `serde_json`'s reader stops past it.
+const READ_DEPTH: usize = 128;
+
+/// How deep `json` (as `serde_json` writes it) nests its arrays and objects.
+fn nesting(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 /// A service's state: typed values by key, kept in the runtime's store.
 ///
 /// Got from the service's context ([`Context::state`]) or, for any name, from the runtime
 /// ([`RuntimeHandle::state`](crate::RuntimeHandle::state)). Cloning it is cheap.
 ///
-/// Keys are 1 to [`STATE_KEY_LIMIT`] bytes; a value's JSON at most [`STATE_VALUE_LIMIT`].
+/// Keys are 1 to [`STATE_KEY_LIMIT`](crate::store::STATE_KEY_LIMIT) bytes, and not `.` or `..` (a URL cannot carry them); a
+/// value's JSON at most [`STATE_VALUE_LIMIT`].
 /// Writes of one key are ordered by the store: [`update`](Self::update) reads, changes and
 /// writes back, and does it again if another write came between, so that two handlers that
 /// count into one key at once lose no count, in this process or, with a shared store, across
@@ -213,7 +246,9 @@ impl State {
     /// and returns the new value once it is committed.
     ///
     /// If another write of `key` is committed between the read and this write, `change` runs
-    /// again on the newer value: it may run more than once, and should only compute.
+    /// again on the newer value: it may run more than once, and should only compute. Among
+    /// updates that race, one wins each round, so all of them finish; a key that many writers
+    /// share, each update one commit, is better split into keys of their own.
     ///
     /// # Errors
     ///
@@ -240,7 +275,7 @@ impl State {
         }
     }
 
-    /// Removes every value; answers how many there were.
+    /// Removes every value, a batch per commit; answers how many there were.
     ///
     /// # Errors
     ///
@@ -248,13 +283,30 @@ impl State {
     /// commit fails.
     pub async fn clear(&self) -> Result<usize, Error> {
         let (store, _) = self.writable()?;
-        store.clear_state(&self.service).await
+        let mut cleared = 0;
+        loop {
+            let gone = store.clear_state(&self.service, CLEAR_BATCH).await?;
+            cleared += gone;
+            if gone < CLEAR_BATCH {
+                return Ok(cleared);
+            }
+        }
     }
 
     fn read(&self, key: &str) -> Result<Option<StateValue>, Error> {
-        match self.readable()? {
+        let store = self.readable()?;
+        self.check(key)?;
+        match store {
             Some(store) => store.state(&self.service, key),
             None => Ok(None),
+        }
+    }
+
+    /// Whether `key` is a state key (see [`STATE_KEY_LIMIT`](crate::store::STATE_KEY_LIMIT); `.` and `..` are not).
+    fn check(&self, key: &str) -> Result<(), Error> {
+        match crate::store::state::bad_key(key) {
+            Some(why) => Err(self.bad(key, why)),
+            None => Ok(()),
         }
     }
 
@@ -284,21 +336,20 @@ impl State {
     }
 
     async fn write(&self, change: StateChange) -> Result<StateWrite, Error> {
-        if change.key.is_empty() || change.key.len() > STATE_KEY_LIMIT {
-            return Err(self.bad(
-                &change.key,
-                format!(
-                    "a key is 1 to {STATE_KEY_LIMIT} bytes, and this one is {}",
-                    change.key.len()
-                ),
-            ));
-        }
         let (store, dispatcher) = self.writable()?;
+        self.check(&change.key)?;
         store.write_state(change, dispatcher.now()).await
     }
 
     fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Vec<u8>, Error> {
         let json = serde_json::to_vec(value).map_err(|e| self.bad(key, e.to_string()))?;
+        // What is written can be read back: JSON nested past the reader's depth could not be.
+        if nesting(&json) > READ_DEPTH {
+            return Err(self.bad(
+                key,
+                format!("the value would not read back: it nests past {READ_DEPTH} levels"),
+            ));
+        }
         if json.len() > STATE_VALUE_LIMIT {
             return Err(self.bad(
                 key,
@@ -323,8 +374,12 @@ impl State {
         })
     }
 
+    /// An entry for an operator: a value that is not JSON (a store of one's own wrote it)
+    /// shows as its text, so that one value does not hide the page it is on.
     fn entry_of(&self, key: String, value: StateValue) -> Result<StateEntry, Error> {
-        let json = self.decode(&key, &value.json)?;
+        let json = serde_json::from_slice(&value.json).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&value.json).into_owned())
+        });
         Ok(StateEntry {
             key,
             value: json,
@@ -345,5 +400,19 @@ impl State {
             key: key.chars().take(64).collect(),
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings() {
+        assert_eq!(nesting(b"1"), 0);
+        assert_eq!(nesting(br#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(nesting(br#"["[[[[", "\"[[", {}]"#), 2);
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert_eq!(nesting(deep.as_bytes()), 129);
     }
 }

@@ -29,7 +29,7 @@ pub(crate) mod id;
 mod record;
 mod redb;
 mod runs;
-mod state;
+pub(crate) mod state;
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 
 use crate::Error;
+pub use crate::service::ScheduleMark;
 use crate::status::Run;
 pub use id::{BadJobId, JobId};
 pub use redb::RedbStore;
@@ -358,8 +359,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The jobs that `filter` asks for.
     fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error>;
 
-    /// Appends to the run history: for each service, its runs, oldest first. Each service of
-    /// them then keeps its newest `keep` runs, and none that started before `before`.
+    /// Appends to the run history: for each service, its runs, oldest first, and where its
+    /// schedule stands, when that moved. Each service of them then keeps its newest `keep`
+    /// runs, and none that started before `before`.
     fn record_runs(
         &self,
         runs: Vec<ServiceRuns>,
@@ -369,6 +371,9 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Up to `limit` of `service`'s runs, newest first, none that started before `since`.
     fn runs(&self, service: &str, limit: usize, since: SystemTime) -> Result<Vec<Run>, Error>;
+
+    /// Where `service`'s schedule stood at its last save ([`ServiceRuns::schedule`]).
+    fn schedule(&self, service: &str) -> Result<Option<ScheduleMark>, Error>;
 
     /// `service`'s state under `key`, as last committed.
     fn state(&self, service: &str, key: &str) -> Result<Option<StateValue>, Error>;
@@ -395,8 +400,10 @@ pub trait Store: Send + Sync + Debug + 'static {
         now: SystemTime,
     ) -> BoxFuture<'_, Result<StateWrite, Error>>;
 
-    /// Removes all of `service`'s state; answers how many values there were.
-    fn clear_state(&self, service: &str) -> BoxFuture<'_, Result<usize, Error>>;
+    /// Removes up to `max` of `service`'s state values, in one commit; answers how many. A
+    /// caller clears all of it by calling again until fewer than `max` go, so that no one
+    /// commit grows with the state.
+    fn clear_state(&self, service: &str, max: usize) -> BoxFuture<'_, Result<usize, Error>>;
 }
 
 /// The longest key of a service's state, in bytes.
@@ -416,6 +423,17 @@ pub struct StateValue {
     pub version: u64,
     /// When it was written.
     pub written: SystemTime,
+}
+
+impl StateValue {
+    /// A value, for a store of one's own to answer with.
+    pub fn new(json: Vec<u8>, version: u64, written: SystemTime) -> Self {
+        StateValue {
+            json,
+            version,
+            written,
+        }
+    }
 }
 
 /// What a change of state expects to find under its key, for [`Store::write_state`].
@@ -496,6 +514,9 @@ pub struct ServiceRuns {
     pub service: String,
     /// Its runs, oldest first.
     pub runs: Vec<Run>,
+    /// Where its schedule stands now, if that moved since the last save: it replaces the
+    /// mark kept before.
+    pub schedule: Option<ScheduleMark>,
 }
 
 impl ServiceRuns {
@@ -504,7 +525,14 @@ impl ServiceRuns {
         ServiceRuns {
             service: service.into(),
             runs,
+            schedule: None,
         }
+    }
+
+    /// With where its schedule stands.
+    pub fn schedule(mut self, mark: ScheduleMark) -> Self {
+        self.schedule = Some(mark);
+        self
     }
 }
 

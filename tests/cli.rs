@@ -623,15 +623,39 @@ async fn state_is_shown_page_by_page_and_cleared_from_the_cli() {
         "{table:?}"
     );
     assert!(lines[2].starts_with("last"), "{table:?}");
-    assert_eq!(lines[3], "more: sora state keeper --after last");
-    let rest = node.sora(&["state", "keeper", "--after", "last"]).await;
+    assert_eq!(lines[3], "more: sora state keeper --after=last");
+    let rest = node.sora(&["state", "keeper", "--after=last"]).await;
     let row = rest.ok().lines().nth(1).unwrap().to_owned();
     assert!(row.starts_with("note") && row.ends_with('…'), "cut: {row}");
     let page = node.sora(&["--json", "state", "keeper"]).await.json();
     assert_eq!(page["entries"].as_array().unwrap().len(), 3);
 
     let one = node.sora(&["state", "keeper", "last"]).await;
-    assert!(one.ok().contains("value.ok"), "{one:?}");
+    let shown: Vec<&str> = one.ok().lines().collect();
+    assert!(
+        shown[0].starts_with("key") && shown[0].ends_with("last"),
+        "{one:?}"
+    );
+    assert!(shown[1].starts_with("version"), "{one:?}");
+    assert_eq!(shown[3], "value    {", "the value whole, indented: {one:?}");
+    assert!(shown[4].trim() == r#""ok": true"#, "{one:?}");
+    // A key with a newline is escaped; one with a leading dash and a space, quoted.
+    state.set("-a\nkey", &1).await.unwrap();
+    state.set("-b key", &1).await.unwrap();
+    let table = node.sora(&["state", "keeper", "--limit", "1"]).await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert!(lines[1].starts_with(r#""-a\nkey""#), "{table:?}");
+    assert!(
+        lines[2].starts_with(r#"more: after "-a\nkey""#),
+        "{table:?}"
+    );
+    let table = node
+        .sora(&["state", "keeper", "--limit", "1", "--after=-a\nkey"])
+        .await;
+    let lines: Vec<&str> = table.ok().lines().collect();
+    assert_eq!(lines[2], "more: sora state keeper --after='-b key'");
+    state.remove("-a\nkey").await.unwrap();
+    state.remove("-b key").await.unwrap();
     let removed = node.sora(&["state", "keeper", "cursor", "--clear"]).await;
     assert_eq!(
         removed.ok().trim(),

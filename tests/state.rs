@@ -117,8 +117,12 @@ async fn state_survives_a_restart_of_the_service_and_of_the_runtime() {
 
     // A panic restarts the service: a new instance, which finds what the last one kept.
     sync.act(Crash).await.unwrap_err();
-    // Its restart waits out the restart backoff, in virtual time.
-    while starts(&runtime) != Some(2) {
+    // Its restart waits out the restart backoff, in virtual time: a minute of it at most.
+    for waited in 0.. {
+        if starts(&runtime) == Some(2) {
+            break;
+        }
+        assert!(waited < 6000, "the service was not restarted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(sync.act(Sync).await.unwrap(), 3);
@@ -328,4 +332,59 @@ async fn a_service_that_keeps_state_opens_the_configured_store() {
     assert_eq!(starts(&runtime), Some(1));
     runtime.shutdown().await.unwrap();
     assert!(file.0.exists());
+}
+
+#[tokio::test]
+async fn a_value_nested_past_what_a_reader_takes_is_refused() {
+    let runtime = start(RedbStore::in_memory().unwrap()).await;
+    let state = runtime.state("data-sync");
+    let mut deep = serde_json::json!(1);
+    for _ in 0..200 {
+        deep = serde_json::json!([deep]);
+    }
+    let err = state.set("deep", &deep).await.unwrap_err();
+    assert!(err.to_string().contains("would not read back"), "{err}");
+    assert!(
+        state.entry("deep").unwrap().is_none(),
+        "nothing was written"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_large_state_is_cleared_whole_over_several_commits() {
+    let runtime = start(RedbStore::in_memory().unwrap()).await;
+    let state = runtime.state("big");
+    let keys: Vec<String> = (0..10_001).map(|i| format!("k{i:05}")).collect();
+    futures::future::try_join_all(keys.iter().map(|k| state.set(k, &1)))
+        .await
+        .unwrap();
+    assert_eq!(state.clear().await.unwrap(), 10_001);
+    assert!(state.entries(None, 1).unwrap().is_empty());
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_value_reads_as_none_and_an_update_writes_over_it() {
+    let file = TempStore::new("state-damaged");
+    start_file(&file).await.shutdown().await.unwrap();
+    {
+        const STATE: redb::TableDefinition<'_, (&str, &str), &[u8]> =
+            redb::TableDefinition::new("state");
+        let db = redb::Database::open(&file.0).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(STATE)
+            .unwrap()
+            .insert(("data-sync", "synced"), [9u8, 9, 9].as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let runtime = start_file(&file).await;
+    let state = runtime.state("data-sync");
+    assert_eq!(state.get::<u64>("synced").unwrap(), None);
+    let sync = runtime.service::<DataSync>().unwrap();
+    // An update from what it read, none: it replaces the damaged record, and does not spin.
+    assert_eq!(sync.act(Sync).await.unwrap(), 1);
+    assert_eq!(state.get::<u64>("synced").unwrap(), Some(1));
+    runtime.shutdown().await.unwrap();
 }

@@ -118,7 +118,25 @@ impl<S: Service> Actor for HostActor<S> {
         cell.shared.set_state(ServiceState::Idle);
         state.background = Some(spawn_background(state.inc.clone()));
         if let Some(schedule) = &cell.def.schedule {
-            let first = schedule.first_tick();
+            // After a downtime, the schedule goes on from where the last process left it.
+            let resumed = cell
+                .shared
+                .resumed_schedule()
+                .and_then(|(mark, now)| schedule.resume(&mark, now));
+            let first = resumed.map_or_else(|| schedule.first_tick(), |r| r.first);
+            if let Some(resumed) = resumed.filter(|r| r.missed > 0) {
+                tracing::info!(
+                    service = %cell.shared.name,
+                    missed = resumed.missed,
+                    policy = ?schedule.missed,
+                    "ticks fell while the process was down"
+                );
+                if schedule.missed == MissedTick::Skip {
+                    cell.shared
+                        .skipped
+                        .fetch_add(resumed.missed, Ordering::Relaxed);
+                }
+            }
             cell.shared.set_next_run(Some(Instant::now() + first));
             state.ticker = Some(match schedule.missed {
                 MissedTick::Delay => tick_after(myself, first),
@@ -126,7 +144,7 @@ impl<S: Service> Actor for HostActor<S> {
                     tick_every(myself, first, schedule.period)
                 }
             });
-            if schedule.run_on_start {
+            if schedule.run_on_start || resumed.is_some_and(|r| r.run_now) {
                 start_tick(state);
             }
         }
@@ -304,6 +322,7 @@ fn on_tick<S: Service>(state: &mut HostState<S>) {
         cell.shared
             .set_next_run(Some(Instant::now() + schedule.period));
     }
+    cell.shared.mark_schedule(|mark, now| mark.tick = Some(now));
     if cell.shared.paused.load(Ordering::Relaxed) {
         cell.shared.skipped.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(service = %cell.shared.name, "tick skipped: the service is paused");
@@ -341,6 +360,9 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
     state.ticks.clocked = super::job::clock(&state.inc);
     let inc = state.inc.clone();
     inc.cell.shared.tick_running.store(true, Ordering::Release);
+    inc.cell
+        .shared
+        .mark_schedule(|mark, now| mark.started = Some(now));
     tokio::spawn(async move {
         let shared = &inc.cell.shared;
         let started_at = SystemTime::now();
@@ -366,6 +388,7 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
             tracing::warn!(service = %shared.name, error = %e, "periodic run failed");
         }
         let duration = t0.elapsed();
+        shared.mark_schedule(|mark, now| mark.ended = Some(now));
         shared.history.push(RunRecord {
             kind: RunKind::Tick,
             name: Cow::Borrowed("tick"),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
@@ -11,7 +12,7 @@ use tokio::time::Instant;
 use super::scheduler::Gate;
 use crate::Error;
 use crate::event::{Declared, Source};
-use crate::service::SettingsValue;
+use crate::service::{ScheduleMark, SettingsValue};
 use crate::status::{History, LastRun, ServiceState, ServiceStatus};
 use crate::system::RuntimeShared;
 
@@ -199,6 +200,23 @@ impl ServiceShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Moves the schedule's mark to the runtime's time now (`set` says which of its times),
+    /// to be saved with the runs; nothing without a store.
+    pub(crate) fn mark_schedule(&self, set: fn(&mut ScheduleMark, SystemTime)) {
+        if let Some(jobs) = self.runtime.jobs.get() {
+            let now = jobs.now();
+            self.history.mark(|mark| set(mark, now));
+        }
+    }
+
+    /// Where the schedule stood when the last process stopped, and the runtime's time now:
+    /// once, at the first start of the service in this process; `None` after, and without a
+    /// store.
+    pub(crate) fn resumed_schedule(&self) -> Option<(ScheduleMark, SystemTime)> {
+        let mark = self.history.take_resumed()?;
+        Some((mark, self.runtime.jobs.get()?.now()))
     }
 
     pub(crate) fn set_next_run(&self, at: Option<Instant>) {

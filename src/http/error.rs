@@ -70,9 +70,10 @@ impl From<Error> for ApiError {
             }
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             // The service is off, or stopping with its runtime: the call conflicts with its state.
-            Error::ServiceDisabled { .. } | Error::ShuttingDown | Error::JobConflict { .. } => {
-                StatusCode::CONFLICT
-            }
+            Error::ServiceDisabled { .. }
+            | Error::ShuttingDown
+            | Error::JobConflict { .. }
+            | Error::NoState { .. } => StatusCode::CONFLICT,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::ServiceUnavailable { .. }
             | Error::ServiceFailed { .. }

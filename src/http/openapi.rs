@@ -112,7 +112,8 @@ pub(crate) enum JobErrors {
 #[derive(IntoResponses)]
 #[expect(dead_code, reason = "it only describes the responses")]
 pub(crate) enum StateErrors {
-    /// The query is malformed, or the key is empty or past 512 bytes (`bad_state`).
+    /// The query is malformed, or the key is no state key: empty, past 512 bytes, `.` or `..`
+    /// (`bad_state`).
     #[response(status = 400)]
     BadRequest(ApiError),
     /// A token is configured and the request lacks it or has another.

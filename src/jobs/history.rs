@@ -41,6 +41,17 @@ impl Saver {
     /// Puts back into `history` the runs that `store` keeps of its service, then saves its
     /// runs from now on.
     pub(crate) fn keep(&self, store: &dyn Store, history: &Arc<History>) {
+        match store.schedule(history.service()) {
+            Ok(Some(mark)) => history.resume_from(mark),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(
+                service = history.service(),
+                error = %err,
+                "where the schedule stood cannot be read; it starts afresh"
+            ),
+        }
+        // Marks are saved whatever the count; runs only when some are kept.
+        history.save_to(self.unsaved.clone());
         if self.limits.runs == 0 {
             return;
         }
@@ -55,7 +66,6 @@ impl Saver {
                 "the runs kept before cannot be read; the history starts anew"
             ),
         }
-        history.save_to(self.unsaved.clone());
     }
 
     /// Saves, in the background, what is kept from now on.
@@ -113,8 +123,15 @@ async fn save(store: &dyn Store, unsaved: &Unsaved, limits: HistoryLimits) {
         .take()
         .into_iter()
         .filter_map(|history| {
-            let runs = history.take_unsaved();
-            (!runs.is_empty()).then(|| ServiceRuns::new(history.service(), runs))
+            let unsaved = history.take_unsaved();
+            if unsaved.runs.is_empty() && unsaved.mark.is_none() {
+                return None;
+            }
+            let runs = ServiceRuns::new(history.service(), unsaved.runs);
+            Some(match unsaved.mark {
+                Some(mark) => runs.schedule(mark),
+                None => runs,
+            })
         })
         .collect();
     if batch.is_empty() {

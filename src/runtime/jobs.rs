@@ -179,6 +179,10 @@ impl RuntimeHandle {
     /// A service reaches its own through [`Context::state`](crate::Context::state). Without a
     /// store, there is no state: reads find nothing and writes fail with [`Error::Store`].
     ///
+    /// What is written here, a service reads as its own: a value of another type than the
+    /// service reads it as makes the service's `get` fail with [`Error::BadState`]. Write to a
+    /// running service's keys only what it writes itself.
+    ///
     /// # Examples
     ///
     /// ```

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::service::ScheduleMark;
 use crate::store::id::JobId;
 
 /// What a recorded run was.
@@ -198,6 +199,20 @@ struct Ring {
     runs: VecDeque<RunRecord>,
     /// How many of the newest are not yet saved.
     unsaved: usize,
+    /// Where the service's schedule stands, and whether that is saved.
+    mark: ScheduleMark,
+    mark_unsaved: bool,
+    /// Where it stood when the last process stopped, until the first start takes it.
+    resumed: Option<ScheduleMark>,
+}
+
+/// What a history has that is not yet saved.
+#[derive(Debug, Default)]
+pub(crate) struct UnsavedRuns {
+    /// Its runs, oldest first.
+    pub(crate) runs: Vec<Run>,
+    /// Where its schedule stands, if that moved since the last save.
+    pub(crate) mark: Option<ScheduleMark>,
 }
 
 /// The histories with runs that are not yet saved, for whoever saves them; each is queued once
@@ -247,6 +262,40 @@ impl History {
             ring.runs.push_back(run);
             ring.unsaved = (ring.unsaved + 1).min(ring.runs.len());
         }
+        self.queue();
+    }
+
+    /// Moves the schedule's mark, to be saved with the runs; nothing without a store to save
+    /// it in (there is no next process to read it then). Kept whatever the run count is.
+    pub(crate) fn mark(self: &Arc<Self>, change: impl FnOnce(&mut ScheduleMark)) {
+        if self.saver.get().is_none() {
+            return;
+        }
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            change(&mut ring.mark);
+            ring.mark_unsaved = true;
+        }
+        self.queue();
+    }
+
+    /// Puts back where the schedule stood when the last process stopped: the first start of
+    /// the service takes it ([`Self::take_resumed`]), and later marks move on from it.
+    pub(crate) fn resume_from(&self, mark: ScheduleMark) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.mark = mark;
+        ring.resumed = Some(mark);
+    }
+
+    /// Where the schedule stood when the last process stopped, once: `None` after the first
+    /// call, and when there was no last process.
+    pub(crate) fn take_resumed(&self) -> Option<ScheduleMark> {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.resumed.take()
+    }
+
+    /// Queues this history in its saver, unless it waits there already.
+    fn queue(self: &Arc<Self>) {
         // The lock orders this read after a take that cleared the flag before taking the runs:
         // a run the take missed always finds the flag clear.
         if let Some(saver) = self.saver.get()
@@ -267,13 +316,18 @@ impl History {
         let _ = self.saver.set(saver);
     }
 
-    /// The runs not yet saved, oldest first; they count as saved from now on.
-    pub(crate) fn take_unsaved(&self) -> Vec<Run> {
+    /// The runs not yet saved, oldest first, and the schedule's mark if it moved; they count
+    /// as saved from now on.
+    pub(crate) fn take_unsaved(&self) -> UnsavedRuns {
         self.queued.store(false, Ordering::Release);
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let from = ring.runs.len() - ring.unsaved;
         ring.unsaved = 0;
-        ring.runs.range(from..).cloned().map(Run::from).collect()
+        let mark = std::mem::take(&mut ring.mark_unsaved).then_some(ring.mark);
+        UnsavedRuns {
+            runs: ring.runs.range(from..).cloned().map(Run::from).collect(),
+            mark,
+        }
     }
 
     /// Puts back runs saved by an earlier process, newest first, behind those kept since.
@@ -382,8 +436,8 @@ mod tests {
         history.push(run(1001, "a"));
         history.push(run(1002, "b"));
         assert_eq!(saver.take().len(), 1, "queued once for two runs");
-        assert_eq!(names(&history.take_unsaved()), ["before", "a", "b"]);
-        assert!(history.take_unsaved().is_empty(), "taken once");
+        assert_eq!(names(&history.take_unsaved().runs), ["before", "a", "b"]);
+        assert!(history.take_unsaved().runs.is_empty(), "taken once");
         assert!(saver.take().is_empty());
 
         // More runs than the ring holds between two takes: the newest it holds.
@@ -391,7 +445,7 @@ mod tests {
             history.push(run(1010 + at, "c"));
         }
         assert_eq!(saver.take().len(), 1, "queued again after the take");
-        assert_eq!(history.take_unsaved().len(), 3);
+        assert_eq!(history.take_unsaved().runs.len(), 3);
     }
 
     #[test]
@@ -405,7 +459,7 @@ mod tests {
         history.seed(saved);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2001);
         assert_eq!(names(&history.newest(10, now)), ["new", "c", "b"]);
-        assert_eq!(names(&history.take_unsaved()), ["new"]);
+        assert_eq!(names(&history.take_unsaved().runs), ["new"]);
     }
 
     #[test]

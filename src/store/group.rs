@@ -314,23 +314,29 @@ mod tests {
         let (started, on_start) = std::sync::mpsc::channel();
         let (finish, on_finish) = std::sync::mpsc::channel::<()>();
         // As the store's commit holds its file only while it commits.
-        let held = Arc::new(());
+        let held = Arc::new(AtomicUsize::new(0));
         let ours = Arc::downgrade(&held);
         let on_finish = Mutex::new(on_finish);
         let group = GroupCommit::new(1, 1, move |changes: Vec<u32>| {
-            let _hold = ours.upgrade();
+            let hold = ours.upgrade().unwrap();
             started.send(changes.len()).unwrap();
             lock(&on_finish).recv().unwrap();
+            hold.store(1, Ordering::SeqCst);
         });
         futures::executor::block_on(group.hand(1));
         assert_eq!(on_start.recv().unwrap(), 1);
-        let dropping = std::thread::spawn(move || drop(group));
-        // Not a timing the test depends on: a drop that waits is never finished here, and one
-        // that does not wait is caught here when it is quick, and below when it is not.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!dropping.is_finished(), "the drop waits for the commit");
+        let theirs = held.clone();
+        let dropping = std::thread::spawn(move || {
+            drop(group);
+            // A drop that did not wait returns before the commit is let finish.
+            theirs.load(Ordering::SeqCst)
+        });
         finish.send(()).unwrap();
-        dropping.join().unwrap();
+        assert_eq!(
+            dropping.join().unwrap(),
+            1,
+            "the drop waited for the commit"
+        );
         // What the commit held is let go once the drop has returned.
         assert_eq!(Arc::strong_count(&held), 1);
     }

@@ -15,11 +15,11 @@ use tokio::sync::oneshot;
 
 use super::group::GroupCommit;
 use super::record::{Stored, StoredState, ms, time};
-use super::runs::{self, RUNS};
+use super::runs::{self, RUNS, SCHEDULES};
 use super::state::{self, LAST_VERSION, STATE};
 use super::{
-    Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, ServiceRuns,
-    StateChange, StateValue, StateWrite, Store,
+    Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, ScheduleMark,
+    ServiceRuns, StateChange, StateValue, StateWrite, Store,
 };
 use crate::Error;
 use crate::codec::DECODE_LIMIT;
@@ -349,6 +349,15 @@ impl Store for RedbStore {
         })
     }
 
+    fn schedule(&self, service: &str) -> Result<Option<ScheduleMark>, Error> {
+        let path = &self.inner.path;
+        self.read(|tx| match tx.open_table(SCHEDULES) {
+            Ok(table) => runs::read_mark(&table, path, service),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
     fn state(&self, service: &str, key: &str) -> Result<Option<StateValue>, Error> {
         let path = &self.inner.path;
         self.read(|tx| match tx.open_table(STATE) {
@@ -393,12 +402,16 @@ impl Store for RedbStore {
         })
     }
 
-    fn clear_state(&self, service: &str) -> BoxFuture<'_, Result<usize, Error>> {
+    fn clear_state(&self, service: &str, max: usize) -> BoxFuture<'_, Result<usize, Error>> {
         let service = service.to_owned();
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            self.write(Change::ClearState { service, reply }, answer)
-                .await
+            let change = Change::ClearState {
+                service,
+                max,
+                reply,
+            };
+            self.write(change, answer).await
         })
     }
 }
@@ -453,6 +466,7 @@ enum Change {
     },
     ClearState {
         service: String,
+        max: usize,
         reply: oneshot::Sender<Result<usize, Error>>,
     },
 }
@@ -551,6 +565,7 @@ struct Tables<'tx> {
     runs: Table<'tx, (&'static str, u64), &'static [u8]>,
     state: Table<'tx, (&'static str, &'static str), &'static [u8]>,
     meta: Table<'tx, &'static str, &'static [u8]>,
+    schedules: Table<'tx, &'static str, &'static [u8]>,
 }
 
 /// The order of the ready queue: the highest priority first.
@@ -595,6 +610,7 @@ impl<'tx> Tables<'tx> {
             runs: tx.open_table(RUNS)?,
             state: tx.open_table(STATE)?,
             meta: tx.open_table(META)?,
+            schedules: tx.open_table(SCHEDULES)?,
         })
     }
 
@@ -635,17 +651,27 @@ impl<'tx> Tables<'tx> {
                 before,
                 reply,
             } => {
-                for ServiceRuns { service, runs } in runs {
+                for ServiceRuns {
+                    service,
+                    runs,
+                    schedule,
+                } in runs
+                {
                     runs::append(&mut self.runs, &service, runs, keep, before)?;
+                    if let Some(mark) = schedule {
+                        runs::save_mark(&mut self.schedules, &service, mark)?;
+                    }
                 }
                 Answer::Done(reply, Ok(()))
             }
             Change::State { change, now, reply } => {
                 Answer::State(reply, self.write_state(&change, now)?)
             }
-            Change::ClearState { service, reply } => {
-                Answer::Count(reply, Ok(state::clear(&mut self.state, &service)?))
-            }
+            Change::ClearState {
+                service,
+                max,
+                reply,
+            } => Answer::Count(reply, Ok(state::clear(&mut self.state, &service, max)?)),
         })
     }
 
@@ -658,11 +684,22 @@ impl<'tx> Tables<'tx> {
         if let Some(why) = state::refusal(change) {
             return self.refused(why);
         }
-        let mut last = self
+        let counted = self
             .meta
             .get(LAST_VERSION)?
-            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-            .map_or(0, u64::from_le_bytes);
+            .map(|v| <[u8; 8]>::try_from(v.value()).map(u64::from_le_bytes));
+        let mut last = match counted {
+            Some(Ok(last)) => last,
+            None => 0,
+            // Damaged: on from the highest version given, never a number twice.
+            Some(Err(_)) => {
+                tracing::error!(
+                    store = self.path,
+                    "the state's version counter is damaged; it goes on from the highest version kept"
+                );
+                state::highest_version(&self.state)?
+            }
+        };
         let written = state::write(&mut self.state, &mut last, change, now)?;
         self.meta
             .insert(LAST_VERSION, last.to_le_bytes().as_slice())?;

@@ -7,10 +7,73 @@ use redb::{ReadableTable, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::record::{envelope, open_envelope};
+use crate::service::ScheduleMark;
 use crate::status::{Run, RunKind, RunOutcome};
 
 /// Each service's runs: (service, sequence, from 1 and never reused) to the run's record.
 pub(super) const RUNS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("runs");
+
+/// Where each periodic service's schedule stood: service to the mark's record.
+pub(super) const SCHEDULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("schedules");
+
+/// A schedule's mark as the file keeps it: each time in seconds and nanoseconds since the
+/// epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredMark {
+    tick: Option<(u64, u32)>,
+    started: Option<(u64, u32)>,
+    ended: Option<(u64, u32)>,
+}
+
+/// Keeps `mark` as `service`'s, over the one before.
+pub(super) fn save_mark(
+    table: &mut Table<'_, &'static str, &'static [u8]>,
+    service: &str,
+    mark: ScheduleMark,
+) -> Result<(), redb::Error> {
+    let stored = StoredMark {
+        tick: mark.tick.map(since_epoch),
+        started: mark.started.map(since_epoch),
+        ended: mark.ended.map(since_epoch),
+    };
+    match envelope(&stored) {
+        Ok(bytes) => {
+            table.insert(service, bytes.as_slice())?;
+        }
+        Err(error) => tracing::error!(service, error, "a schedule's mark cannot be encoded"),
+    }
+    Ok(())
+}
+
+/// `service`'s mark; one that cannot be read is said, and read as none.
+pub(super) fn read_mark(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    path: &str,
+    service: &str,
+) -> Result<Option<ScheduleMark>, redb::Error> {
+    let Some(bytes) = table.get(service)? else {
+        return Ok(None);
+    };
+    match open_envelope::<StoredMark>(bytes.value()) {
+        Ok(stored) => {
+            let time = |t: Option<(u64, u32)>| t.map(|(s, n)| UNIX_EPOCH + Duration::new(s, n));
+            Ok(Some(ScheduleMark::new(
+                time(stored.tick),
+                time(stored.started),
+                time(stored.ended),
+            )))
+        }
+        Err(error) => {
+            tracing::error!(
+                store = path,
+                service,
+                error,
+                "a schedule's mark cannot be read; the schedule starts afresh"
+            );
+            Ok(None)
+        }
+    }
+}
 
 /// The longest error or name kept for one run, in bytes: the ring's records are as long as the
 /// handler made them, the file's are bounded.

@@ -41,14 +41,28 @@ fn decode(bytes: &[u8]) -> Result<StoredValue, String> {
     open_envelope(bytes)
 }
 
+/// Why `key` is no state key, if it is not: 1 to [`STATE_KEY_LIMIT`] bytes, and not `.` or
+/// `..`, which a URL's path would read as "here" and "up" (and a client would send without
+/// the key at all).
+pub(crate) fn bad_key(key: &str) -> Option<String> {
+    if key.is_empty() || key.len() > STATE_KEY_LIMIT {
+        return Some(format!(
+            "a state key is 1 to {STATE_KEY_LIMIT} bytes, and this one is {}",
+            key.len()
+        ));
+    }
+    if key == "." || key == ".." {
+        return Some(format!(
+            "`{key}` is no state key: a URL's path cannot carry it"
+        ));
+    }
+    None
+}
+
 /// Why a change is refused before anything is written, if it is.
 pub(super) fn refusal(change: &StateChange) -> Option<String> {
-    if change.key.is_empty() || change.key.len() > STATE_KEY_LIMIT {
-        return Some(format!(
-            "a state key is 1 to {STATE_KEY_LIMIT} bytes, and `{}…` is {}",
-            shown(&change.key),
-            change.key.len()
-        ));
+    if let Some(why) = bad_key(&change.key) {
+        return Some(why);
     }
     match &change.value {
         Some(json) if json.len() > STATE_VALUE_LIMIT => Some(format!(
@@ -60,9 +74,13 @@ pub(super) fn refusal(change: &StateChange) -> Option<String> {
     }
 }
 
-/// The first 32 characters of a key, for an error.
+/// A key for an error: its first 32 characters, and `…` if there are more.
 fn shown(key: &str) -> String {
-    key.chars().take(32).collect()
+    let mut shown: String = key.chars().take(32).collect();
+    if shown.len() < key.len() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// Applies one change within the write transaction: a conflict when the key's version is not
@@ -74,11 +92,11 @@ pub(super) fn write(
     now: SystemTime,
 ) -> Result<Result<StateWrite, String>, redb::Error> {
     let at = (change.service.as_str(), change.key.as_str());
-    // A record that cannot be read counts as a value of no version: a write that expects
-    // nothing in particular replaces it, one that expects a version or none fails.
+    // A record that cannot be read counts as no value, as a read finds it: a write that
+    // expects none (an update from what it read) replaces it.
     let before = table
         .get(at)?
-        .map(|bytes| decode(bytes.value()).map_or(0, |v| v.version));
+        .and_then(|bytes| decode(bytes.value()).ok().map(|v| v.version));
     let expected = match change.expect {
         Expect::Any => true,
         Expect::Absent => before.is_none(),
@@ -110,16 +128,17 @@ pub(super) fn write(
     Ok(Ok(StateWrite::Done { before, version }))
 }
 
-/// Removes every value of `service`'s; answers how many there were.
+/// Removes up to `max` of `service`'s values, in the order of their keys; answers how many.
 pub(super) fn clear(
     table: &mut Table<'_, (&'static str, &'static str), &'static [u8]>,
     service: &str,
+    max: usize,
 ) -> Result<usize, redb::Error> {
     let mut keys = Vec::new();
     for entry in table.range::<(&str, &str)>((service, "")..)? {
         let (key, _) = entry?;
         let (owner, key) = key.value();
-        if owner != service {
+        if owner != service || keys.len() >= max {
             break;
         }
         keys.push(key.to_owned());
@@ -128,6 +147,21 @@ pub(super) fn clear(
         table.remove((service, key.as_str()))?;
     }
     Ok(keys.len())
+}
+
+/// The highest version any value of the table carries: where the counter goes on from if its
+/// own record is damaged, so that no version is given twice.
+pub(super) fn highest_version(
+    table: &Table<'_, (&'static str, &'static str), &'static [u8]>,
+) -> Result<u64, redb::Error> {
+    let mut highest = 0;
+    for entry in table.iter()? {
+        let (_, bytes) = entry?;
+        if let Ok(value) = decode(bytes.value()) {
+            highest = highest.max(value.version);
+        }
+    }
+    Ok(highest)
 }
 
 /// `service`'s value under `key`; a record that cannot be read is said and read as none.
@@ -263,7 +297,8 @@ mod tests {
         let tx = db.begin_write().unwrap();
         {
             let mut table = tx.open_table(STATE).unwrap();
-            assert_eq!(clear(&mut table, "sync").unwrap(), 3);
+            assert_eq!(clear(&mut table, "sync", 2).unwrap(), 2, "at most the max");
+            assert_eq!(clear(&mut table, "sync", 2).unwrap(), 1);
         }
         tx.commit().unwrap();
         assert!(read(&db, "sync", None, 10).is_empty());
@@ -334,12 +369,16 @@ mod tests {
         assert!(refusal(&change("s", "", Some("1"), Expect::Any)).is_some());
         assert!(refusal(&change("s", "k", Some(&big), Expect::Any)).is_some());
         assert!(refusal(&change("s", "k", None, Expect::Any)).is_none());
+        for dots in [".", ".."] {
+            assert!(refusal(&change("s", dots, Some("1"), Expect::Any)).is_some());
+        }
+        assert!(bad_key("...").is_none());
         let at_limit = "k".repeat(STATE_KEY_LIMIT);
         assert!(refusal(&change("s", &at_limit, Some("1"), Expect::Any)).is_none());
     }
 
     #[test]
-    fn a_damaged_record_is_skipped_and_replaced_by_a_plain_write() {
+    fn a_damaged_record_reads_as_none_and_a_write_that_expects_none_replaces_it() {
         let db = db();
         let tx = db.begin_write().unwrap();
         {
@@ -359,10 +398,17 @@ mod tests {
             &mut last,
             &[
                 change("s", "bad", Some("1"), Expect::Absent),
-                change("s", "bad", Some("1"), Expect::Any),
+                change("s", "empty", Some("2"), Expect::Any),
             ],
         );
-        assert_eq!(done[0], StateWrite::Conflict { found: Some(0) });
-        assert_eq!(read(&db, "s", None, 10), ["bad=1"]);
+        assert_eq!(
+            done[0],
+            StateWrite::Done {
+                before: None,
+                version: Some(1)
+            },
+            "as the read found it: none"
+        );
+        assert_eq!(read(&db, "s", None, 10), ["bad=1", "empty=2"]);
     }
 }

@@ -348,9 +348,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             (None, true) => {
                 let cleared = client.clear_state(&name).await?;
-                out.done(&name, &format!("cleared {cleared} values"));
+                let values = if cleared == 1 { "value" } else { "values" };
+                out.done(&name, &format!("cleared {cleared} {values}"));
             }
-            (Some(key), false) => out.info(&client.state_entry(&name, &key).await?)?,
+            (Some(key), false) => out.state_entry(&client.state_entry(&name, &key).await?)?,
             (None, false) => out.state(&name, &client.state(&name, after, limit).await?)?,
         },
         Cmd::Pause { name } => {

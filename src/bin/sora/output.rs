@@ -152,7 +152,7 @@ impl Output {
                     value = value.chars().take(VALUE_SHOWN).collect::<String>() + "…";
                 }
                 vec![
-                    text(&e["key"]),
+                    shown_key(e["key"].as_str().unwrap_or_default()),
                     text(&e["version"]),
                     as_time(&e["written"]).unwrap_or_else(|| "-".into()),
                     value,
@@ -161,8 +161,36 @@ impl Output {
             .collect();
         print(&table(&["KEY", "VERSION", "WRITTEN", "VALUE"], rows));
         if let Some(next) = page["next"].as_str() {
-            println!("more: sora state {name} --after {next}");
+            if next.chars().any(char::is_control) {
+                // No line of a terminal carries it: the JSON does.
+                println!(
+                    "more: after {}; `--json` gives it as `next`",
+                    shown_key(next)
+                );
+            } else {
+                let (name, next) = (shell_word(name), shell_word(next));
+                // `--after=` so that a key that starts with a dash stays a value.
+                println!("more: sora state {name} --after={next}");
+            }
         }
+        Ok(())
+    }
+
+    /// `GET /api/services/{name}/state/{key}`: the value whole, as indented JSON.
+    pub(crate) fn state_entry(&self, entry: &Value) -> Result<(), Failure> {
+        if self.json {
+            return print_json(entry);
+        }
+        let written = as_time(&entry["written"]).unwrap_or_else(|| "-".into());
+        println!(
+            "key      {}",
+            shown_key(entry["key"].as_str().unwrap_or_default())
+        );
+        println!("version  {}", text(&entry["version"]));
+        println!("written  {written}");
+        let value = serde_json::to_string_pretty(&entry["value"])
+            .map_err(|e| Failure::Protocol(e.to_string()))?;
+        println!("value    {}", value.replace('\n', "\n         "));
         Ok(())
     }
 
@@ -335,10 +363,34 @@ fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, String)>) {
     }
 }
 
-/// Left-aligned columns, two spaces apart; no header row when `headers` is empty.
 /// How much of a state value a row shows; `sora state NAME KEY` shows all of it.
 const VALUE_SHOWN: usize = 60;
 
+/// A key for a table's cell: as it is, unless it holds characters that would break the row
+/// (a newline, a tab, a control character), then quoted with those escaped.
+fn shown_key(key: &str) -> String {
+    if key.chars().any(char::is_control) {
+        format!("{key:?}")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// A word for a shell: as it is when it needs no quoting, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && !word.starts_with('-')
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Left-aligned columns, two spaces apart; no header row when `headers` is empty.
 fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut all: Vec<Vec<String>> = Vec::new();
     if !headers.is_empty() {
