@@ -270,7 +270,8 @@ pub struct Job {
     pub finished: Option<SystemTime>,
 }
 
-/// Which jobs [`Store::jobs`] lists.
+/// Which jobs [`Store::page`] lists: a page of them, in the order of their ids (of their
+/// creation), from after a cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JobFilter {
@@ -279,8 +280,33 @@ pub struct JobFilter {
     /// Only those whose state has this name (`queued`, `scheduled`, `running`, `retrying`,
     /// `completed`, `dead`).
     pub state: Option<String>,
-    /// At most this many, oldest first (default: all).
+    /// At most this many (default: as many as the page's scan finds, see [`SCAN_LIMIT`]).
     pub limit: Option<usize>,
+    /// Start after this job, in the page's order: the [`JobPage::next`] of the page before.
+    pub after: Option<JobId>,
+    /// The newest first, instead of the oldest.
+    pub newest_first: bool,
+}
+
+/// The most jobs one page reads to find its matches: a page whose filter matches few of them
+/// ends there, with a [`JobPage::next`] to go on from, so that no list reads the whole store.
+pub const SCAN_LIMIT: usize = 10_000;
+
+/// A page of jobs, and where the next one starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobPage {
+    /// The jobs, in the order asked.
+    pub jobs: Vec<Job>,
+    /// The cursor for the next page ([`JobFilter::after`]); `None` when nothing is left.
+    pub next: Option<JobId>,
+}
+
+impl JobPage {
+    /// A page of `jobs`, the next starting after `next`.
+    pub fn new(jobs: Vec<Job>, next: Option<JobId>) -> Self {
+        JobPage { jobs, next }
+    }
 }
 
 /// Where durable work is kept: the operations of a job's life, whatever the engine.
@@ -356,8 +382,14 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The job of this id, finished or not.
     fn job(&self, id: JobId) -> Result<Option<Job>, Error>;
 
-    /// The jobs that `filter` asks for.
-    fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error>;
+    /// A page of the jobs that `filter` asks for, reading at most [`SCAN_LIMIT`] of them.
+    fn page(&self, filter: &JobFilter) -> Result<JobPage, Error>;
+
+    /// The jobs of the first page that `filter` asks for ([`page`](Self::page) without its
+    /// cursor).
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error> {
+        Ok(self.page(filter)?.jobs)
+    }
 
     /// Appends to the run history: for each service, its runs, oldest first, and where its
     /// schedule stands, when that moved. Each service of them then keeps its newest `keep`

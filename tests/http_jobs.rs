@@ -226,7 +226,8 @@ async fn an_idempotency_key_names_one_job_and_a_delay_schedules_it() {
     assert!(job["at"]["secs_since_epoch"].as_u64().is_some(), "{job}");
     let (status, scheduled) = node.get("/api/services/mailer/jobs?state=scheduled").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(scheduled.as_array().unwrap().len(), 1);
+    assert_eq!(scheduled["jobs"].as_array().unwrap().len(), 1);
+    assert!(scheduled["next"].is_null(), "the last page");
     node.runtime.shutdown().await.unwrap();
 }
 
@@ -247,7 +248,7 @@ async fn a_dead_letter_is_listed_retried_and_discarded() {
     );
     let (status, dead) = node.get("/api/jobs?state=dead&service=mailer").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(dead[0]["id"], id.as_str());
+    assert_eq!(dead["jobs"][0]["id"], id.as_str());
 
     // Mended, then retried: a new series.
     node.broken.store(false, Ordering::SeqCst);
@@ -325,6 +326,8 @@ async fn careless_and_hostile_job_requests_get_clear_errors_and_commit_nothing()
     expect(StatusCode::BAD_REQUEST, "bad_request")(node.get("/api/jobs?state=lost").await);
     expect(StatusCode::BAD_REQUEST, "bad_request")(node.get("/api/jobs?colour=red").await);
     expect(StatusCode::BAD_REQUEST, "bad_request")(node.get("/api/jobs?limit=-1").await);
+    expect(StatusCode::BAD_REQUEST, "bad_request")(node.get("/api/jobs?order=sideways").await);
+    expect(StatusCode::BAD_REQUEST, "bad_request")(node.get("/api/jobs?after=nope").await);
     expect(StatusCode::NOT_FOUND, "unknown_service")(node.get("/api/services/ghost/jobs").await);
     // Job options on what is no job.
     let (status, err) = read(
@@ -386,7 +389,11 @@ async fn careless_and_hostile_job_requests_get_clear_errors_and_commit_nothing()
         );
     }
     let (_, all) = node.get("/api/jobs").await;
-    assert_eq!(all, json!([]), "nothing was committed");
+    assert_eq!(
+        all,
+        json!({ "jobs": [], "next": null }),
+        "nothing was committed"
+    );
     node.runtime.shutdown().await.unwrap();
 }
 
@@ -519,5 +526,50 @@ async fn the_runs_of_a_service_are_read_newest_first_and_bounded() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    node.runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn jobs_are_listed_a_page_at_a_time_either_way_round() {
+    let node = Node::start().await;
+    let mut ids = Vec::new();
+    for to in ["a", "b", "c", "d", "e"] {
+        let (_, accepted) = read(node.send(json!({ "to": to })).await).await;
+        let id = accepted["id"].as_str().unwrap().to_owned();
+        node.finished(&id).await;
+        ids.push(id);
+    }
+    let page_ids = |page: &Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut seen = Vec::new();
+    let mut path = "/api/jobs?limit=2".to_owned();
+    loop {
+        let (status, page) = node.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page_ids(&page));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/jobs?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "oldest first, each once");
+    let (_, newest) = node
+        .get("/api/services/mailer/jobs?order=newest&limit=3")
+        .await;
+    let expected: Vec<String> = ids.iter().rev().take(3).cloned().collect();
+    assert_eq!(page_ids(&newest), expected);
+    let after = newest["next"].as_str().unwrap();
+    let (_, rest) = node
+        .get(&format!(
+            "/api/services/mailer/jobs?order=newest&after={after}"
+        ))
+        .await;
+    assert_eq!(page_ids(&rest), [ids[1].clone(), ids[0].clone()]);
     node.runtime.shutdown().await.unwrap();
 }

@@ -130,7 +130,7 @@ fn job_id(text: &str) -> ApiResult<JobId> {
     })
 }
 
-/// Which jobs a list shows: `?service=mailer&state=dead&limit=50`.
+/// Which jobs a list shows: `?service=mailer&state=dead&limit=50&order=newest&after=ID`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -140,8 +140,21 @@ pub(crate) struct JobQuery {
     /// Only those in this state: `queued`, `scheduled`, `running`, `retrying`, `completed`,
     /// `dead`.
     state: Option<String>,
-    /// At most this many, oldest first (default and most: 1000).
+    /// At most this many (default and most: 1000).
     limit: Option<usize>,
+    /// `oldest` first (the default) or `newest` first.
+    order: Option<String>,
+    /// Start after this job: the `next` of the page before.
+    after: Option<String>,
+}
+
+/// A page of jobs, and where the next one starts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct JobList {
+    jobs: Vec<JobView>,
+    /// The `after` of the next page; absent on the last. A page reads at most 10,000 jobs,
+    /// so one whose filter matches few of many may hold fewer than its limit, and a `next`.
+    next: Option<String>,
 }
 
 const STATES: [&str; 6] = [
@@ -153,7 +166,7 @@ const STATES: [&str; 6] = [
     "dead",
 ];
 
-fn list_jobs(api: &Api, service: Option<String>, query: JobQuery) -> ApiResult<Vec<JobView>> {
+fn list_jobs(api: &Api, service: Option<String>, query: JobQuery) -> ApiResult<JobList> {
     if let Some(state) = &query.state
         && !STATES.contains(&state.as_str())
     {
@@ -164,36 +177,60 @@ fn list_jobs(api: &Api, service: Option<String>, query: JobQuery) -> ApiResult<V
         err.field = Some("state".into());
         return Err(err);
     }
+    let newest_first = match query.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            let mut err =
+                ApiError::bad_request(format!("`{other}` is no order: `oldest` or `newest`"));
+            err.field = Some("order".into());
+            return Err(err);
+        }
+    };
+    let after = query
+        .after
+        .as_deref()
+        .map(job_id)
+        .transpose()
+        .map_err(|mut err| {
+            err.field = Some("after".into());
+            err
+        })?;
     let filter = JobFilter {
         service,
         state: query.state,
-        limit: Some(query.limit.unwrap_or(LIST_LIMIT).min(LIST_LIMIT)),
+        limit: Some(query.limit.unwrap_or(LIST_LIMIT).clamp(1, LIST_LIMIT)),
+        after,
+        newest_first,
     };
-    let jobs = jobs(api)?.list(&filter)?;
-    Ok(jobs.into_iter().map(JobView::from).collect())
+    let page = jobs(api)?.page(&filter)?;
+    Ok(JobList {
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
+        next: page.next.map(|id| id.to_string()),
+    })
 }
 
-/// Durable jobs of every service, oldest first.
+/// A page of the durable jobs of every service, oldest first unless asked.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",
     params(JobQuery),
-    responses((status = 200, body = Vec<JobView>), JobErrors))]
+    responses((status = 200, body = JobList), JobErrors))]
 pub(crate) async fn list(
     State(api): State<Api>,
     Params(query): Params<JobQuery>,
-) -> ApiResult<Json<Vec<JobView>>> {
+) -> ApiResult<Json<JobList>> {
     let service = query.service.clone();
     Ok(Json(list_jobs(&api, service, query)?))
 }
 
-/// A service's durable jobs, oldest first.
+/// A page of a service's durable jobs, oldest first unless asked.
 #[utoipa::path(get, path = "/api/services/{name}/jobs", tag = "jobs",
     params(("name" = String, Path, description = "The service's name"), JobQuery),
-    responses((status = 200, body = Vec<JobView>), JobErrors))]
+    responses((status = 200, body = JobList), JobErrors))]
 pub(crate) async fn of_service(
     State(api): State<Api>,
     Path(name): Path<String>,
     Params(query): Params<JobQuery>,
-) -> ApiResult<Json<Vec<JobView>>> {
+) -> ApiResult<Json<JobList>> {
     // The service's own name, as the jobs carry it; an unknown one is a 404.
     let service = api.runtime.service_by_name(&name)?.name().to_owned();
     if query.service.is_some() {

@@ -8,7 +8,7 @@ use super::RuntimeHandle;
 use crate::Error;
 use crate::jobs::Dispatcher;
 use crate::state::State;
-use crate::store::{Job, JobFilter, JobId};
+use crate::store::{Job, JobFilter, JobId, JobPage};
 
 /// The durable jobs of a runtime: look one up, list them, wait for one's reply, give a dead
 /// one a new series of attempts, or discard one.
@@ -88,13 +88,64 @@ impl Jobs {
             .ok_or_else(|| Error::UnknownJob { id: id.to_string() })
     }
 
-    /// The jobs that `filter` asks for, oldest first.
+    /// The jobs of the first page that `filter` asks for, oldest first unless it asks for the
+    /// newest (see [`page`](Self::page)).
     ///
     /// # Errors
     ///
     /// [`Error::Store`] if the store cannot be read.
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, Error> {
         self.dispatcher.store()?.jobs(filter)
+    }
+
+    /// A page of the jobs that `filter` asks for, and the cursor of the next: pass
+    /// [`JobPage::next`] as [`JobFilter::after`] to go on. A page reads at most
+    /// [`SCAN_LIMIT`](crate::store::SCAN_LIMIT) jobs, so that a filter that matches few of
+    /// many ends its page early, with a cursor, rather than reading the whole store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sora::{Action, BoxError, Context, Definition, Handler, Retry, Service};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping(u32);
+    /// # impl Action for Ping { const NAME: &'static str = "ping"; type Reply = u32; }
+    /// # struct Pinger;
+    /// # impl Service for Pinger {
+    /// #     fn define(def: &mut Definition<Self>) { def.durable::<Ping>(Retry::none()); }
+    /// # }
+    /// # impl Handler<Ping> for Pinger {
+    /// #     async fn handle(&self, p: Ping, _: &Context) -> Result<u32, BoxError> { Ok(p.0) }
+    /// # }
+    /// use sora::store::JobFilter;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sora::Error> {
+    /// # let runtime = sora::Runtime::builder()
+    /// #     .store(sora::store::RedbStore::in_memory()?)
+    /// #     .service(|| Pinger).start().await?;
+    /// # let pinger = runtime.service::<Pinger>()?;
+    /// # for i in 0..5 { pinger.act(Ping(i)).await?; }
+    /// let jobs = runtime.jobs().unwrap();
+    /// let mut filter = JobFilter::default();
+    /// filter.limit = Some(2);
+    /// filter.newest_first = true;
+    /// let mut seen = 0;
+    /// loop {
+    ///     let page = jobs.page(&filter)?;
+    ///     seen += page.jobs.len();
+    ///     match page.next {
+    ///         Some(next) => filter.after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, 5);
+    /// # runtime.shutdown().await }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store cannot be read.
+    pub fn page(&self, filter: &JobFilter) -> Result<JobPage, Error> {
+        self.dispatcher.store()?.page(filter)
     }
 
     /// The dead jobs (of one service, or of all), oldest first: each with its parameters and

@@ -18,8 +18,8 @@ use super::record::{Stored, StoredState, ms, time};
 use super::runs::{self, RUNS, SCHEDULES};
 use super::state::{self, LAST_VERSION, STATE};
 use super::{
-    Claim, Enqueued, Job, JobFilter, JobId, MAX_INTERRUPTIONS, NewJob, Outcome, ScheduleMark,
-    ServiceRuns, StateChange, StateValue, StateWrite, Store,
+    Claim, Enqueued, Job, JobFilter, JobId, JobPage, MAX_INTERRUPTIONS, NewJob, Outcome,
+    SCAN_LIMIT, ScheduleMark, ServiceRuns, StateChange, StateValue, StateWrite, Store,
 };
 use crate::Error;
 use crate::codec::DECODE_LIMIT;
@@ -286,39 +286,9 @@ impl Store for RedbStore {
         bytes.map(|b| self.decode(&b).map(|s| s.job())).transpose()
     }
 
-    fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error> {
-        let records = self.read(|tx| {
-            let mut records = Vec::new();
-            for table in [JOBS, FINISHED] {
-                for entry in tx.open_table(table)?.iter()? {
-                    let (id, bytes) = entry?;
-                    records.push((id.value(), bytes.value().to_vec()));
-                }
-            }
-            Ok(records)
-        })?;
-        let mut jobs = Vec::new();
-        for (id, bytes) in records {
-            let record = match Stored::decode(&bytes) {
-                Ok(record) => record,
-                Err(e) => {
-                    damaged(&self.inner.path, id, &e);
-                    continue;
-                }
-            };
-            let job = record.job();
-            let service = filter.service.as_deref().is_none_or(|s| s == job.service);
-            let state = filter
-                .state
-                .as_deref()
-                .is_none_or(|s| s == job.state.name());
-            if service && state {
-                jobs.push(job);
-            }
-        }
-        jobs.sort_by_key(|j| j.id);
-        jobs.truncate(filter.limit.unwrap_or(usize::MAX));
-        Ok(jobs)
+    fn page(&self, filter: &JobFilter) -> Result<JobPage, Error> {
+        let path = &self.inner.path;
+        self.read(|tx| page(tx, path, filter))
     }
 
     fn record_runs(
@@ -414,6 +384,143 @@ impl Store for RedbStore {
             self.write(change, answer).await
         })
     }
+}
+
+/// A page of jobs: the unfinished and the finished merged in id order (the order asked),
+/// from after the cursor, filtered, until the page is full or [`SCAN_LIMIT`] records are read.
+/// Dead jobs of one service are read through their index.
+fn page(
+    tx: &redb::ReadTransaction,
+    path: &str,
+    filter: &JobFilter,
+) -> Result<JobPage, redb::Error> {
+    let limit = filter.limit.unwrap_or(usize::MAX).max(1);
+    let newest = filter.newest_first;
+    let state = filter.state.as_deref();
+    let (unfinished, finished) = match state {
+        Some("completed" | "dead") => (false, true),
+        Some(_) => (true, false),
+        None => (true, true),
+    };
+    let ids: Records<'_> = match (state, filter.service.as_deref()) {
+        (Some("dead"), Some(service)) => dead_of(tx, service, filter.after, newest)?,
+        _ => {
+            let open = |table, wanted: bool| -> Result<_, redb::Error> {
+                Ok(if wanted {
+                    Some(in_order(tx.open_table(table)?, filter.after, newest)?)
+                } else {
+                    None
+                })
+            };
+            merged(open(JOBS, unfinished)?, open(FINISHED, finished)?, newest)
+        }
+    };
+    let mut jobs = Vec::new();
+    let mut last = None;
+    for (scanned, entry) in ids.enumerate() {
+        if jobs.len() >= limit || scanned >= SCAN_LIMIT {
+            // More may follow: the next page goes on from the last record read.
+            return Ok(JobPage::new(jobs, last.map(JobId)));
+        }
+        let (id, bytes) = entry?;
+        last = Some(id);
+        let record = match Stored::decode(&bytes) {
+            Ok(record) => record,
+            Err(e) => {
+                damaged(path, id, &e);
+                continue;
+            }
+        };
+        let job = record.job();
+        let service = filter.service.as_deref().is_none_or(|s| s == job.service);
+        if service && state.is_none_or(|s| s == job.state.name()) {
+            jobs.push(job);
+        }
+    }
+    Ok(JobPage::new(jobs, None))
+}
+
+type Records<'t> = Box<dyn Iterator<Item = Result<(u128, Vec<u8>), redb::Error>> + 't>;
+
+/// A table of jobs by id, from after `after`, in the order asked.
+fn in_order<'t>(
+    table: redb::ReadOnlyTable<u128, &'static [u8]>,
+    after: Option<JobId>,
+    newest: bool,
+) -> Result<Records<'t>, redb::Error> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let cut = after.map_or(Unbounded, |a| Excluded(a.0));
+    let range = if newest {
+        table.range::<u128>((Unbounded, cut))?
+    } else {
+        table.range::<u128>((cut, Unbounded))?
+    };
+    let record = |entry: Result<
+        (redb::AccessGuard<'_, u128>, redb::AccessGuard<'_, &[u8]>),
+        redb::StorageError,
+    >| {
+        entry
+            .map(|(id, bytes)| (id.value(), bytes.value().to_vec()))
+            .map_err(redb::Error::from)
+    };
+    Ok(if newest {
+        Box::new(range.rev().map(record))
+    } else {
+        Box::new(range.map(record))
+    })
+}
+
+/// Two tables' records merged in id order (they hold no id in common).
+fn merged<'t>(a: Option<Records<'t>>, b: Option<Records<'t>>, newest: bool) -> Records<'t> {
+    let (mut a, mut b) = match (a, b) {
+        (Some(a), Some(b)) => (a.peekable(), b.peekable()),
+        (Some(one), None) | (None, Some(one)) => return one,
+        (None, None) => return Box::new(std::iter::empty()),
+    };
+    Box::new(std::iter::from_fn(move || {
+        let first = match (a.peek(), b.peek()) {
+            (Some(Ok((x, _))), Some(Ok((y, _)))) => (x < y) != newest,
+            (Some(_), None) | (Some(Err(_)), _) => true,
+            (None, Some(_)) | (_, Some(Err(_))) => false,
+            (None, None) => return None,
+        };
+        if first { a.next() } else { b.next() }
+    }))
+}
+
+/// One service's dead jobs, through their index, from after `after`, in the order asked.
+fn dead_of<'t>(
+    tx: &'t redb::ReadTransaction,
+    service: &str,
+    after: Option<JobId>,
+    newest: bool,
+) -> Result<Records<'t>, redb::Error> {
+    use std::ops::Bound::{Excluded, Included};
+    let index = tx.open_table(DEAD)?;
+    let finished = tx.open_table(FINISHED)?;
+    let (low, high) = match (after, newest) {
+        (Some(a), false) => (Excluded((service, a.0)), Included((service, u128::MAX))),
+        (Some(a), true) => (Included((service, 0)), Excluded((service, a.0))),
+        (None, _) => (Included((service, 0)), Included((service, u128::MAX))),
+    };
+    let range = index.range::<(&str, u128)>((low, high))?;
+    let ids: Box<dyn Iterator<Item = _>> = if newest {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    Ok(Box::new(ids.filter_map(move |entry| {
+        let id = match entry {
+            Ok((key, _)) => key.value().1,
+            Err(e) => return Some(Err(e.into())),
+        };
+        match finished.get(id) {
+            Ok(Some(bytes)) => Some(Ok((id, bytes.value().to_vec()))),
+            // An index entry without its job: nothing to show.
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    })))
 }
 
 /// One change for the writer, with where its answer goes once it is committed.

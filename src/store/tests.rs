@@ -733,3 +733,112 @@ async fn finished_jobs_past_their_retention_are_pruned_with_their_keys() {
         "nothing left that is due"
     );
 }
+
+/// A job of `service` made `ms` milliseconds after the epoch's second 1,000,000, so that ids
+/// sort as the test makes them.
+fn job_at(service: &str, ms: u64) -> NewJob {
+    let mut job = NewJob::new(service, "send", b"{}".to_vec());
+    job.id = JobId::new(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000 + ms));
+    job
+}
+
+#[tokio::test]
+async fn pages_merge_unfinished_and_finished_jobs_in_id_order_both_ways() {
+    let store = RedbStore::in_memory().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let job = job_at(if i % 2 == 0 { "a" } else { "b" }, i);
+        ids.push(job.id);
+        store.enqueue(job, None, now()).await.unwrap();
+    }
+    // Some of them dead, so that a page must merge the two tables.
+    for service in ["a", "b"] {
+        store.claim(service, claim(), 10, now()).await.unwrap();
+    }
+    for id in [ids[1], ids[2], ids[5]] {
+        let dead = Outcome::Dead {
+            error: "gone".into(),
+        };
+        store.finish(id, dead, now()).await.unwrap();
+    }
+    let walk = |newest_first: bool, limit: usize| {
+        let store = store.clone();
+        async move {
+            let mut filter = JobFilter {
+                limit: Some(limit),
+                newest_first,
+                ..JobFilter::default()
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = store.page(&filter).unwrap();
+                assert!(page.jobs.len() <= limit);
+                seen.extend(page.jobs.iter().map(|j| j.id));
+                match page.next {
+                    Some(next) => filter.after = Some(next),
+                    None => return seen,
+                }
+            }
+        }
+    };
+    assert_eq!(walk(false, 4).await, ids);
+    assert_eq!(walk(false, 1).await, ids);
+    let mut backwards = ids.clone();
+    backwards.reverse();
+    assert_eq!(walk(true, 4).await, backwards);
+    // One service's dead letters, through their index, either way round.
+    let dead_of_b = |newest_first| JobFilter {
+        service: Some("b".into()),
+        state: Some("dead".into()),
+        newest_first,
+        ..JobFilter::default()
+    };
+    let listed: Vec<JobId> = store
+        .jobs(&dead_of_b(false))
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, [ids[1], ids[5]]);
+    let listed: Vec<JobId> = store
+        .jobs(&dead_of_b(true))
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, [ids[5], ids[1]]);
+    let mut after = dead_of_b(false);
+    after.after = Some(ids[1]);
+    let listed: Vec<JobId> = store.jobs(&after).unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(listed, [ids[5]]);
+}
+
+#[tokio::test]
+async fn a_page_reads_no_more_than_its_scan_limit_and_says_where_to_go_on() {
+    let store = RedbStore::in_memory().unwrap();
+    let many = SCAN_LIMIT + 50;
+    let jobs = (0..many as u64).map(|i| {
+        job_at(
+            if i == many as u64 - 1 {
+                "rare"
+            } else {
+                "common"
+            },
+            i,
+        )
+    });
+    futures::future::try_join_all(jobs.map(|job| store.enqueue(job, None, now())))
+        .await
+        .unwrap();
+    let mut filter = JobFilter {
+        service: Some("rare".into()),
+        ..JobFilter::default()
+    };
+    let first = store.page(&filter).unwrap();
+    assert!(first.jobs.is_empty(), "the rare one is past the scan");
+    filter.after = Some(first.next.expect("a cursor to go on from"));
+    let second = store.page(&filter).unwrap();
+    assert_eq!(second.jobs.len(), 1);
+    assert_eq!(second.jobs[0].service, "rare");
+    assert_eq!(second.next, None);
+}

@@ -101,6 +101,10 @@ pub(crate) struct JobQuery {
     pub(crate) state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) order: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) after: Option<String>,
 }
 
 /// Which events to follow.

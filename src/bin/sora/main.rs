@@ -141,7 +141,7 @@ enum Cmd {
         #[arg(long)]
         key: Option<String>,
     },
-    /// List durable jobs, oldest first.
+    /// List durable jobs, a page at a time, oldest first.
     Jobs {
         /// Only this service's.
         #[arg(long)]
@@ -152,6 +152,12 @@ enum Cmd {
         /// At most this many (the node answers 1000 at most).
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// The newest first.
+        #[arg(long)]
+        newest: bool,
+        /// Start after this job (the page before printed it).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
     },
     /// Show a durable job: its parameters, state, attempts, errors and reply.
     Job {
@@ -318,11 +324,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             service,
             state,
             limit,
+            newest,
+            after,
         } => {
             let query = client::JobQuery {
                 service,
                 state,
                 limit,
+                order: newest.then_some("newest"),
+                after,
             };
             out.jobs(&client.jobs(&query).await?)?;
         }

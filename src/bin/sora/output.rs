@@ -55,9 +55,12 @@ impl Output {
         Ok(Some(items))
     }
 
-    /// `GET /api/jobs`: one row per job.
-    pub(crate) fn jobs(&self, jobs: &Value) -> Result<(), Failure> {
-        let Some(list) = self.items(jobs, "jobs")? else {
+    /// `GET /api/jobs`: one row per job, then how to get the next page.
+    pub(crate) fn jobs(&self, page: &Value) -> Result<(), Failure> {
+        if self.json {
+            return print_json(page);
+        }
+        let Some(list) = self.items(&page["jobs"], "jobs")? else {
             return Ok(());
         };
         let rows = list
@@ -93,6 +96,9 @@ impl Output {
             ],
             rows,
         ));
+        if let Some(next) = page["next"].as_str() {
+            println!("more: the same with --after {next}");
+        }
         Ok(())
     }
 
