@@ -678,10 +678,13 @@ impl Dispatcher {
     /// When the next finished job's retention ends; `None` with none kept, or when the store
     /// cannot say (it is asked again at the next wake).
     fn prune_at(&self) -> Option<SystemTime> {
-        let oldest = self.store().and_then(|s| s.oldest_finished()).ok()??;
-        let keep = self.retention.completed.min(self.retention.dead);
-        // Not more often than every PRUNE_EVERY: a dead job may outlive the shorter retention.
-        let at = oldest.checked_add(keep)?;
+        let (completed, dead) = (self.retention.completed, self.retention.dead);
+        let at = self
+            .store()
+            .and_then(|s| s.prunable_at(completed, dead))
+            .ok()??;
+        // Not more often than every PRUNE_EVERY, so that jobs finishing one by one past
+        // their retention are removed in batches.
         Some(at.max(self.pruned_until()))
     }
 

@@ -373,8 +373,10 @@ pub trait Store: Send + Sync + Debug + 'static {
         max: usize,
     ) -> BoxFuture<'_, Result<usize, Error>>;
 
-    /// When the job that finished first of those kept finished.
-    fn oldest_finished(&self) -> Result<Option<SystemTime>, Error>;
+    /// When the first finished job's retention ends: the completed are kept `completed`
+    /// after they finished, the dead `dead`. `None` when none is kept.
+    fn prunable_at(&self, completed: Duration, dead: Duration)
+    -> Result<Option<SystemTime>, Error>;
 
     /// The earliest time at which a scheduled or retrying job becomes ready.
     fn next_due(&self) -> Result<Option<SystemTime>, Error>;

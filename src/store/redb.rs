@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use redb::backends::InMemoryBackend;
@@ -27,15 +27,18 @@ use crate::status::Run;
 
 /// The layout of the file's tables. A change that an older build could not read takes a new
 /// number; a file of another number is refused at open.
-pub(super) const STORE_FORMAT: u32 = 1;
+pub(super) const STORE_FORMAT: u32 = 2;
 
 pub(super) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// Unfinished jobs, by id.
 pub(super) const JOBS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("jobs");
 /// Completed and dead jobs, by id.
 const FINISHED: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("finished");
-/// The finished jobs by when they finished, for their retention.
-const FINISHED_AT: TableDefinition<'_, (u64, u128), ()> = TableDefinition::new("finished_at");
+/// The completed jobs by when they finished, for their retention.
+pub(super) const FINISHED_AT: TableDefinition<'_, (u64, u128), ()> =
+    TableDefinition::new("finished_at");
+/// The dead jobs by when they died, for theirs (format 2: format 1 kept them in `finished_at`).
+pub(super) const DEAD_AT: TableDefinition<'_, (u64, u128), ()> = TableDefinition::new("dead_at");
 /// Jobs that wait to be claimed: (service, priority order, id).
 const READY: TableDefinition<'_, (&str, u32, u128), ()> = TableDefinition::new("ready");
 /// Jobs that wait for a time: (when, id).
@@ -266,8 +269,16 @@ impl Store for RedbStore {
         })
     }
 
-    fn oldest_finished(&self) -> Result<Option<SystemTime>, Error> {
-        self.earliest(FINISHED_AT)
+    fn prunable_at(
+        &self,
+        completed: Duration,
+        dead: Duration,
+    ) -> Result<Option<SystemTime>, Error> {
+        let completed = self
+            .earliest(FINISHED_AT)?
+            .and_then(|t| t.checked_add(completed));
+        let dead = self.earliest(DEAD_AT)?.and_then(|t| t.checked_add(dead));
+        Ok(completed.into_iter().chain(dead).min())
     }
 
     fn next_due(&self) -> Result<Option<SystemTime>, Error> {
@@ -665,6 +676,7 @@ struct Tables<'tx> {
     jobs: Table<'tx, u128, &'static [u8]>,
     finished: Table<'tx, u128, &'static [u8]>,
     finished_at: Table<'tx, (u64, u128), ()>,
+    dead_at: Table<'tx, (u64, u128), ()>,
     ready: Table<'tx, (&'static str, u32, u128), ()>,
     scheduled: Table<'tx, (u64, u128), ()>,
     keys: Table<'tx, (&'static str, &'static str, &'static str), u128>,
@@ -710,6 +722,7 @@ impl<'tx> Tables<'tx> {
             jobs: tx.open_table(JOBS)?,
             finished: tx.open_table(FINISHED)?,
             finished_at: tx.open_table(FINISHED_AT)?,
+            dead_at: tx.open_table(DEAD_AT)?,
             ready: tx.open_table(READY)?,
             scheduled: tx.open_table(SCHEDULED)?,
             keys: tx.open_table(KEYS)?,
@@ -1004,7 +1017,7 @@ impl<'tx> Tables<'tx> {
         self.dead.remove((record.service.as_str(), record.id))?;
         self.finished.remove(record.id)?;
         if let Some(at) = record.finished_ms {
-            self.finished_at.remove((at, record.id))?;
+            self.dead_at.remove((at, record.id))?;
         }
         record.attempts = 0;
         record.interruptions = 0;
@@ -1063,61 +1076,67 @@ impl<'tx> Tables<'tx> {
                 .remove((service, record.action.as_str(), key.as_str()))?;
         }
         if let Some(at) = record.finished_ms {
-            self.finished_at.remove((at, record.id))?;
+            self.finished_index(record.state).remove((at, record.id))?;
         }
         self.jobs.remove(record.id)?;
         self.finished.remove(record.id)?;
         Ok(())
     }
 
-    /// Removes at most `max` finished jobs past their retention, oldest first.
+    /// The time index of finished jobs in `state`: the dead have their own, so that a prune
+    /// of completed jobs never reads through dead letters kept longer.
+    fn finished_index(&mut self, state: StoredState) -> &mut Table<'tx, (u64, u128), ()> {
+        match state {
+            StoredState::Dead => &mut self.dead_at,
+            _ => &mut self.finished_at,
+        }
+    }
+
+    /// Removes at most `max` finished jobs past their retention, oldest first: the completed
+    /// that finished before `completed_before`, then the dead before `dead_before`. Only what
+    /// goes is read.
     fn prune(
         &mut self,
         completed_before: SystemTime,
         dead_before: SystemTime,
         max: usize,
     ) -> Result<usize, redb::Error> {
-        let (completed, dead) = (ms(completed_before), ms(dead_before));
-        let until = completed.max(dead);
-        let due: Vec<(u64, u128)> = self
-            .finished_at
-            .range((0, 0)..(until, 0))?
-            .map(|entry| entry.map(|(k, _)| k.value()))
-            .collect::<Result<_, _>>()?;
         let mut pruned = 0;
-        for (at, id) in due {
-            if pruned == max {
-                break;
-            }
-            let record = match self.finished.get(id)? {
-                Some(bytes) => Stored::decode(bytes.value()),
-                None => {
-                    self.finished_at.remove((at, id))?;
-                    continue;
-                }
+        for (dead, before) in [(false, completed_before), (true, dead_before)] {
+            let index = if dead {
+                &self.dead_at
+            } else {
+                &self.finished_at
             };
-            match record {
-                Ok(record) => {
-                    let past = match record.state {
-                        StoredState::Dead => at < dead,
-                        _ => at < completed,
-                    };
-                    if past {
+            let due: Vec<(u64, u128)> = index
+                .range((0, 0)..(ms(before), 0))?
+                .take(max - pruned)
+                .map(|entry| entry.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for (at, id) in due {
+                let record = self.finished.get(id)?.map(|b| Stored::decode(b.value()));
+                match record {
+                    Some(Ok(record)) => {
                         if record.state == StoredState::Dead {
                             self.dead.remove((record.service.as_str(), record.id))?;
                         }
                         self.forget(&record)?;
-                        pruned += 1;
                     }
+                    // An unreadable record past its retention is let go too.
+                    Some(Err(e)) => {
+                        damaged(self.path, id, &e);
+                        self.finished.remove(id)?;
+                    }
+                    None => {}
                 }
-                // An unreadable record past both retentions is let go too.
-                Err(e) if at < completed.min(dead) => {
-                    damaged(self.path, id, &e);
-                    self.finished_at.remove((at, id))?;
-                    self.finished.remove(id)?;
-                    pruned += 1;
-                }
-                Err(_) => {}
+                // Whatever the record said, its entry in this index goes.
+                let index = if dead {
+                    &mut self.dead_at
+                } else {
+                    &mut self.finished_at
+                };
+                index.remove((at, id))?;
+                pruned += 1;
             }
         }
         Ok(pruned)
@@ -1139,7 +1158,8 @@ impl<'tx> Tables<'tx> {
         let bytes = encoded(record)?;
         self.jobs.remove(record.id)?;
         self.finished.insert(record.id, bytes.as_slice())?;
-        self.finished_at.insert((ms(now), record.id), ())?;
+        self.finished_index(record.state)
+            .insert((ms(now), record.id), ())?;
         Ok(())
     }
 
@@ -1193,7 +1213,15 @@ fn prepare(db: &Database, path: &str, now: SystemTime) -> Result<(), Error> {
                 let found = <[u8; 4]>::try_from(bytes.as_slice())
                     .ok()
                     .map(u32::from_le_bytes);
-                if found != Some(STORE_FORMAT) {
+                if found == Some(1) {
+                    migrate_from_1(&tx).map_err(fail)?;
+                    meta.insert("format", STORE_FORMAT.to_le_bytes().as_slice())
+                        .map_err(|e| fail(e.into()))?;
+                    tracing::info!(
+                        store = path,
+                        "the store's format 1 is read as format 2 from now on"
+                    );
+                } else if found != Some(STORE_FORMAT) {
                     let by = meta
                         .get("created_by")
                         .ok()
@@ -1219,6 +1247,28 @@ fn prepare(db: &Database, path: &str, now: SystemTime) -> Result<(), Error> {
         recover(&mut t, now).map_err(fail)?;
     }
     tx.commit().map_err(|e| fail(e.into()))
+}
+
+/// Format 1 kept dead jobs in the time index of completed ones; format 2 gives them their own.
+fn migrate_from_1(tx: &WriteTransaction) -> Result<(), redb::Error> {
+    let mut finished_at = tx.open_table(FINISHED_AT)?;
+    let mut dead_at = tx.open_table(DEAD_AT)?;
+    let finished = tx.open_table(FINISHED)?;
+    let mut dead = Vec::new();
+    for entry in finished_at.iter()? {
+        let (key, _) = entry?;
+        let (at, id) = key.value();
+        if let Some(bytes) = finished.get(id)?
+            && Stored::decode(bytes.value()).is_ok_and(|r| r.state == StoredState::Dead)
+        {
+            dead.push((at, id));
+        }
+    }
+    for key in dead {
+        finished_at.remove(key)?;
+        dead_at.insert(key, ())?;
+    }
+    Ok(())
 }
 
 /// Every job claimed by a process that has stopped is ready again, its attempt given back and

@@ -842,3 +842,135 @@ async fn a_page_reads_no_more_than_its_scan_limit_and_says_where_to_go_on() {
     assert_eq!(second.jobs[0].service, "rare");
     assert_eq!(second.next, None);
 }
+
+/// Enqueues, claims and finishes one job of `service` at `at` with `outcome`.
+async fn finished_at(store: &RedbStore, service: &str, at: SystemTime, outcome: Outcome) -> JobId {
+    let job = NewJob::new(service, "send", b"{}".to_vec());
+    let id = job.id;
+    store.enqueue(job, None, at).await.unwrap();
+    store
+        .claim(service, Claim::new("n", at), 1, at)
+        .await
+        .unwrap();
+    store.finish(id, outcome, at).await.unwrap();
+    id
+}
+
+fn dead() -> Outcome {
+    Outcome::Dead {
+        error: "gone".into(),
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test]
+async fn each_kind_of_finished_job_comes_due_for_pruning_after_its_own_retention() {
+    let store = RedbStore::in_memory().unwrap();
+    let t0 = SystemTime::UNIX_EPOCH + 1000 * DAY;
+    // Only an old dead letter: nothing is due before its own retention, however short the
+    // completed jobs' (a prune a minute, reading dead letters to keep them, was the old way).
+    let old_dead = finished_at(&store, "s", t0, dead()).await;
+    assert_eq!(
+        store.prunable_at(HOUR, 30 * DAY).unwrap(),
+        Some(t0 + 30 * DAY)
+    );
+    let done = finished_at(&store, "s", t0 + DAY, Outcome::Completed(b"1".to_vec())).await;
+    assert_eq!(
+        store.prunable_at(HOUR, 30 * DAY).unwrap(),
+        Some(t0 + DAY + HOUR),
+        "the completed job's end comes first"
+    );
+    // A prune past the completed one's retention and before the dead one's takes only it.
+    let now = t0 + 2 * DAY;
+    let pruned = store.prune(now - HOUR, now - 30 * DAY, 100).await.unwrap();
+    assert_eq!(pruned, 1);
+    assert!(store.job(done).unwrap().is_none());
+    assert!(store.job(old_dead).unwrap().is_some());
+    assert_eq!(
+        store.prunable_at(HOUR, 30 * DAY).unwrap(),
+        Some(t0 + 30 * DAY)
+    );
+    // At most `max`, then the rest at the next.
+    for i in 0..3 {
+        finished_at(&store, "s", t0 + Duration::from_secs(i), dead()).await;
+    }
+    let later = t0 + 40 * DAY;
+    assert_eq!(store.prune(later, later - 30 * DAY, 2).await.unwrap(), 2);
+    assert_eq!(store.prune(later, later - 30 * DAY, 2).await.unwrap(), 2);
+    assert_eq!(store.prune(later, later - 30 * DAY, 2).await.unwrap(), 0);
+    assert_eq!(store.prunable_at(HOUR, 30 * DAY).unwrap(), None);
+    let dead_left = JobFilter {
+        state: Some("dead".into()),
+        ..JobFilter::default()
+    };
+    assert!(
+        store.jobs(&dead_left).unwrap().is_empty(),
+        "the dead index too"
+    );
+}
+
+#[tokio::test]
+async fn a_file_of_format_1_is_read_with_its_dead_letters_in_their_own_index() {
+    let file = TempFile::new("format-1");
+    let t0 = SystemTime::UNIX_EPOCH + 1000 * DAY;
+    let (dead_id, done_id) = {
+        let store = RedbStore::open(&file.0).unwrap();
+        let dead_id = finished_at(&store, "s", t0, dead()).await;
+        let done_id = finished_at(&store, "s", t0, Outcome::Completed(b"1".to_vec())).await;
+        (dead_id, done_id)
+    };
+    // As format 1 left it: every finished job in one time index.
+    {
+        let db = ::redb::Database::create(&file.0).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(redb::META).unwrap();
+            meta.insert("format", 1u32.to_le_bytes().as_slice())
+                .unwrap();
+            use ::redb::ReadableTable;
+            let moved: Vec<(u64, u128)> = tx
+                .open_table(redb::DEAD_AT)
+                .unwrap()
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .collect();
+            assert_eq!(moved.len(), 1);
+            tx.delete_table(redb::DEAD_AT).unwrap();
+            let mut finished_at = tx.open_table(redb::FINISHED_AT).unwrap();
+            for key in moved {
+                finished_at.insert(key, ()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let store = RedbStore::open(&file.0).unwrap();
+    assert_eq!(
+        store.prunable_at(HOUR, 30 * DAY).unwrap(),
+        Some(t0 + HOUR),
+        "the completed one"
+    );
+    let now = t0 + 2 * DAY;
+    assert_eq!(
+        store.prune(now - HOUR, now - 30 * DAY, 100).await.unwrap(),
+        1
+    );
+    assert!(store.job(done_id).unwrap().is_none());
+    assert!(
+        store.job(dead_id).unwrap().is_some(),
+        "the dead letter is kept its 30 days"
+    );
+    assert_eq!(
+        store.prunable_at(HOUR, 30 * DAY).unwrap(),
+        Some(t0 + 30 * DAY)
+    );
+    drop(store);
+    // Migrated once: the file says format 2 now.
+    let db = ::redb::Database::create(&file.0).unwrap();
+    let tx = ::redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = tx.open_table(redb::META).unwrap();
+    let format = meta.get("format").unwrap().unwrap().value().to_vec();
+    assert_eq!(format, redb::STORE_FORMAT.to_le_bytes());
+}
