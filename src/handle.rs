@@ -451,12 +451,16 @@ impl ServiceRef {
         })?;
         match &self.inner {
             Callee::Local(local) => {
+                #[cfg(feature = "cluster")]
+                if let Some(remote) = crate::remote::route(local.shared()) {
+                    return Ok(remote.enqueue(action, bytes, options).await?.1);
+                }
                 local.check_params(action, &bytes)?;
                 let dispatcher = enqueue::dispatcher(&**local, action)?;
                 dispatcher.enqueue(local, action, bytes, options).await
             }
             #[cfg(feature = "cluster")]
-            Callee::Remote(_) => Err(crate::jobs::kept_elsewhere(self.name())),
+            Callee::Remote(remote) => Ok(remote.enqueue(action, bytes, options).await?.1),
         }
     }
 

@@ -782,7 +782,7 @@ impl Dispatcher {
 pub(crate) fn kept_elsewhere(service: &str) -> Error {
     Error::ServiceUnavailable {
         service: service.to_owned(),
-        reason: "it runs on other nodes, which keep its jobs; enqueue there, or call it with `act`"
+        reason: "it runs on other nodes, which keep its jobs, and none of them serves it now"
             .into(),
     }
 }

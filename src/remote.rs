@@ -14,8 +14,10 @@ use crate::codec::{Bincode, Codec, DecodeError, Format};
 use crate::event::EventsShared;
 use crate::event::record::{Event, Meta, Record, Shared};
 use crate::host::ServiceShared;
+use crate::jobs::JobOptions;
 use crate::service::{Command, Health};
 use crate::status::{ServiceInfo, ServiceStatus};
+use crate::store::{Enqueued, JobId};
 
 /// This runtime's node of a cluster.
 pub(crate) trait Node: Send + Sync + 'static {
@@ -63,6 +65,19 @@ pub(crate) trait Remote: Send + Sync + 'static {
         params: Erased,
         options: CallOptions,
     ) -> BoxFuture<'static, Result<Erased, Error>>;
+
+    /// Enqueues a durable action by name with JSON `params` on a node that serves the
+    /// service, sent now; answers once that node's store has committed it, with the node's
+    /// name: the job is followed there ([`Remote::wait_job`]).
+    fn enqueue(
+        &self,
+        action: &str,
+        params: Vec<u8>,
+        options: JobOptions,
+    ) -> BoxFuture<'static, Result<(String, Enqueued), Error>>;
+
+    /// Waits on `node`, which committed it, for job `id` to end; answers its reply as JSON.
+    fn wait_job(&self, node: &str, id: JobId) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
 
     /// A command, sent now; the future bounds the wait by the command's timeout.
     fn command(

@@ -3,6 +3,8 @@
 
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/temp_store.rs"]
+mod temp_store;
 
 use std::time::Duration;
 
@@ -690,4 +692,96 @@ async fn a_second_node_in_one_process_is_refused() {
         .await
         .unwrap();
     again.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_action_of_a_service_on_another_node_is_committed_and_followed_there() {
+    let _turn = THIS_NODE.lock().await;
+    let file = temp_store::TempStore::new("remote-jobs");
+    let store = [("SORA_TEST_STORE", file.0.as_os_str())];
+    let mut keeper = Node::start_with("keeper", None, SECRET, &[], &store).await;
+    let port = keeper.port;
+    let runtime = Runtime::builder()
+        .remote::<Bank>()
+        .cluster(this_node(&[port], SECRET))
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        runtime.jobs().is_none(),
+        "this node keeps no store of its own"
+    );
+    let cluster = runtime.cluster().unwrap();
+    within("the seed's handshake", cluster.ready()).await;
+    served_by_others(&cluster, "Bank").await;
+    let bank = runtime.service::<Bank>().unwrap();
+
+    let ticket = bank
+        .enqueue(Deposit { amount: 5 })
+        .key("d-1")
+        .await
+        .unwrap();
+    assert!(ticket.is_new());
+    let node = ticket.node().expect("kept on the other node").to_owned();
+    assert!(node.starts_with("keeper@"), "{node}");
+    assert_eq!(within("the job's reply", ticket.result()).await.unwrap(), 5);
+    let again = bank
+        .enqueue(Deposit { amount: 5 })
+        .key("d-1")
+        .await
+        .unwrap();
+    assert!(!again.is_new(), "its key names the job kept there");
+    assert_eq!(again.id(), ticket.id());
+    let err = ticket.job().unwrap_err();
+    assert!(
+        matches!(&err, Error::ServiceUnavailable { reason, .. } if reason.contains(&node)),
+        "{err:?}"
+    );
+    // By name, as the control plane enqueues.
+    let by_name = runtime.service_by_name("Bank").unwrap();
+    let enqueued = by_name
+        .enqueue_json(
+            "deposit",
+            serde_json::json!({ "amount": 7 }),
+            sora::JobOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(enqueued, sora::store::Enqueued::Created(_)));
+    let bad = by_name
+        .enqueue_json(
+            "deposit",
+            serde_json::json!({ "amount": "seven" }),
+            sora::JobOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, Error::BadParameters { .. }), "{bad:?}");
+
+    // Acknowledged means committed there: killed right after, the node runs the job when it
+    // is back, and the wait goes to it again.
+    let delayed = bank
+        .enqueue(Deposit { amount: 9 })
+        .delay(Duration::from_millis(300))
+        .await
+        .unwrap();
+    keeper.kill();
+    within(
+        "the lost node's services to go",
+        cluster.wait_until(|c| !c.serves("Bank")),
+    )
+    .await;
+    let err = delayed.result().await.unwrap_err();
+    assert!(matches!(err, Error::ServiceUnavailable { .. }), "{err:?}");
+    let back = Node::start_with("keeper", Some(port), SECRET, &[], &store).await;
+    within("the reconnection", cluster.ready()).await;
+    served_by_others(&cluster, "Bank").await;
+    assert_eq!(
+        within("the delayed job's reply", delayed.result())
+            .await
+            .unwrap(),
+        9
+    );
+    runtime.shutdown().await.unwrap();
+    back.stop().await;
 }

@@ -488,6 +488,24 @@ impl ClusterShared {
         }
     }
 
+    /// Sends `request` now to the gateway of `node`, which must serve the request's service (a
+    /// job is followed on the node that committed it); fails at once with
+    /// [`Error::ServiceUnavailable`] if that node is not among those that serve it now.
+    pub(crate) fn exchange_with(
+        self: &Arc<Self>,
+        node: &str,
+        request: Request,
+    ) -> BoxFuture<'static, Reply> {
+        let service = request.service().to_owned();
+        match self.serving(&service).into_iter().find(|s| s.node == node) {
+            Some(to) => self.call(&to, request),
+            None => Box::pin(std::future::ready(Err(Error::ServiceUnavailable {
+                service,
+                reason: format!("node `{node}`, which keeps the job, is not reachable now"),
+            }))),
+        }
+    }
+
     /// Sends `request` to the gateway `to` now; the future waits for the reply, and fails at
     /// once with [`Error::ServiceUnavailable`] naming the node if it is lost meanwhile.
     pub(super) fn call(

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use super::node::ClusterShared;
 use futures::future::BoxFuture;
 
-use super::wire::{Query, Request, WireHealth};
+use super::wire::{self, Query, Request, WireHealth};
 use crate::Error;
 use crate::action::CallOptions;
 use crate::codec::Format;
 use crate::codec::typed::{Erased, WireAction};
 use crate::event::EventsShared;
+use crate::jobs::JobOptions;
 use crate::remote::{Node, Remote, Wanted};
 use crate::service::{Command, Health};
 use crate::status::{ServiceInfo, ServiceStatus};
+use crate::store::{Enqueued, JobId};
 use crate::system::RuntimeShared;
 
 /// A service of another node, by name. Every call picks a node that serves it at that moment.
@@ -127,6 +129,57 @@ impl Remote for RemoteService {
                 reason: format!("the reply of `{name}.{action}` could not be decoded: {err}"),
             })
         })
+    }
+
+    fn enqueue(
+        &self,
+        action: &str,
+        params: Vec<u8>,
+        options: JobOptions,
+    ) -> BoxFuture<'static, Result<(String, Enqueued), Error>> {
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0)
+        };
+        let request = Request::Enqueue {
+            service: self.name.to_string(),
+            action: action.to_owned(),
+            params,
+            key: options.key,
+            delay_ms: options
+                .delay
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            at_ms: options.at.map(ms),
+            options: options.call,
+        };
+        let reply = self.cluster.exchange(request);
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            let (node, reply) = reply.await;
+            let (id, new): (u128, bool) = wire::decode(&reply?).map_err(|err| {
+                cluster.undecodable(Some(&node), "an answer", &err);
+                Error::Incompatible {
+                    node: node.clone(),
+                    reason: format!("its answer to an enqueue could not be decoded: {err}"),
+                }
+            })?;
+            let id = JobId(id);
+            let enqueued = if new {
+                Enqueued::Created(id)
+            } else {
+                Enqueued::Existing(id)
+            };
+            Ok((node, enqueued))
+        })
+    }
+
+    fn wait_job(&self, node: &str, id: JobId) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
+        let request = Request::WaitJob {
+            service: self.name.to_string(),
+            id: id.0,
+        };
+        self.cluster.exchange_with(node, request)
     }
 
     /// The bus that delivers this service's events here.

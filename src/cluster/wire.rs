@@ -22,6 +22,21 @@ pub(crate) enum Request {
         options: CallOptions,
         schema: Option<u64>,
     },
+    /// Enqueues a durable action by name with JSON `params`; answered with the job's id and
+    /// whether it is new (`(u128, bool)`) once the serving node's store has committed it.
+    Enqueue {
+        service: String,
+        action: String,
+        params: Vec<u8>,
+        key: Option<String>,
+        /// Not before this many milliseconds after the commit.
+        delay_ms: Option<u64>,
+        /// Not before this time, in milliseconds since the epoch.
+        at_ms: Option<u64>,
+        options: CallOptions,
+    },
+    /// Waits for a job this node committed to end; answered with its reply as JSON.
+    WaitJob { service: String, id: u128 },
     /// Runs a command and answers once it has run.
     Command {
         service: String,
@@ -174,7 +189,8 @@ impl Request {
     /// What the request does, for an error about it: the action's or the command's name.
     pub(crate) fn label(&self) -> String {
         match self {
-            Request::Act { action, .. } => action.clone(),
+            Request::Act { action, .. } | Request::Enqueue { action, .. } => action.clone(),
+            Request::WaitJob { id, .. } => format!("job {}", crate::store::JobId(*id)),
             Request::Command { command, .. } | Request::Tell { command, .. } => {
                 Command::from(command.clone()).name().to_owned()
             }
@@ -189,6 +205,8 @@ impl Request {
     pub(crate) fn service(&self) -> &str {
         match self {
             Request::Act { service, .. }
+            | Request::Enqueue { service, .. }
+            | Request::WaitJob { service, .. }
             | Request::Command { service, .. }
             | Request::Tell { service, .. }
             | Request::Pause { service, .. }

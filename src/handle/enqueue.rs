@@ -117,12 +117,18 @@ where
         }
         Box::pin(async move {
             let service: Arc<dyn ErasedService> = cell;
-            let dispatcher = dispatcher(&*service, A::NAME)?;
             let params = Json::encode(&action).map_err(|message| Error::Encode {
                 service: service.name().to_owned(),
                 action: A::NAME.to_owned(),
                 message,
             })?;
+            // A service that runs on another node keeps its jobs there: committed there.
+            #[cfg(feature = "cluster")]
+            if let Some(remote) = crate::remote::route(service.shared()) {
+                let (node, enqueued) = remote.enqueue(A::NAME, params, options).await?;
+                return Ok(JobTicket::remote(remote, node, enqueued));
+            }
+            let dispatcher = dispatcher(&*service, A::NAME)?;
             let enqueued = dispatcher
                 .enqueue(&service, A::NAME, params, options)
                 .await?;
@@ -174,9 +180,21 @@ pub(super) fn dispatcher(
 /// # runtime.shutdown().await }
 /// ```
 pub struct JobTicket<R> {
-    jobs: Jobs,
+    source: Source,
     enqueued: Enqueued,
     reply: PhantomData<fn() -> R>,
+}
+
+/// Where a ticket's job is kept.
+enum Source {
+    /// In this runtime's store.
+    Local(Jobs),
+    /// In the store of another node of the cluster, which committed it.
+    #[cfg(feature = "cluster")]
+    Remote {
+        service: Arc<dyn crate::remote::Remote>,
+        node: String,
+    },
 }
 
 impl<R> std::fmt::Debug for JobTicket<R> {
@@ -184,14 +202,41 @@ impl<R> std::fmt::Debug for JobTicket<R> {
         f.debug_struct("JobTicket")
             .field("id", &self.enqueued.id())
             .field("new", &matches!(self.enqueued, Enqueued::Created(_)))
+            .field("node", &self.node())
             .finish()
+    }
+}
+
+impl<R> JobTicket<R> {
+    /// The node of the cluster whose store keeps the job, when it is not this runtime's: a
+    /// durable action of a service that runs elsewhere is committed where it runs.
+    pub fn node(&self) -> Option<&str> {
+        match &self.source {
+            Source::Local(_) => None,
+            #[cfg(feature = "cluster")]
+            Source::Remote { node, .. } => Some(node),
+        }
     }
 }
 
 impl<R: DeserializeOwned> JobTicket<R> {
     pub(crate) fn new(jobs: Jobs, enqueued: Enqueued) -> Self {
         JobTicket {
-            jobs,
+            source: Source::Local(jobs),
+            enqueued,
+            reply: PhantomData,
+        }
+    }
+
+    /// A job that `node` committed, for a service that runs there.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote(
+        service: Arc<dyn crate::remote::Remote>,
+        node: String,
+        enqueued: Enqueued,
+    ) -> Self {
+        JobTicket {
+            source: Source::Remote { service, node },
             enqueued,
             reply: PhantomData,
         }
@@ -212,17 +257,41 @@ impl<R: DeserializeOwned> JobTicket<R> {
     ///
     /// # Errors
     ///
-    /// As [`Jobs::get`].
+    /// As [`Jobs::get`]; for a job kept on another node ([`node`](Self::node)),
+    /// [`Error::ServiceUnavailable`] naming it: ask that node (its `GET /api/jobs/{id}`).
     pub fn job(&self) -> Result<Job, Error> {
-        self.jobs.get(self.id())
+        match &self.source {
+            Source::Local(jobs) => jobs.get(self.id()),
+            #[cfg(feature = "cluster")]
+            Source::Remote { service, node } => Err(Error::ServiceUnavailable {
+                service: service.name().to_owned(),
+                reason: format!(
+                    "job {} is kept on node `{node}`: ask it for the job's state",
+                    self.id()
+                ),
+            }),
+        }
     }
 
-    /// Waits for the job's reply: after its retries, if it needs some.
+    /// Waits for the job's reply: after its retries, if it needs some. For a job kept on
+    /// another node, the wait is that node's, over the cluster.
     ///
     /// # Errors
     ///
-    /// As [`Jobs::wait`].
+    /// As [`Jobs::wait`]; for a job kept on another node, also [`Error::ServiceUnavailable`]
+    /// when that node is lost (the job goes on there: ask again once it is back).
     pub async fn result(&self) -> Result<R, Error> {
-        self.jobs.wait_for(self.id()).await
+        match &self.source {
+            Source::Local(jobs) => jobs.wait_for(self.id()).await,
+            #[cfg(feature = "cluster")]
+            Source::Remote { service, node } => {
+                let reply = service.wait_job(node, self.id()).await?;
+                serde_json::from_slice(&reply).map_err(|e| Error::Encode {
+                    service: service.name().to_owned(),
+                    action: String::new(),
+                    message: format!("the reply of job {} does not decode: {e}", self.id()),
+                })
+            }
+        }
     }
 }

@@ -215,6 +215,32 @@ impl Handler<Add> for Ledger {
     }
 }
 
+/// Takes deposits as durable jobs: each is committed in the node's store before it is run.
+#[derive(Default)]
+pub struct Bank;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Deposit {
+    pub amount: u64,
+}
+
+impl Action for Deposit {
+    const NAME: &'static str = "deposit";
+    type Reply = u64;
+}
+
+impl Service for Bank {
+    fn define(def: &mut Definition<Self>) {
+        def.durable::<Deposit>(sora::Retry::none());
+    }
+}
+
+impl Handler<Deposit> for Bank {
+    async fn handle(&self, deposit: Deposit, _: &Context) -> Result<u64, BoxError> {
+        Ok(deposit.amount)
+    }
+}
+
 /// Records the arguments of its `record` commands, one at a time.
 #[derive(Default)]
 pub struct Recorder {
@@ -294,9 +320,15 @@ pub async fn node_main() {
         Ok("v2") => Runtime::builder().service(TranslatorV2::default),
         _ => Runtime::builder().service(Translator::default),
     };
+    // Durable jobs in the file of `SORA_TEST_STORE`, which outlives the process, or in memory.
+    let builder = match std::env::var("SORA_TEST_STORE") {
+        Ok(path) => builder.store_path(path),
+        Err(_) => builder.store(sora::store::RedbStore::in_memory().expect("a store")),
+    };
     let started = builder
         .service(Ledger::default)
         .service(Recorder::default)
+        .service(Bank::default)
         .cluster(config)
         .start()
         .await;
