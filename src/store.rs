@@ -387,10 +387,23 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A page of the jobs that `filter` asks for, reading at most [`SCAN_LIMIT`] of them.
     fn page(&self, filter: &JobFilter) -> Result<JobPage, Error>;
 
-    /// The jobs of the first page that `filter` asks for ([`page`](Self::page) without its
-    /// cursor).
+    /// Every job that `filter` asks for, up to its limit: [`page`](Self::page) after page
+    /// until the limit is reached or nothing is left (this reads as much of the store as the
+    /// filter needs; a caller that must stay bounded pages itself).
     fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, Error> {
-        Ok(self.page(filter)?.jobs)
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut filter = filter.clone();
+        let mut jobs = Vec::new();
+        while jobs.len() < limit {
+            filter.limit = Some(limit - jobs.len());
+            let page = self.page(&filter)?;
+            jobs.extend(page.jobs);
+            match page.next {
+                Some(next) => filter.after = Some(next),
+                None => break,
+            }
+        }
+        Ok(jobs)
     }
 
     /// Appends to the run history: for each service, its runs, oldest first, and where its

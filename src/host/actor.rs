@@ -123,7 +123,13 @@ impl<S: Service> Actor for HostActor<S> {
                 .shared
                 .resumed_schedule()
                 .and_then(|(mark, now)| schedule.resume(&mark, now));
-            let first = resumed.map_or_else(|| schedule.first_tick(), |r| r.first);
+            let runs_now = schedule.run_on_start || resumed.is_some_and(|r| r.run_now);
+            let mut first = resumed.map_or_else(|| schedule.first_tick(), |r| r.first);
+            // A tick due now while the run of the start is going would only be skipped (or,
+            // with `RunOnce`, run again after it): the run now is that tick.
+            if runs_now && first.is_zero() {
+                first = schedule.period;
+            }
             if let Some(resumed) = resumed.filter(|r| r.missed > 0) {
                 tracing::info!(
                     service = %cell.shared.name,
@@ -144,7 +150,7 @@ impl<S: Service> Actor for HostActor<S> {
                     tick_every(myself, first, schedule.period)
                 }
             });
-            if schedule.run_on_start || resumed.is_some_and(|r| r.run_now) {
+            if runs_now {
                 start_tick(state);
             }
         }
@@ -388,7 +394,11 @@ fn start_tick<S: Service>(state: &mut HostState<S>) {
             tracing::warn!(service = %shared.name, error = %e, "periodic run failed");
         }
         let duration = t0.elapsed();
-        shared.mark_schedule(|mark, now| mark.ended = Some(now));
+        // A run stopped under it (cancelled at a shutdown) did not end: the next process
+        // sees it cut short.
+        if outcome_kind != RunOutcome::Cancelled {
+            shared.mark_schedule(|mark, now| mark.ended = Some(now));
+        }
         shared.history.push(RunRecord {
             kind: RunKind::Tick,
             name: Cow::Borrowed("tick"),

@@ -405,7 +405,10 @@ fn page(
     path: &str,
     filter: &JobFilter,
 ) -> Result<JobPage, redb::Error> {
-    let limit = filter.limit.unwrap_or(usize::MAX).max(1);
+    let limit = filter.limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Ok(JobPage::default());
+    }
     let newest = filter.newest_first;
     let state = filter.state.as_deref();
     let (unfinished, finished) = match state {
@@ -435,6 +438,10 @@ fn page(
         }
         let (id, bytes) = entry?;
         last = Some(id);
+        if bytes.is_empty() {
+            // An index entry whose job is gone: read, counted, nothing to show.
+            continue;
+        }
         let record = match Stored::decode(&bytes) {
             Ok(record) => record,
             Err(e) => {
@@ -520,17 +527,13 @@ fn dead_of<'t>(
     } else {
         Box::new(range)
     };
-    Ok(Box::new(ids.filter_map(move |entry| {
-        let id = match entry {
-            Ok((key, _)) => key.value().1,
-            Err(e) => return Some(Err(e.into())),
-        };
-        match finished.get(id) {
-            Ok(Some(bytes)) => Some(Ok((id, bytes.value().to_vec()))),
-            // An index entry without its job: nothing to show.
-            Ok(None) => None,
-            Err(e) => Some(Err(e.into())),
-        }
+    Ok(Box::new(ids.map(move |entry| {
+        let id = entry?.0.value().1;
+        Ok(match finished.get(id)? {
+            Some(bytes) => (id, bytes.value().to_vec()),
+            // An index entry without its job: no bytes, and still counted in the scan.
+            None => (id, Vec::new()),
+        })
     })))
 }
 

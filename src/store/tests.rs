@@ -841,6 +841,15 @@ async fn a_page_reads_no_more_than_its_scan_limit_and_says_where_to_go_on() {
     assert_eq!(second.jobs.len(), 1);
     assert_eq!(second.jobs[0].service, "rare");
     assert_eq!(second.next, None);
+    // `jobs` pages on until it has what was asked.
+    filter.after = None;
+    let all = store.jobs(&filter).unwrap();
+    assert_eq!(all.len(), 1, "found past the first page's scan");
+    let none = JobFilter {
+        limit: Some(0),
+        ..JobFilter::default()
+    };
+    assert_eq!(store.page(&none).unwrap(), JobPage::default());
 }
 
 /// Enqueues, claims and finishes one job of `service` at `at` with `outcome`.
