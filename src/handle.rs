@@ -40,6 +40,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 use serde::de::DeserializeOwned;
 
+pub(crate) use enqueue::by_name as enqueue_by_name;
 pub use enqueue::{EnqueueRequest, JobTicket};
 pub use request::{ActRequest, CommandRequest, Then};
 
@@ -455,9 +456,7 @@ impl ServiceRef {
                 if let Some(remote) = crate::remote::route(local.shared()) {
                     return Ok(remote.enqueue(action, bytes, options).await?.1);
                 }
-                local.check_params(action, &bytes)?;
-                let dispatcher = enqueue::dispatcher(&**local, action)?;
-                dispatcher.enqueue(local, action, bytes, options).await
+                enqueue::by_name(local, action, bytes, options).await
             }
             #[cfg(feature = "cluster")]
             Callee::Remote(remote) => Ok(remote.enqueue(action, bytes, options).await?.1),

@@ -194,9 +194,7 @@ impl State {
     ///
     /// As [`get`](Self::get).
     pub fn entry(&self, key: &str) -> Result<Option<StateEntry>, Error> {
-        self.read(key)?
-            .map(|value| self.entry_of(key.to_owned(), value))
-            .transpose()
+        Ok(self.read(key)?.map(|value| entry_of(key.to_owned(), value)))
     }
 
     /// Up to `limit` values in the order of their keys, from the first key after `after`
@@ -209,11 +207,8 @@ impl State {
         let Some(store) = self.readable()? else {
             return Ok(Vec::new());
         };
-        store
-            .state_entries(&self.service, after, limit)?
-            .into_iter()
-            .map(|(key, value)| self.entry_of(key, value))
-            .collect()
+        let entries = store.state_entries(&self.service, after, limit)?;
+        Ok(entries.into_iter().map(|(k, v)| entry_of(k, v)).collect())
     }
 
     /// Sets `key` to `value`, and returns once it is committed.
@@ -374,20 +369,6 @@ impl State {
         })
     }
 
-    /// An entry for an operator: a value that is not JSON (a store of one's own wrote it)
-    /// shows as its text, so that one value does not hide the page it is on.
-    fn entry_of(&self, key: String, value: StateValue) -> Result<StateEntry, Error> {
-        let json = serde_json::from_slice(&value.json).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&value.json).into_owned())
-        });
-        Ok(StateEntry {
-            key,
-            value: json,
-            version: value.version,
-            written: value.written,
-        })
-    }
-
     fn undeclared(&self) -> Error {
         Error::NoState {
             service: self.service.to_string(),
@@ -397,9 +378,23 @@ impl State {
     fn bad(&self, key: &str, message: String) -> Error {
         Error::BadState {
             service: self.service.to_string(),
-            key: key.chars().take(64).collect(),
+            key: crate::store::state::shortened(key, 64),
             message,
         }
+    }
+}
+
+/// An entry for an operator: a value that is not JSON (a store of one's own wrote it)
+/// shows as its text, so that one value does not hide the page it is on.
+fn entry_of(key: String, value: StateValue) -> StateEntry {
+    let json = serde_json::from_slice(&value.json).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&value.json).into_owned())
+    });
+    StateEntry {
+        key,
+        value: json,
+        version: value.version,
+        written: value.written,
     }
 }
 

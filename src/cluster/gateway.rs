@@ -189,28 +189,20 @@ fn serve(runtime: &Arc<RuntimeShared>, bytes: &[u8]) -> BoxFuture<'static, Reply
             action,
             params,
             key,
-            delay_ms,
-            at_ms,
+            delay,
+            at,
             options,
             ..
         } => {
-            let Some(jobs) = runtime.jobs.get().cloned() else {
-                return ready(Err(Error::NotDurable {
-                    service: service.name().to_owned(),
-                    action,
-                }));
-            };
-            if let Err(err) = service.check_params(&action, &params) {
-                return ready(Err(err));
-            }
             let job = crate::JobOptions {
                 key,
-                delay: delay_ms.map(std::time::Duration::from_millis),
-                at: at_ms.map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+                delay,
+                at,
                 call: options,
             };
             Box::pin(async move {
-                let enqueued = jobs.enqueue(&service, &action, params, job).await?;
+                let enqueued =
+                    crate::handle::enqueue_by_name(&service, &action, params, job).await?;
                 let new = matches!(enqueued, crate::store::Enqueued::Created(_));
                 Ok(wire::encode(&(enqueued.id().0, new)))
             })

@@ -137,20 +137,13 @@ impl Remote for RemoteService {
         params: Vec<u8>,
         options: JobOptions,
     ) -> BoxFuture<'static, Result<(String, Enqueued), Error>> {
-        let ms = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0)
-        };
         let request = Request::Enqueue {
             service: self.name.to_string(),
             action: action.to_owned(),
             params,
             key: options.key,
-            delay_ms: options
-                .delay
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            at_ms: options.at.map(ms),
+            delay: options.delay,
+            at: options.at,
             options: options.call,
         };
         let reply = self.cluster.exchange(request);

@@ -29,10 +29,10 @@ pub(crate) enum Request {
         action: String,
         params: Vec<u8>,
         key: Option<String>,
-        /// Not before this many milliseconds after the commit.
-        delay_ms: Option<u64>,
-        /// Not before this time, in milliseconds since the epoch.
-        at_ms: Option<u64>,
+        /// Not before this long after the commit.
+        delay: Option<std::time::Duration>,
+        /// Not before this time.
+        at: Option<std::time::SystemTime>,
         options: CallOptions,
     },
     /// Waits for a job this node committed to end; answered with its reply as JSON.

@@ -137,6 +137,21 @@ where
     }
 }
 
+/// Enqueues `service`'s durable `action` by name with JSON `params`, here: checked against the
+/// action's type before anything is committed. What `enqueue_json` does for a service that
+/// runs here, and what a gateway does for a caller on another node.
+pub(crate) async fn by_name(
+    service: &Arc<dyn ErasedService>,
+    action: &str,
+    params: Vec<u8>,
+    options: JobOptions,
+) -> Result<Enqueued, Error> {
+    service.check_params(action, &params)?;
+    dispatcher(&**service, action)?
+        .enqueue(service, action, params, options)
+        .await
+}
+
 /// The dispatcher of the runtime that `service` belongs to, which has one whenever a service
 /// declares a durable action.
 pub(super) fn dispatcher(

@@ -80,10 +80,7 @@ fn state(api: &Api, name: &str) -> ApiResult<crate::State> {
 }
 
 fn unknown_key(name: &str, key: &str) -> ApiError {
-    let mut shown: String = key.chars().take(64).collect();
-    if shown.len() < key.len() {
-        shown.push('…');
-    }
+    let shown = crate::store::state::shortened(key, 64);
     let mut err = ApiError::new(
         StatusCode::NOT_FOUND,
         "unknown_key",

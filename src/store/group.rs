@@ -123,16 +123,23 @@ impl<R> Drop for GroupCommit<R> {
         }
         // A queued committer finds the store closed when it runs, and leaves: what waits is
         // committed here.
-        while let Some(batch) = shared.take(&mut waiting) {
-            drop(waiting);
-            (shared.commit)(batch);
-            waiting = lock(&shared.waiting);
-        }
+        waiting = shared.drain(waiting);
         waiting.committer = Phase::Idle;
     }
 }
 
 impl<R> Shared<R> {
+    /// Commits batch after batch, the lock let go while each commits, until nothing waits;
+    /// answers the lock, held.
+    fn drain<'a>(&'a self, mut waiting: MutexGuard<'a, Waiting<R>>) -> MutexGuard<'a, Waiting<R>> {
+        while let Some(batch) = self.take(&mut waiting) {
+            drop(waiting);
+            (self.commit)(batch);
+            waiting = lock(&self.waiting);
+        }
+        waiting
+    }
+
     /// The next batch, its room given back; `None` when nothing waits.
     fn take(&self, waiting: &mut Waiting<R>) -> Option<Vec<R>> {
         if waiting.changes.is_empty() {
@@ -189,11 +196,7 @@ impl<R: Send + 'static> Committer<R> {
             return;
         }
         waiting.committer = Phase::Running;
-        while let Some(batch) = shared.take(&mut waiting) {
-            drop(waiting);
-            (shared.commit)(batch);
-            waiting = lock(&shared.waiting);
-        }
+        let mut waiting = shared.drain(waiting);
         waiting.committer = Phase::Idle;
         shared.stopped.notify_all();
         self.done = true;

@@ -1105,13 +1105,12 @@ impl<'tx> Tables<'tx> {
         max: usize,
     ) -> Result<usize, redb::Error> {
         let mut pruned = 0;
-        for (dead, before) in [(false, completed_before), (true, dead_before)] {
-            let index = if dead {
-                &self.dead_at
-            } else {
-                &self.finished_at
-            };
-            let due: Vec<(u64, u128)> = index
+        for (kind, before) in [
+            (StoredState::Completed, completed_before),
+            (StoredState::Dead, dead_before),
+        ] {
+            let due: Vec<(u64, u128)> = self
+                .finished_index(kind)
                 .range((0, 0)..(ms(before), 0))?
                 .take(max - pruned)
                 .map(|entry| entry.map(|(k, _)| k.value()))
@@ -1133,12 +1132,7 @@ impl<'tx> Tables<'tx> {
                     None => {}
                 }
                 // Whatever the record said, its entry in this index goes.
-                let index = if dead {
-                    &mut self.dead_at
-                } else {
-                    &mut self.finished_at
-                };
-                index.remove((at, id))?;
+                self.finished_index(kind).remove((at, id))?;
                 pruned += 1;
             }
         }

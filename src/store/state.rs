@@ -67,16 +67,16 @@ pub(super) fn refusal(change: &StateChange) -> Option<String> {
     match &change.value {
         Some(json) if json.len() > STATE_VALUE_LIMIT => Some(format!(
             "the value of state key `{}` is {} bytes, past the limit of {STATE_VALUE_LIMIT}",
-            shown(&change.key),
+            shortened(&change.key, 32),
             json.len()
         )),
         _ => None,
     }
 }
 
-/// A key for an error: its first 32 characters, and `…` if there are more.
-fn shown(key: &str) -> String {
-    let mut shown: String = key.chars().take(32).collect();
+/// A key for an error: its first `chars` characters, and `…` if there are more.
+pub(crate) fn shortened(key: &str, chars: usize) -> String {
+    let mut shown: String = key.chars().take(chars).collect();
     if shown.len() < key.len() {
         shown.push('…');
     }
