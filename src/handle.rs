@@ -40,6 +40,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "cluster")]
 pub(crate) use enqueue::by_name as enqueue_by_name;
 pub use enqueue::{EnqueueRequest, JobTicket};
 pub use request::{ActRequest, CommandRequest, Then};
